@@ -1,0 +1,75 @@
+"""The Python API: `genforge.load(ckpt)` -> TextModel."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from genforge.data.tokenizer import Tokenizer
+from genforge.errors import CheckpointError
+from genforge.models import FAMILIES
+from genforge.sample.text import generate_ids, stream_text, truncate
+from genforge.train import checkpoint as ckpt_io
+from genforge.train.device import resolve_device
+
+
+def load_model(ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[torch.nn.Module, dict, Path]:
+    """(model in eval mode, config.json dict, checkpoint dir) from a checkpoint directory."""
+    path = ckpt_io.resolve(ckpt)
+    config = ckpt_io.read_config(path)
+    family = FAMILIES.get(config.get("family"))
+    if family is None:
+        raise CheckpointError(f"{path / 'config.json'}: unknown family {config.get('family')!r}")
+    from genforge.config import from_dict
+
+    model = family.build(from_dict(family.config, config.get("model") or {}, "model"))
+    ckpt_io.load_module(model, path / "model.safetensors")
+    dev = resolve_device(device)
+    if dtype == "auto":
+        dtype = "bfloat16" if dev.type == "cuda" else "float32"
+    model = model.to(dev, getattr(torch, dtype)).eval()
+    return model, config, path
+
+
+class TextModel:
+    """A language model and its tokenizer, ready to generate."""
+
+    def __init__(self, model, tokenizer: Tokenizer, path: Path):
+        self.model, self.tokenizer, self.path = model, tokenizer, path
+
+    @classmethod
+    def load(cls, ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> "TextModel":
+        model, config, path = load_model(ckpt, device, dtype)
+        tok_file = path / "tokenizer.json"
+        if not tok_file.is_file():
+            raise CheckpointError(f"{path}: no tokenizer.json; this checkpoint cannot generate text")
+        tokenizer = Tokenizer.from_file(tok_file)
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise CheckpointError(f"{tok_file}: {tokenizer.vocab_size} tokens but the model has vocab_size={model.config.vocab_size}")
+        return cls(model, tokenizer, path)
+
+    def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int | None = None,
+               top_p: float | None = None, repetition_penalty: float = 1.0, stop: Sequence[str] = (),
+               seed: int | None = None) -> Iterator[str]:
+        """Yield the continuation of prompt piece by piece as it is generated."""
+        return stream_text(self.model, self.tokenizer, prompt, max_new_tokens, stop=stop, seed=seed,
+                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+
+    def generate(self, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int | None = None,
+                 top_p: float | None = None, repetition_penalty: float = 1.0, stop: Sequence[str] = (),
+                 seed: int | None = None, num_samples: int = 1) -> str | list[str]:
+        """The continuation of prompt (a list of num_samples continuations when num_samples > 1)."""
+        if num_samples == 1:
+            return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed))
+        device = next(self.model.parameters()).device
+        idx = torch.tensor([self.tokenizer.encode(prompt)] * num_samples, device=device)
+        gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+        out = generate_ids(self.model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           repetition_penalty=repetition_penalty, generator=gen)
+        texts = []
+        for row in out.tolist():
+            if self.tokenizer.eot_id in row:
+                row = row[: row.index(self.tokenizer.eot_id)]
+            texts.append(truncate(self.tokenizer.decode(row), stop))
+        return texts

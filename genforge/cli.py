@@ -1,0 +1,155 @@
+"""`genforge <verb>`: each verb parses its arguments and calls one function of the package.
+
+Errors genforge raises on purpose (GenforgeError) print as one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from genforge.errors import GenforgeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genforge", description="Train, sample and evaluate generative models.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for add in (_quickstart, _prepare, _train, _generate, _eval):
+        add(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except GenforgeError as e:
+        print(f"genforge {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genforge {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quickstart(sub):
+    p = sub.add_parser("quickstart", help="prepare the embedded Shakespeare, train a small char GPT, sample")
+    p.add_argument("--out", default="runs/quickstart", help="output directory (default runs/quickstart)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+
+    def run(a):
+        from genforge.quickstart import quickstart
+
+        quickstart(a.out, a.minutes)
+
+    p.set_defaults(func=run)
+
+
+def _prepare(sub):
+    p = sub.add_parser("prepare", help="tokenize a text corpus into token shards")
+    p.add_argument("source", help="a .txt file, a folder of text files, a .jsonl file, or builtin:shakespeare")
+    p.add_argument("--tokenizer", default="char", help="char | bpe:VOCAB (default char)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--field", help="text field of a .jsonl source")
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                   help="invalid UTF-8: stop with an error (strict) or substitute U+FFFD (replace)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--tokenizer-file", help="reuse this tokenizer.json instead of training one")
+
+    def run(a):
+        from genforge.data.prepare import prepare
+        from genforge.data.shards import TokenData
+
+        out = prepare(a.source, a.tokenizer, a.out, a.field, a.errors, a.val_fraction, tokenizer_file=a.tokenizer_file)
+        data = TokenData(out)
+        print(f"{out}: vocab {data.vocab_size}, {data.tokens('train'):,} train + {data.tokens('val'):,} val tokens ({data.dtype})")
+
+    p.set_defaults(func=run)
+
+
+def _train(sub):
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="YAML file of config overrides (e.g. configs/lm/shakespeare_char.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides: model.n_layer=6 train.lr=3e-4")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+
+    def run(a):
+        from genforge.config import load_config
+        from genforge.train.run import run as train_run
+
+        ckpt = train_run(load_config(a.config, a.overrides), resume=a.resume, progress=not a.no_progress)
+        print(f"checkpoint: {ckpt}")
+
+    p.set_defaults(func=run)
+
+
+def _generate(sub):
+    p = sub.add_parser("generate", help="generate text from a checkpoint (streams to stdout)")
+    p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--device", default="auto")
+
+    def run(a):
+        import genforge
+
+        _check_sampling(a)
+        lm = genforge.load(a.ckpt, device=a.device)
+        kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                  repetition_penalty=a.repetition_penalty, stop=a.stop)
+        for i in range(a.num_samples):
+            if a.num_samples > 1:
+                print(f"--- sample {i + 1} ---")
+            seed = None if a.seed is None else a.seed + i
+            sys.stdout.write(a.prompt)
+            for piece in lm.stream(a.prompt, seed=seed, **kw):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+
+    p.set_defaults(func=run)
+
+
+def _check_sampling(a) -> None:
+    if a.max_new_tokens < 0:
+        raise GenforgeError(f"--max-new-tokens {a.max_new_tokens}: must be >= 0")
+    if a.temperature < 0:
+        raise GenforgeError(f"--temperature {a.temperature}: must be >= 0 (0 is greedy)")
+    if a.top_k is not None and a.top_k < 1:
+        raise GenforgeError(f"--top-k {a.top_k}: must be >= 1")
+    if a.top_p is not None and not 0 < a.top_p <= 1:
+        raise GenforgeError(f"--top-p {a.top_p}: must be in (0, 1]")
+    if a.repetition_penalty <= 0:
+        raise GenforgeError(f"--repetition-penalty {a.repetition_penalty}: must be > 0")
+    if a.num_samples < 1:
+        raise GenforgeError(f"--num-samples {a.num_samples}: must be >= 1")
+
+
+def _eval(sub):
+    p = sub.add_parser("eval", help="loss, perplexity and bits per char/byte of a checkpoint")
+    p.add_argument("ckpt")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--data", help="prepared data directory (default: the data the checkpoint trained on)")
+    g.add_argument("--file", help="a text file")
+    p.add_argument("--split", default="val")
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def run(a):
+        from genforge.eval.perplexity import evaluate_checkpoint
+
+        result = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors)
+        if a.json:
+            print(json.dumps(result))
+        else:
+            print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+
+    p.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

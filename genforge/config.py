@@ -1,0 +1,186 @@
+"""Dataclass configs, YAML files of overrides, dotted command-line overrides, validation.
+
+A run is described by a RunConfig: which model family, the family's model config, the data and
+the training settings. YAML holds only what differs from the defaults; `key.sub=value` pairs on
+the command line override it. Unknown keys and values of the wrong type raise ConfigError naming
+the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from genforge.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # a prepared token directory (holds manifest.json)
+    source: str | None = None  # when path holds no data yet, `genforge prepare` this source there
+    tokenizer: str = "char"  # used with `source`: char | bpe:VOCAB
+    batch_size: int = 12
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 2000
+    max_minutes: float | None = None  # wall-clock budget: stop (evaluate, save) once it is spent
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None: decay over max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    grad_accum: int = 1
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 10
+    ckpt_interval: int | None = None  # None: checkpoint at every eval
+    keep_checkpoints: int = 2
+    ema_decay: float = 0.0  # 0 disables the EMA copy of the model
+    seed: int = 1337
+    out_dir: str = "runs/default"
+    threads: int | None = None  # CPU threads for torch; None leaves torch's default
+
+    def __post_init__(self):
+        for key in ("max_iters", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}={getattr(self, key)} must be >= 1")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ConfigError(f"train.lr={self.lr}, train.min_lr={self.min_lr}: need 0 <= min_lr <= lr, lr > 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
+
+
+@dataclass
+class RunConfig:
+    family: str = "gpt"
+    model: Any = None  # the family's config dataclass
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML file of overrides (or none), apply `key=value` overrides, build a RunConfig.
+
+    Raises ConfigError naming the key for unknown keys, wrong types and invalid values.
+    """
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})".splitlines()[0]) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
+    for item in overrides:
+        set_dotted(raw, item)
+    return build_run_config(raw)
+
+
+def set_dotted(raw: dict, item: str) -> None:
+    """Apply one `a.b.c=value` override to a nested dict; the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. model.n_layer=6")
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(text) if text else ""
+
+
+def build_run_config(raw: dict) -> RunConfig:
+    from genforge.models import FAMILIES
+
+    raw = dict(raw)
+    family = raw.get("family", "gpt")
+    if family not in FAMILIES:
+        raise ConfigError(f"family={family!r}: expected one of {sorted(FAMILIES)}")
+    model_cls = FAMILIES[family].config
+    _check_keys(raw, ["family", "model", "data", "train"], "")
+    return RunConfig(
+        family=family,
+        model=from_dict(model_cls, raw.get("model") or {}, "model"),
+        data=from_dict(DataConfig, raw.get("data") or {}, "data"),
+        train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
+    )
+
+
+def from_dict(cls, values: dict, prefix: str):
+    """Build dataclass `cls` from a dict, checking every key and type; `prefix` names the section."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    _check_keys(values, names, prefix)
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _check_keys(values: dict, names: list[str], prefix: str) -> None:
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f"; expected one of {', '.join(names)}"
+            raise ConfigError(f"{prefix + '.' if prefix else ''}{key}: unknown config key{hint}")
+
+
+def _coerce(value, tp, key: str):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}={value!r}: expected {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r}: expected a list")
+        return origin(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{key}={value!r}: expected {_type_name(tp)}")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -1,0 +1,1 @@
+"""Data: readers, tokenizers, token shards with a manifest, and the batches training draws."""

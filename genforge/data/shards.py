@@ -1,0 +1,134 @@
+"""Token data on disk: flat binary shards of uint16/uint32 ids and a manifest.json.
+
+    DIR/manifest.json   {"format": 1, "dtype", "vocab_size", "eot_id", "tokenizer",
+                         "splits": {"train": [{"file", "tokens", "sha256"}], "val": [...]}, "source"}
+    DIR/tokenizer.json
+    DIR/train-00000.bin ...
+
+The manifest is written last, atomically: a directory without one is not data. Shards are
+read through np.memmap, so memory does not grow with the corpus.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from genforge.data.tokenizer import Tokenizer
+from genforge.errors import DataError
+
+FORMAT = 1
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 65535 else np.dtype(np.uint32)
+
+
+class ShardWriter:
+    """Append token arrays to `{split}-NNNNN.bin` files of at most `shard_tokens` tokens each."""
+
+    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.out, self.split, self.dtype, self.shard_tokens = out, split, dtype, shard_tokens
+        self.shards: list[dict] = []
+        self._file = None
+
+    def write(self, ids: np.ndarray) -> None:
+        ids = ids.astype(self.dtype, copy=False)
+        while ids.size:
+            if self._file is None:
+                self._open()
+            room = self.shard_tokens - self._tokens
+            part, ids = ids[:room], ids[room:]
+            data = part.tobytes()
+            self._file.write(data)
+            self._hash.update(data)
+            self._tokens += part.size
+            if self._tokens == self.shard_tokens:
+                self._close()
+
+    def finish(self) -> list[dict]:
+        if self._file is not None:
+            self._close()
+        return self.shards
+
+    def _open(self) -> None:
+        self._name = f"{self.split}-{len(self.shards):05d}.bin"
+        self._file = open(self.out / self._name, "wb")
+        self._hash, self._tokens = hashlib.sha256(), 0
+
+    def _close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        self.shards.append({"file": self._name, "tokens": self._tokens, "sha256": self._hash.hexdigest()})
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out / "manifest.json")
+
+
+class TokenData:
+    """A prepared token directory, opened and checked: shard sizes match the manifest, the
+    tokenizer matches the vocabulary, and every id is below vocab_size."""
+
+    def __init__(self, path: str | Path, verify: bool = False):
+        self.path = Path(path)
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.is_file():
+            raise DataError(f"{self.path}: no manifest.json (not a prepared data directory; run `genforge prepare`)")
+        try:
+            self.manifest = m = json.loads(manifest_path.read_text())
+            self.vocab_size, self.dtype = int(m["vocab_size"]), np.dtype(m["dtype"])
+            self.eot_id = m.get("eot_id")
+            splits = m["splits"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{manifest_path}: malformed manifest ({e.__class__.__name__}: {e})") from None
+        if self.dtype not in (np.uint16, np.uint32):
+            raise DataError(f"{manifest_path}: dtype {self.dtype} is not uint16 or uint32")
+        self.tokenizer_path = self.path / m["tokenizer"] if m.get("tokenizer") else None
+        if self.tokenizer_path is not None:
+            tok_vocab = Tokenizer.from_file(self.tokenizer_path).vocab_size
+            if tok_vocab != self.vocab_size:
+                raise DataError(f"{self.tokenizer_path}: tokenizer has {tok_vocab} tokens but "
+                                f"{manifest_path} says vocab_size={self.vocab_size}")
+        self.splits = {name: [self._open(s, verify) for s in shards] for name, shards in splits.items()}
+
+    def _open(self, shard: dict, verify: bool) -> np.memmap:
+        f = self.path / shard["file"]
+        if not f.is_file():
+            raise DataError(f"{f}: shard listed in manifest.json is missing")
+        expected = shard["tokens"] * self.dtype.itemsize
+        if f.stat().st_size != expected:
+            raise DataError(f"{f}: {f.stat().st_size} bytes, manifest says {shard['tokens']} {self.dtype} "
+                            f"tokens ({expected} bytes); the shard is truncated or from another run")
+        if shard["tokens"] == 0:
+            return np.zeros(0, dtype=self.dtype)
+        data = np.memmap(f, dtype=self.dtype, mode="r")
+        if verify:
+            digest = hashlib.sha256()
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    digest.update(chunk)
+            if digest.hexdigest() != shard["sha256"]:
+                raise DataError(f"{f}: sha256 does not match manifest.json (the file changed)")
+        for start in range(0, len(data), 1 << 24):
+            chunk = data[start:start + (1 << 24)]
+            if chunk.max() >= self.vocab_size:
+                bad = start + int(np.argmax(chunk >= self.vocab_size))
+                raise DataError(f"{f}: token id {int(data[bad])} >= vocab_size {self.vocab_size} "
+                                f"at byte offset {bad * self.dtype.itemsize}")
+        return data
+
+    def tokens(self, split: str) -> int:
+        return sum(len(s) for s in self.split(split))
+
+    def split(self, name: str) -> list[np.ndarray]:
+        if name not in self.splits:
+            raise DataError(f"{self.path}: no {name!r} split (has {', '.join(self.splits)})")
+        return self.splits[name]

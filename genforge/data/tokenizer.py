@@ -1,0 +1,80 @@
+"""Tokenizers on the `tokenizers` library, saved as one tokenizer.json.
+
+- char: every character of the corpus is a token (a BPE model with no merges, so the file loads
+  in `tokenizers` and `transformers` like any other).
+- bpe:VOCAB: byte-level BPE (GPT-2 style) trained on the corpus; any text encodes.
+Both end the vocabulary with the end-of-text token `<|endoftext|>` that separates documents.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from genforge.errors import DataError
+
+EOT = "<|endoftext|>"
+
+
+class Tokenizer:
+    """A `tokenizers.Tokenizer` with the few things genforge needs on top."""
+
+    def __init__(self, tok: tokenizers.Tokenizer):
+        self.tok = tok
+        eot = tok.token_to_id(EOT)
+        self.eot_id = eot
+        model = tok.to_str()
+        self.kind = "char" if '"type":"Fuse"' in model.replace(" ", "") else "bpe"
+        self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind == "char" else None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Tokenizer":
+        try:
+            return cls(tokenizers.Tokenizer.from_file(str(path)))
+        except FileNotFoundError:
+            raise DataError(f"{path}: tokenizer file not found") from None
+        except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+            raise DataError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text; raises DataError for a character a char tokenizer does not know."""
+        if self._chars is not None:
+            unknown = set(text.replace(EOT, "")) - self._chars
+            if unknown:
+                c = min(unknown, key=text.index)
+                raise DataError(f"character {c!r} (at offset {text.index(c)}) is not in the char tokenizer's vocabulary")
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+    def save(self, path: str | Path) -> None:
+        self.tok.save(str(path))
+
+
+def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
+    """Build a tokenizer from `char` or `bpe:VOCAB` on the given texts."""
+    kind, _, size = spec.partition(":")
+    if kind == "char" and not size:
+        chars = sorted(set().union(*(set(t) for t in texts)))
+        vocab = {c: i for i, c in enumerate(chars)}
+        vocab[EOT] = len(vocab)
+        tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        tok.decoder = decoders.Fuse()
+        tok.add_special_tokens([EOT])
+        return Tokenizer(tok)
+    if kind == "bpe" and size.isdigit() and int(size) > 256:
+        tok = tokenizers.Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=int(size), special_tokens=[EOT], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(texts, trainer)
+        return Tokenizer(tok)
+    raise DataError(f"--tokenizer {spec!r}: expected char or bpe:VOCAB with VOCAB > 256 (e.g. bpe:8192)")

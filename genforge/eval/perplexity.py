@@ -1,0 +1,93 @@
+"""Language-model evaluation: mean cross-entropy (nats/token), perplexity, and bits per character
+(char tokenizer) or per byte (BPE), so models with different tokenizers compare fairly."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genforge.errors import DataError
+
+
+def evaluate_tokens(model, ids: np.ndarray, batch_size: int = 16, max_windows: int | None = None) -> tuple[float, int]:
+    """(total nats, tokens scored) over `ids` cut into non-overlapping windows of block_size + 1.
+
+    Every token after the first of each window is scored once, with the window's earlier tokens
+    as its context.
+    """
+    T = model.config.block_size
+    n_windows = (len(ids) - 1) // T
+    if n_windows == 0:
+        raise DataError(f"need more than block_size={T} tokens to evaluate, got {len(ids)}")
+    if max_windows:
+        n_windows = min(n_windows, max_windows)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, n_windows, batch_size):
+            rows = [ids[i * T:i * T + T + 1] for i in range(start, min(start + batch_size, n_windows))]
+            block = torch.from_numpy(np.stack(rows).astype(np.int64)).to(device)
+            logits, _ = model(block[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), block[:, 1:].flatten(), reduction="sum")
+            total += loss.item()
+            count += block[:, 1:].numel()
+    return total, count
+
+
+def report(total_nats: float, tokens: int, units: int, unit: str) -> dict[str, float]:
+    """loss, perplexity and bits per `unit` (char or byte) given `units` of scored text."""
+    loss = total_nats / tokens
+    return {"loss": loss, "perplexity": math.exp(loss), f"bits_per_{unit}": total_nats / math.log(2) / units,
+            "tokens": tokens}
+
+
+def evaluate_checkpoint(ckpt, data: str | None = None, file: str | None = None, split: str = "val",
+                        device: str = "auto", errors: str = "strict", max_windows: int | None = None) -> dict:
+    """Evaluate a language-model checkpoint on a prepared split (default: the data it was trained
+    on) or on a text file; returns loss, perplexity, bits per char/byte, tokens."""
+    from pathlib import Path
+
+    from genforge.api import TextModel
+    from genforge.data.readers import read_text
+    from genforge.data.shards import TokenData
+
+    lm = TextModel.load(ckpt, device=device, dtype="float32")
+    tok = lm.tokenizer
+    unit = "char" if tok.kind == "char" else "byte"
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise DataError(f"{file}: no such file")
+        try:
+            ids = np.array(tok.encode(read_text(path, errors)), dtype=np.int64)
+        except DataError as e:
+            raise DataError(f"{file}: {e}") from None
+        shards, source = [ids], str(file)
+    else:
+        data = data or ckpt_data_path(lm)
+        td = TokenData(data)
+        if td.vocab_size != tok.vocab_size:
+            raise DataError(f"{data}: vocab_size {td.vocab_size} does not match the checkpoint's tokenizer "
+                            f"({tok.vocab_size} tokens); evaluate on data prepared with its tokenizer.json")
+        shards, source = td.split(split), f"{data} [{split}]"
+    total, count, units = 0.0, 0, 0
+    for ids in shards:
+        if len(ids) <= lm.model.config.block_size:
+            continue
+        nats, n = evaluate_tokens(lm.model, ids, max_windows=max_windows)
+        text = tok.decode(int(i) for i in ids[1:n + 1] if i != tok.eot_id)
+        total, count, units = total + nats, count + n, units + (len(text) if unit == "char" else len(text.encode()))
+    if count == 0:
+        raise DataError(f"{source}: fewer tokens than block_size={lm.model.config.block_size}; nothing to evaluate")
+    return {"source": source, **report(total, count, units, unit)}
+
+
+def ckpt_data_path(lm) -> str:
+    from genforge.train.checkpoint import read_config
+
+    path = (read_config(lm.path).get("data") or {}).get("path")
+    if not path:
+        raise DataError(f"{lm.path}: the checkpoint does not record its data; pass --data DIR or --file F")
+    return path

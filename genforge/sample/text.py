@@ -1,0 +1,116 @@
+"""Autoregressive text sampling with a KV cache: temperature, top-k, nucleus (top-p, Holtzman
+et al. 2019), repetition penalty (Keskar et al. 2019, CTRL), stop strings, streaming.
+
+Works with any model exposing `forward(idx, cache=None, pos=0) -> (logits, cache)`,
+`new_cache(batch)` and `config.block_size`.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+
+def stream_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
+               generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Yield the next token ids (B,) one step at a time after the prompt idx (B, T).
+
+    When the context fills the model's block_size, the cache is rebuilt from the last half of
+    the context (a sliding window that costs one prefill per block_size/2 tokens).
+    """
+    if idx.dim() != 2 or idx.size(1) == 0:
+        raise ValueError("prompt must be a non-empty (batch, tokens) tensor")
+    block = model.config.block_size
+    vocab = model.config.vocab_size
+    seen = None
+    if repetition_penalty != 1.0:
+        seen = torch.zeros(idx.size(0), vocab, dtype=torch.bool, device=idx.device)
+        seen.scatter_(1, idx, True)
+    window = idx[:, -block:]
+    cache = model.new_cache(idx.size(0))
+    with torch.inference_mode():
+        logits, _ = model(window, cache, 0)
+        pos = window.size(1)
+        for _ in range(max_new_tokens):
+            next_id = pick(logits[:, -1, :].float(), temperature, top_k, top_p, repetition_penalty, seen, generator)
+            yield next_id
+            if seen is not None:
+                seen.scatter_(1, next_id[:, None], True)
+            window = torch.cat([window, next_id[:, None]], dim=1)
+            if pos == block:  # full: keep the last half as context and prefill again
+                window = window[:, -(block // 2):]
+                logits, _ = model(window, cache, 0)
+                pos = window.size(1)
+            else:
+                logits, _ = model(next_id[:, None], cache, pos)
+                pos += 1
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+         repetition_penalty: float, seen: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Choose one token per row of logits (B, V); temperature 0 means greedy."""
+    if seen is not None:
+        penalized = torch.where(logits > 0, logits / repetition_penalty, logits * repetition_penalty)
+        logits = torch.where(seen, penalized, logits)
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > top_p  # the most likely token always stays
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def generate_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, **kw) -> torch.Tensor:
+    """The new token ids (B, max_new_tokens) after the prompt idx (B, T)."""
+    steps = list(stream_ids(model, idx, max_new_tokens, **kw))
+    return torch.stack(steps, dim=1) if steps else idx.new_zeros(idx.size(0), 0)
+
+
+def stream_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: Sequence[str] = (),
+                seed: int | None = None, **kw) -> Iterator[str]:
+    """Yield pieces of generated text for one prompt as they become final.
+
+    Stops at the tokenizer's end-of-text token or at the first stop string (which is not
+    yielded). Text that might still become a stop string, or an incomplete UTF-8 character,
+    is held back until it is decided.
+    """
+    device = next(model.parameters()).device
+    idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    ids: list[int] = []
+    emitted = 0
+    hold = max((len(s) for s in stop), default=1) - 1
+    for next_id in stream_ids(model, idx, max_new_tokens, generator=generator, **kw):
+        token = int(next_id[0])
+        if token == tokenizer.eot_id:
+            break
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        cut = min((i for i in (text.find(s, max(0, emitted - hold)) for s in stop) if i >= 0), default=-1)
+        if cut >= 0:
+            if cut > emitted:
+                yield text[emitted:cut]
+            return
+        ready = len(text) - hold
+        while ready > emitted and text[ready - 1] == "\ufffd":  # a multi-byte character not yet complete
+            ready -= 1
+        if ready > emitted:
+            yield text[emitted:ready]
+            emitted = ready
+    text = tokenizer.decode(ids)
+    if len(text) > emitted:
+        yield text[emitted:]
+
+
+def truncate(text: str, stop: Sequence[str]) -> str:
+    """Text up to the first stop string."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text

@@ -1,0 +1,1 @@
+"""Training: the one loop, optimizers, schedules, checkpoints, logging."""

@@ -1,0 +1,161 @@
+"""Checkpoint directories (DESIGN.md):
+
+    config.json          family, model config, run config, genforge version, step
+    model.safetensors    weights (other modules of the objective: NAME.safetensors)
+    tokenizer.json       when the model has one
+    state/               optimizer-PHASE.safetensors + .json, rng.safetensors, trainer.json
+
+A checkpoint is written into a temporary directory, fsynced, then renamed; `latest` is a
+symlink replaced atomically afterwards. Only safetensors are read: pickles are refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+from genforge.errors import CheckpointError
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+def save_checkpoint(path: Path, config: dict, modules: dict[str, nn.Module], tokenizer: Path | None = None,
+                    state: dict[str, dict] | None = None) -> Path:
+    """Write a checkpoint directory at `path` atomically; return path.
+
+    `state` maps a file stem under state/ to either tensors (-> .safetensors) or plain JSON data.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        for name, module in modules.items():
+            save_model(module, str(tmp / f"{name}.safetensors"))
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp / "tokenizer.json")
+        if state:
+            (tmp / "state").mkdir()
+            for stem, value in state.items():
+                if value and all(isinstance(v, torch.Tensor) for v in value.values()):
+                    save_file({k: v.detach().cpu().contiguous() for k, v in value.items()}, str(tmp / "state" / f"{stem}.safetensors"))
+                else:
+                    (tmp / "state" / f"{stem}.json").write_text(json.dumps(value))
+        _fsync_tree(tmp)
+        tmp.chmod(0o755)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def mark_latest(run_dir: Path, ckpt: Path) -> None:
+    """Point run_dir/latest at ckpt (an atomic symlink swap)."""
+    link = run_dir / "latest"
+    tmp = run_dir / f".latest.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(ckpt.name)
+    os.replace(tmp, link)
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint directory that `path` names: the directory itself, or a run's latest.
+
+    Raises CheckpointError for a missing path, a pickle file, or a directory with no checkpoint.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES or _looks_pickled(path):
+            raise CheckpointError(f"{path}: a PyTorch pickle file; genforge loads only safetensors checkpoint "
+                                  "directories (unpickling can run arbitrary code)")
+        raise CheckpointError(f"{path}: expected a checkpoint directory (with config.json and model.safetensors)")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if (path / "config.json").is_file():
+        return path
+    if (path / "latest" / "config.json").is_file():
+        return (path / "latest").resolve()
+    raise CheckpointError(f"{path}: not a checkpoint directory (no config.json, and no latest/ checkpoint of a run)")
+
+
+def read_config(ckpt: Path) -> dict:
+    try:
+        return json.loads((ckpt / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{ckpt / 'config.json'}: unreadable ({e.__class__.__name__}: {e})") from None
+
+
+def load_module(module: nn.Module, file: Path) -> None:
+    """Load safetensors weights into module, strictly; CheckpointError if corrupt or mismatched."""
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing from the checkpoint")
+    try:
+        missing, unexpected = load_model(module, str(file), strict=False)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{file}: corrupted or truncated safetensors file ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:  # shape mismatch
+        raise CheckpointError(f"{file}: weights do not fit the model in config.json ({str(e).splitlines()[-1].strip()})") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{file}: weights do not match config.json (missing {sorted(missing)[:3]}, "
+                              f"unexpected {sorted(unexpected)[:3]})")
+
+
+def load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{file}: corrupted or truncated safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def load_state(ckpt: Path, stem: str):
+    """A state/ entry saved by save_checkpoint: tensors or JSON data."""
+    st, js = ckpt / "state" / f"{stem}.safetensors", ckpt / "state" / f"{stem}.json"
+    if st.is_file():
+        return load_tensors(st)
+    if js.is_file():
+        return json.loads(js.read_text())
+    raise CheckpointError(f"{ckpt}: state/{stem} missing; this checkpoint cannot resume training")
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` step-N checkpoints of a run (never the latest)."""
+    ckpts = sorted(run_dir.glob("step-*"), key=lambda p: p.name)
+    latest = (run_dir / "latest").resolve() if (run_dir / "latest").exists() else None
+    for old in ckpts[:-keep] if keep > 0 else []:
+        if old.resolve() != latest:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _looks_pickled(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"\x80") or head.startswith(b"PK\x03\x04")  # pickle protocol 2+, torch zip
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        _fsync_dir(d)
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,230 @@
+"""The one training loop, for every model family.
+
+An objective (genforge/objectives) supplies phases, parameters and losses; the loop owns the
+rest: one AdamW + warmup/cosine schedule per phase, gradient accumulation, clipping, autocast,
+optional torch.compile, an EMA copy, periodic evaluation, checkpoints with exact resume, a
+non-finite-gradient guard, and logs (stdout, CSV, TensorBoard, loss PNG).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import genforge
+from genforge.config import TrainConfig
+from genforge.errors import CheckpointError, GenforgeError
+from genforge.train import checkpoint as ckpt_io
+from genforge.train.device import autocast, resolve_device, resolve_dtype
+from genforge.train.log import RunLog
+from genforge.train.optim import build_optimizer
+from genforge.train.schedule import lr_at
+
+MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
+
+
+def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = False, config: dict | None = None,
+          tokenizer: Path | None = None, progress: bool = True) -> Path:
+    """Train objective on data (an iterator of batches with state_dict/eval_batches); return the
+    final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    modules = objective.modules()
+    for m in modules.values():
+        m.to(device).train()
+    optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, device) for ph in objective.phases}
+    ema = _make_ema(objective, cfg)
+    step = _restore(out, objective, optimizers, data, ema) if resume else 0
+    log = RunLog(out)
+    if resume:
+        log.truncate_after(step)
+    if cfg.compile:
+        for m in modules.values():
+            m.compile()
+    meta = {"genforge_version": genforge.__version__, **(config or {})}
+    decay = cfg.lr_decay_iters or cfg.max_iters
+    bar = tqdm(total=cfg.max_iters, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
+    window = _Window()
+    bad = 0
+    final = None
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")
+    while step < cfg.max_iters:
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay)
+        batches = [next(data) for _ in range(cfg.grad_accum)]
+        ok = True
+        for phase, opt in optimizers.items():
+            ok &= _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window)
+        bad = 0 if ok else bad + 1
+        if bad >= MAX_BAD_STEPS:
+            raise GenforgeError(f"step {step}: gradients were NaN/inf for {bad} steps in a row; "
+                                f"lower train.lr (now {cfg.lr}) or check the data")
+        if ema is not None and ok:
+            ema.update_parameters(modules[objective.ema_module])
+        step += 1
+        window.add_time(time.perf_counter() - t0)
+        bar.update(1)
+        last = step == cfg.max_iters or time.monotonic() > deadline
+        if step % cfg.log_interval == 0 or last:
+            values = window.flush(lr)
+            log.scalars(step, values)
+            bar.set_postfix_str(_fmt(values, ("loss", "tok_s")), refresh=False)
+            if not progress:
+                print(f"step {step}: {_fmt(values)}", flush=True)
+        if step % cfg.eval_interval == 0 or last:
+            values = _evaluate(objective, data, cfg, device, dtype)
+            log.scalars(step, values)
+            bar.write(f"step {step}: {_fmt(values)}")
+            log.plot()
+        if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
+            final = _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg)
+        if last:
+            break
+    bar.close()
+    log.close()
+    return final or ckpt_io.resolve(out)
+
+
+def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) -> bool:
+    """Accumulate gradients over the micro-batches, clip, step. False if they were not finite."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for batch in batches:
+        with autocast(device, dtype):
+            loss, metrics = objective.loss(batch, phase)
+        (loss / len(batches)).backward()
+        window.add(phase, metrics)
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    finite = bool(torch.isfinite(norm))
+    if finite:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return finite
+
+
+def _evaluate(objective, data, cfg, device, dtype) -> dict[str, float]:
+    modules = objective.modules().values()
+    for m in modules:
+        m.eval()
+    with torch.no_grad(), autocast(device, dtype):
+        values = objective.evaluate(data.eval_batches(cfg.eval_iters))
+    for m in modules:
+        m.train()
+    return values
+
+
+class _Window:
+    """Metrics summed since the last log line."""
+
+    def __init__(self):
+        self.sums, self.counts, self.items, self.seconds = {}, {}, 0, 0.0
+
+    def add(self, phase: str, metrics: dict) -> None:
+        for name, value in metrics.items():
+            if name == "tokens":
+                self.items += int(value)
+                continue
+            key = name if phase == "main" else f"{phase}_{name}"
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def add_time(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def flush(self, lr: float) -> dict[str, float]:
+        values = {k: float(v) / self.counts[k] for k, v in self.sums.items()}  # float() syncs once here
+        values["lr"] = lr
+        if self.items:
+            values["tok_s"] = self.items / max(self.seconds, 1e-9)
+        self.__init__()
+        return values
+
+
+def _fmt(values: dict, keys=None) -> str:
+    keys = keys or values.keys()
+    return " ".join(f"{k} {values[k]:.4g}" for k in keys if k in values)
+
+
+def _make_ema(objective, cfg: TrainConfig):
+    if not cfg.ema_decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    target = objective.modules()[objective.ema_module]
+    return AveragedModel(target, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+
+
+def _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg) -> Path:
+    modules = dict(objective.modules())
+    state: dict[str, dict] = {"trainer": {"step": step, "data": data.state_dict()}, "rng": _rng_state()}
+    if ema is not None:  # inference uses the EMA weights; the raw ones are kept for resume
+        name = objective.ema_module
+        state[f"raw-{name}"] = dict(modules[name].state_dict())
+        modules[name] = ema.module
+    for phase, opt in optimizers.items():
+        tensors, groups = _flatten_optimizer(opt.state_dict())
+        state[f"optimizer-{phase}"] = tensors
+        state[f"optimizer-{phase}-groups"] = {"param_groups": groups}
+    path = ckpt_io.save_checkpoint(out / f"step-{step:07d}", {**meta, "step": step}, modules, tokenizer, state)
+    ckpt_io.mark_latest(out, path)
+    ckpt_io.prune(out, cfg.keep_checkpoints)
+    return path
+
+
+def _restore(out, objective, optimizers, data, ema) -> int:
+    path = ckpt_io.resolve(out)
+    if not (path / "state").is_dir():
+        raise CheckpointError(f"{path}: has no state/ directory, so it cannot resume training")
+    modules = objective.modules()
+    for name, module in modules.items():
+        if ema is not None and name == objective.ema_module:
+            ckpt_io.load_module(ema.module, path / f"{name}.safetensors")
+            raw = ckpt_io.load_state(path, f"raw-{name}")
+            module.load_state_dict(raw)
+        else:
+            ckpt_io.load_module(module, path / f"{name}.safetensors")
+    for phase, opt in optimizers.items():
+        tensors = ckpt_io.load_state(path, f"optimizer-{phase}")
+        groups = ckpt_io.load_state(path, f"optimizer-{phase}-groups")["param_groups"]
+        opt.load_state_dict(_unflatten_optimizer(tensors, groups))
+    trainer = ckpt_io.load_state(path, "trainer")
+    data.load_state_dict(trainer["data"])
+    _set_rng_state(ckpt_io.load_state(path, "rng"))
+    return int(trainer["step"])
+
+
+def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    tensors = {f"{idx}.{k}": (v if isinstance(v, torch.Tensor) else torch.tensor(v))
+               for idx, st in sd["state"].items() for k, v in st.items()}
+    return tensors, sd["param_groups"]
+
+
+def _unflatten_optimizer(tensors: dict, groups: list[dict]) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for g in groups:
+        g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

