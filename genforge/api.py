@@ -9,7 +9,7 @@ import torch
 from genforge.data.tokenizer import Tokenizer
 from genforge.errors import CheckpointError
 from genforge.models import FAMILIES
-from genforge.sample.text import generate_ids, stream_text, truncate
+from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
 from genforge.train import checkpoint as ckpt_io
 from genforge.train.device import resolve_device
 
@@ -63,7 +63,7 @@ class TextModel:
         if num_samples == 1:
             return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed))
         device = next(self.model.parameters()).device
-        idx = torch.tensor([self.tokenizer.encode(prompt)] * num_samples, device=device)
+        idx = torch.tensor([prompt_ids(self.tokenizer, prompt)] * num_samples, device=device)
         gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         out = generate_ids(self.model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            repetition_penalty=repetition_penalty, generator=gen)

@@ -16,7 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
     for add in (_quickstart, _prepare, _train, _generate, _eval):
         add(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `train CONFIG --resume key=value`: overrides may follow options
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args) or 0
     except GenforgeError as e:

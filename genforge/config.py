@@ -177,6 +177,11 @@ def _coerce(value, tp, key: str):
         return from_dict(tp, value, key)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 3e-4 (no dot in the mantissa) as a string
+        except ValueError:
+            pass
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise ConfigError(f"{key}={value!r}: expected {_type_name(tp)}")

@@ -73,8 +73,11 @@ def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
         tok = tokenizers.Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=int(size), special_tokens=[EOT], show_progress=False,
+        # the trainer puts special tokens first; EOT is added after training so that it ends the
+        # vocabulary, as in GPT-2 and the char tokenizer
+        trainer = trainers.BpeTrainer(vocab_size=int(size) - 1, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tok.train_from_iterator(texts, trainer)
+        tok.add_special_tokens([EOT])
         return Tokenizer(tok)
     raise DataError(f"--tokenizer {spec!r}: expected char or bpe:VOCAB with VOCAB > 256 (e.g. bpe:8192)")

@@ -83,7 +83,7 @@ def stream_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: 
     is held back until it is decided.
     """
     device = next(model.parameters()).device
-    idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)
+    idx = torch.tensor([prompt_ids(tokenizer, prompt)], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     ids: list[int] = []
     emitted = 0
@@ -108,6 +108,11 @@ def stream_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: 
     text = tokenizer.decode(ids)
     if len(text) > emitted:
         yield text[emitted:]
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Token ids of prompt; an empty prompt starts from the end-of-text token (a fresh document)."""
+    return tokenizer.encode(prompt) or [tokenizer.eot_id]
 
 
 def truncate(text: str, stop: Sequence[str]) -> str:

@@ -45,7 +45,7 @@ def save_checkpoint(path: Path, config: dict, modules: dict[str, nn.Module], tok
             (tmp / "state").mkdir()
             for stem, value in state.items():
                 if value and all(isinstance(v, torch.Tensor) for v in value.values()):
-                    save_file({k: v.detach().cpu().contiguous() for k, v in value.items()}, str(tmp / "state" / f"{stem}.safetensors"))
+                    save_file(_unshared(value), str(tmp / "state" / f"{stem}.safetensors"))
                 else:
                     (tmp / "state" / f"{stem}.json").write_text(json.dumps(value))
         _fsync_tree(tmp)
@@ -136,6 +136,18 @@ def prune(run_dir: Path, keep: int) -> None:
     for old in ckpts[:-keep] if keep > 0 else []:
         if old.resolve() != latest:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensors ready for save_file: on CPU, contiguous, and a tensor sharing memory with an earlier
+    one (tied weights in a raw state_dict) cloned, since safetensors refuses shared memory."""
+    out, seen = {}, set()
+    for k, v in tensors.items():
+        v = v.detach().cpu().contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
 
 
 def _looks_pickled(path: Path) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -11,6 +13,7 @@ class RunLog:
     def __init__(self, out: Path, enabled: bool = True, tensorboard: bool = True):
         self.out, self.enabled = out, enabled
         self._tb = None
+        self._plotter: subprocess.Popen | None = None
         if not enabled:
             return
         out.mkdir(parents=True, exist_ok=True)
@@ -50,12 +53,25 @@ class RunLog:
         self._file = open(self.csv_path, "a", newline="")
         self._csv = csv.writer(self._file)
 
-    def plot(self, path: Path | None = None) -> Path | None:
+    def plot(self, path: Path | None = None, wait: bool = False) -> Path | None:
+        """Redraw the loss PNG in a separate process, so matplotlib never loads into (grows or
+        pauses) the training process. Skipped while the previous drawing is still running,
+        unless `wait` (the final plot of a run)."""
         if not self.enabled:
             return None
-        return plot_losses(self.csv_path, path or self.out / "loss.png")
+        path = path or self.out / "loss.png"
+        if self._plotter is not None and self._plotter.poll() is None:
+            if not wait:
+                return path
+            self._plotter.wait()
+        self._plotter = subprocess.Popen([sys.executable, "-m", "genforge.train.log", str(self.csv_path), str(path)])
+        if wait:
+            self._plotter.wait()
+        return path
 
     def close(self) -> None:
+        if self._plotter is not None:
+            self._plotter.wait()
         if self.enabled:
             self._file.close()
             if self._tb is not None:
@@ -92,3 +108,7 @@ def plot_losses(csv_path: Path, png: Path) -> Path:
     fig.savefig(png)
     plt.close(fig)
     return png
+
+
+if __name__ == "__main__":  # python -m genforge.train.log METRICS_CSV PNG
+    plot_losses(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -81,7 +81,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             values = _evaluate(objective, data, cfg, device, dtype)
             log.scalars(step, values)
             bar.write(f"step {step}: {_fmt(values)}")
-            log.plot()
+            log.plot(wait=last)
         if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
             final = _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg)
         if last:
@@ -167,6 +167,7 @@ def _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg) -> 
     if ema is not None:  # inference uses the EMA weights; the raw ones are kept for resume
         name = objective.ema_module
         state[f"raw-{name}"] = dict(modules[name].state_dict())
+        state["trainer"]["ema_n_averaged"] = int(ema.n_averaged)
         modules[name] = ema.module
     for phase, opt in optimizers.items():
         tensors, groups = _flatten_optimizer(opt.state_dict())
@@ -195,6 +196,8 @@ def _restore(out, objective, optimizers, data, ema) -> int:
         groups = ckpt_io.load_state(path, f"optimizer-{phase}-groups")["param_groups"]
         opt.load_state_dict(_unflatten_optimizer(tensors, groups))
     trainer = ckpt_io.load_state(path, "trainer")
+    if ema is not None:
+        ema.n_averaged.fill_(trainer["ema_n_averaged"])
     data.load_state_dict(trainer["data"])
     _set_rng_state(ckpt_io.load_state(path, "rng"))
     return int(trainer["step"])

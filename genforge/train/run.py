@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from genforge.config import RunConfig
 from genforge.data.batches import TokenBatches
 from genforge.data.prepare import prepare
@@ -25,6 +27,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     elif cfg.model.vocab_size < data.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the data's vocabulary "
                           f"({data.vocab_size} tokens in {data.path / 'manifest.json'})")
+    torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed, not whatever ran before
     model = FAMILIES[cfg.family].build(cfg.model)
     batches = TokenBatches(data, cfg.data.batch_size, cfg.model.block_size, cfg.train.seed,
                            resolve_device(cfg.train.device))

@@ -1,0 +1,201 @@
+"""genforge vs nanoGPT: the same character-level Shakespeare run, side by side.
+
+    python bench/lm_vs_nanogpt.py --nanogpt PATH_TO_NANOGPT_CHECKOUT \
+        --data ../shared/data/tinyshakespeare/input.txt [--repeats 2] [--iters 2000]
+
+Trains nanoGPT's CPU recipe (4 layers, 4 heads, 128 wide, block 64, batch 12, lr 1e-3) with
+nanoGPT's own train.py and with `genforge train configs/lm/shakespeare_char.yaml`, alternating
+A B A B, each in its own process with the same thread count. Reports per run: median ms/iter
+(evaluation iterations excluded on both sides), tokens/s, in-run val loss at each eval, val loss of
+the final model on the whole validation split, wall time and peak RSS (wait4 of the process).
+Then `configs/lm/shakespeare_char_fast.yaml`: wall time until its val loss first reaches
+nanoGPT's final val loss. The last line is
+    ratio_tok_s=... val_ours=... val_ref=... rss_ours_mb=... rss_ref_mb=...
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pickle
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+NANO_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
+             "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
+             "--n_embd=128", "--dropout=0.0"]
+TOKENS_PER_ITER = 12 * 64
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nanogpt", required=True, help="a checkout of karpathy/nanoGPT")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/tinyshakespeare/input.txt"))
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=1, help="A B pairs to run (medians over them)")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--skip-fast", action="store_true", help="skip the time-to-loss run of the fast config")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gf-bench-"))
+    try:
+        run_all(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(args, work: Path) -> None:
+    text = Path(args.data).read_text()
+    nano = setup_nanogpt(Path(args.nanogpt), work, text)
+    subprocess.run([sys.executable, "-m", "genforge.cli", "prepare", args.data, "--tokenizer", "char",
+                    "--out", str(work / "gf-data")], check=True, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    refs, ours = [], []
+    for r in range(args.repeats):
+        out = work / f"nano-out-{r}"
+        refs.append(run(nano_cmd(args.iters, out), nano, env, parse_nano))
+        refs[-1]["val_full"] = eval_nanogpt(nano, out, text)
+        print(summary("nanoGPT ", refs[-1]), flush=True)
+        gf_out = work / f"gf-out-{r}"
+        ours.append(run(gf_cmd("configs/lm/shakespeare_char.yaml", work, gf_out, args.iters, args.threads), ROOT, env, parse_ours))
+        ours[-1]["val_full"] = eval_genforge(gf_out, text)
+        print(summary("genforge", ours[-1]), flush=True)
+    med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+    for name, runs in (("nanoGPT", refs), ("genforge", ours)):
+        print(f"{name:9s} val loss by eval step: " + ", ".join(f"{s}:{v:.4f}" for s, v in runs[0]["evals"]))
+    val_ref = med(refs, "val_full")
+    if not args.skip_fast:
+        fast = run(gf_cmd("configs/lm/shakespeare_char_fast.yaml", work, work / "gf-fast", None, args.threads),
+                   ROOT, env, parse_ours)
+        target = med(refs, "val_last")
+        hit = next((t for (s, v), t in zip(fast["evals"], fast["eval_times"]) if v <= target), None)
+        ref_time = med(refs, "wall_s")
+        print(f"fast config: reached val {target:.4f} after {hit if hit is None else round(hit, 1)} s; nanoGPT's "
+              f"whole run took {ref_time:.1f} s; final val {fast['evals'][-1][1]:.4f}; full-split val "
+              f"{eval_genforge(work / 'gf-fast', text):.4f}")
+        print(f"ratio_time_to_loss={'nan' if hit is None else f'{hit / ref_time:.3f}'} target_val={target:.4f}")
+    print(f"ratio_tok_s={med(ours, 'tok_s') / med(refs, 'tok_s'):.3f} val_ours={med(ours, 'val_full'):.4f} "
+          f"val_ref={val_ref:.4f} rss_ours_mb={med(ours, 'rss_mb'):.0f} rss_ref_mb={med(refs, 'rss_mb'):.0f}")
+
+
+def setup_nanogpt(src: Path, work: Path, text: str) -> Path:
+    """Copy nanoGPT's code and write its shakespeare_char data as its prepare.py would."""
+    dst = work / "nanogpt"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".git", "assets", "*.ipynb"))
+    d = dst / "data" / "shakespeare_char"
+    d.mkdir(parents=True, exist_ok=True)
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    n = len(text)
+    np.array([stoi[c] for c in text[: int(n * 0.9)]], dtype=np.uint16).tofile(d / "train.bin")
+    np.array([stoi[c] for c in text[int(n * 0.9):]], dtype=np.uint16).tofile(d / "val.bin")
+    with open(d / "meta.pkl", "wb") as f:  # nanoGPT's own format, read by its sample.py
+        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
+    return dst
+
+
+def nano_cmd(iters: int, out: Path) -> list[str]:
+    return [sys.executable, "train.py", *NANO_ARGS, f"--max_iters={iters}", f"--lr_decay_iters={iters}", f"--out_dir={out}"]
+
+
+def gf_cmd(config: str, work: Path, out: Path, iters: int | None, threads: int) -> list[str]:
+    cmd = [sys.executable, "-m", "genforge.cli", "train", config, f"data.path={work / 'gf-data'}",
+           f"train.out_dir={out}", "train.log_interval=1", f"train.threads={threads}", "--no-progress"]
+    return cmd + ([f"train.max_iters={iters}"] if iters else [])
+
+
+def run(cmd: list[str], cwd: Path, env: dict, parse) -> dict:
+    """Run cmd, timestamp each output line, return parse(lines) + wall time and peak RSS."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = [(time.monotonic() - t0, line) for line in proc.stdout]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    if status != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed:\n" + "".join(l for _, l in lines[-20:]))
+    result = parse(lines)
+    result.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024)
+    result["tok_s"] = TOKENS_PER_ITER / (statistics.median(result["ms"]) / 1000)
+    result["val_last"] = result["evals"][-1][1]
+    return result
+
+
+def parse_nano(lines) -> dict:
+    ms, evals, times = [], [], []
+    for t, line in lines:
+        if m := re.match(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", line):
+            if int(m[1]) >= 10 and int(m[1]) % 250:  # skip warm-up and evaluation iterations
+                ms.append(float(m[2]))
+        elif m := re.match(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", line):
+            evals.append((int(m[1]), float(m[2])))
+            times.append(t)
+    return {"ms": ms, "evals": evals[1:], "eval_times": times[1:]}  # nanoGPT also evaluates at step 0
+
+
+def parse_ours(lines) -> dict:
+    ms, evals, times = [], [], []
+    for t, line in lines:
+        if m := re.match(r"step (\d+): loss [\d.e+-]+ lr [\d.e+-]+ tok_s ([\d.e+]+)", line):
+            if int(m[1]) >= 10:
+                ms.append(TOKENS_PER_ITER / float(m[2]) * 1000)
+        elif m := re.match(r"step (\d+): val_loss ([\d.]+)", line):
+            evals.append((int(m[1]), float(m[2])))
+            times.append(t)
+    return {"ms": ms, "evals": evals, "eval_times": times}
+
+
+def summary(name: str, r: dict) -> str:
+    return (f"{name}: {statistics.median(r['ms']):6.1f} ms/iter  {r['tok_s']:8.0f} tok/s  val@{r['evals'][-1][0]} "
+            f"{r['val_last']:.4f}  full-val {r['val_full']:.4f}  wall {r['wall_s']:6.1f} s  peak RSS {r['rss_mb']:.0f} MB")
+
+
+def val_windows(ids: np.ndarray, T: int = 64) -> torch.Tensor:
+    n = (len(ids) - 1) // T
+    return torch.from_numpy(np.stack([ids[i * T:i * T + T + 1] for i in range(n)]).astype(np.int64))
+
+
+def full_val_loss(forward, windows: torch.Tensor) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for b in windows.split(64):
+            logits = forward(b[:, :-1])
+            total += F.cross_entropy(logits.flatten(0, 1).float(), b[:, 1:].flatten(), reduction="sum").item()
+    return total / (windows.size(0) * (windows.size(1) - 1))
+
+
+def eval_nanogpt(nano: Path, out: Path, text: str) -> float:
+    """nanoGPT's best checkpoint (it keeps the one with the lowest in-run val loss) on the whole val split."""
+    sys.path.insert(0, str(nano))
+    from model import GPT, GPTConfig  # nanoGPT's model.py
+
+    sys.path.pop(0)
+    ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)  # written by the run just made
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()})
+    model.eval()
+    stoi = {c: i for i, c in enumerate(sorted(set(text)))}
+    ids = np.array([stoi[c] for c in text[int(len(text) * 0.9):]])
+    # nanoGPT's forward returns only the last position's logits without targets: pass dummy targets
+    return full_val_loss(lambda x: model(x, x)[0], val_windows(ids))
+
+
+def eval_genforge(out: Path, text: str) -> float:
+    import genforge
+
+    lm = genforge.load(out, device="cpu", dtype="float32")
+    ids = np.array(lm.tokenizer.encode(text[int(len(text) * 0.9):]))
+    return full_val_loss(lambda x: lm.model(x)[0], val_windows(ids))
+
+
+if __name__ == "__main__":
+    main()
