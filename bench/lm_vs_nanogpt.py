@@ -168,7 +168,7 @@ def full_val_loss(forward, windows: torch.Tensor) -> float:
     total = 0.0
     with torch.no_grad():
         for b in windows.split(64):
-            logits = forward(b[:, :-1])
+            logits = forward(b[:, :-1].contiguous())
             total += F.cross_entropy(logits.flatten(0, 1).float(), b[:, 1:].flatten(), reduction="sum").item()
     return total / (windows.size(0) * (windows.size(1) - 1))
 

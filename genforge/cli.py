@@ -97,12 +97,14 @@ def _generate(sub):
     p.add_argument("--seed", type=int)
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights for sampling (auto: bfloat16 on CUDA, float32 on CPU)")
 
     def run(a):
         import genforge
 
         _check_sampling(a)
-        lm = genforge.load(a.ckpt, device=a.device)
+        lm = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
         kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                   repetition_penalty=a.repetition_penalty, stop=a.stop)
         for i in range(a.num_samples):

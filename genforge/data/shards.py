@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from genforge.data.tokenizer import Tokenizer
 from genforge.errors import DataError
 
 FORMAT = 1
@@ -73,6 +72,19 @@ def write_manifest(out: Path, manifest: dict) -> None:
     os.replace(tmp, out / "manifest.json")
 
 
+def tokenizer_vocab_size(path: Path) -> int:
+    """Vocabulary size of a tokenizer.json (model vocabulary plus added tokens), read as JSON:
+    training never needs the `tokenizers` library itself in memory."""
+    try:
+        tok = json.loads(path.read_text())
+        ids = set(tok["model"]["vocab"].values()) | {t["id"] for t in tok.get("added_tokens") or []}
+    except FileNotFoundError:
+        raise DataError(f"{path}: tokenizer file not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise DataError(f"{path}: not a valid tokenizer.json ({e.__class__.__name__}: {e})") from None
+    return len(ids)
+
+
 class TokenData:
     """A prepared token directory, opened and checked: shard sizes match the manifest, the
     tokenizer matches the vocabulary, and every id is below vocab_size."""
@@ -93,7 +105,7 @@ class TokenData:
             raise DataError(f"{manifest_path}: dtype {self.dtype} is not uint16 or uint32")
         self.tokenizer_path = self.path / m["tokenizer"] if m.get("tokenizer") else None
         if self.tokenizer_path is not None:
-            tok_vocab = Tokenizer.from_file(self.tokenizer_path).vocab_size
+            tok_vocab = tokenizer_vocab_size(self.tokenizer_path)
             if tok_vocab != self.vocab_size:
                 raise DataError(f"{self.tokenizer_path}: tokenizer has {tok_vocab} tokens but "
                                 f"{manifest_path} says vocab_size={self.vocab_size}")

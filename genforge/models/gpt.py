@@ -30,6 +30,7 @@ class GPTConfig:
     n_kv_head: int | None = None  # None: n_head (no grouping)
     n_embd: int = 384
     mlp_hidden: int | None = None  # None: 4*n_embd (gpt2), ~8/3*n_embd rounded to 64 (llama)
+    activation: Literal["gelu_tanh", "gelu"] = "gelu_tanh"  # gpt2 MLP: GPT-2's tanh approximation or exact erf
     dropout: float = 0.0
     bias: bool | None = None  # None: True for gpt2, False for llama
     tie_embeddings: bool | None = None  # None: True for gpt2, False for llama
@@ -80,7 +81,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, rope)
         self.ln_2 = Norm(cfg.n_embd, **norm_kw)
         if cfg.flavour == "gpt2":
-            self.mlp = MLP(cfg.n_embd, cfg.mlp_hidden, cfg.bias, cfg.dropout)
+            approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
+            self.mlp = MLP(cfg.n_embd, cfg.mlp_hidden, cfg.bias, cfg.dropout, approximate)
         else:
             self.mlp = SwiGLU(cfg.n_embd, cfg.mlp_hidden, cfg.bias, cfg.dropout)
 
@@ -125,7 +127,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         cfg = self.config
-        p = self.lm_head.weight
+        p = self.transformer.wte.weight  # the residual stream's dtype, also after sample.decode_linear.for_decoding
         return KVCache(cfg.n_layer, batch, cfg.n_kv_head, max_len or cfg.block_size, cfg.n_embd // cfg.n_head,
                        dtype or p.dtype, p.device)
 
@@ -136,7 +138,10 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.config.block_size}")
         x = self.transformer.wte(idx)  # (B, T, C)
         if "wpe" in self.transformer:
-            x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
+            if cache is not None:  # decoding: a slice of the table costs one op, not arange + lookup
+                x = x + self.transformer.wpe.weight[pos : pos + T]
+            else:
+                x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i, pos)

@@ -42,7 +42,8 @@ def _gpt2_to_hf(cfg: GPTConfig, sd: dict) -> tuple[dict, dict]:
     config = dict(
         architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=cfg.vocab_size,
         n_positions=cfg.block_size, n_ctx=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-        n_head=cfg.n_head, n_inner=cfg.mlp_hidden, activation_function="gelu_new",
+        n_head=cfg.n_head, n_inner=cfg.mlp_hidden,
+        activation_function="gelu_new" if cfg.activation == "gelu_tanh" else "gelu",
         layer_norm_epsilon=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings,
         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
     )
@@ -50,12 +51,14 @@ def _gpt2_to_hf(cfg: GPTConfig, sd: dict) -> tuple[dict, dict]:
 
 
 def _gpt2_from_hf(c: dict, sd: dict) -> tuple[GPTConfig, dict]:
-    if c.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise CheckpointError(f"config.json: activation_function={c['activation_function']!r} is not supported")
+    act = c.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+        raise CheckpointError(f"config.json: activation_function={act!r} is not supported")
     cfg = GPTConfig(
         flavour="gpt2", vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"],
         n_head=c["n_head"], n_embd=c["n_embd"], mlp_hidden=c.get("n_inner") or 4 * c["n_embd"], bias=True,
         tie_embeddings=c.get("tie_word_embeddings", True), norm_eps=c.get("layer_norm_epsilon", 1e-5),
+        activation="gelu" if act == "gelu" else "gelu_tanh",
     )
     conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
     out = {}

@@ -21,13 +21,16 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.max_len = max_len
+        # one view per layer, made once: an update is then one narrow and one copy per tensor
+        self.k_layers, self.v_layers = self.k.unbind(0), self.v.unbind(0)
 
     def update(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, nkv, T, hs) at positions pos..pos+T; return all keys/values so far."""
-        end = pos + k.size(2)
-        self.k[layer, :, :, pos:end] = k
-        self.v[layer, :, :, pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        T = k.size(2)
+        k_all, v_all = self.k_layers[layer], self.v_layers[layer]  # (B, nkv, max_len, hs)
+        k_all.narrow(2, pos, T).copy_(k)
+        v_all.narrow(2, pos, T).copy_(v)
+        return k_all.narrow(2, 0, pos + T), v_all.narrow(2, 0, pos + T)
 
 
 class CausalSelfAttention(nn.Module):
@@ -44,13 +47,16 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0) -> torch.Tensor:
         B, T, C = x.shape
+        if cache is not None and T == 1 and not self.training:
+            return self._decode_one(x, cache, layer, pos)
         hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
-        q, k, v = self.c_attn(x).split([nh * hs, nkv * hs, nkv * hs], dim=-1)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, nkv, hs).transpose(1, 2)
-        if self.rope is not None:
-            q, k = self.rope(q, pos), self.rope(k, pos)
+        qkv = self.c_attn(x).view(B, T, nh + 2 * nkv, hs)
+        if self.rope is not None:  # rotate the q and k heads together: half the ops of one call each
+            qk, v = qkv.split([nh + nkv, nkv], dim=2)
+            q, k = self.rope(qk, pos).split([nh, nkv], dim=2)
+        else:
+            q, k, v = qkv.split([nh, nkv, nkv], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hs)
         if cache is not None:
             k, v = cache.update(layer, pos, k, v)  # (B, nkv, pos+T, hs)
         if nkv != nh:
@@ -60,19 +66,41 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def _decode_one(self, x: torch.Tensor, cache: KVCache, layer: int, pos: int) -> torch.Tensor:
+        """forward for one new token per row, the step of generation, in fewer tensor ops: with
+        T == 1 the layouts (B, 1, heads, hs) and (B, heads, 1, hs) coincide, so no transposes."""
+        B, _, C = x.shape
+        nh, nkv = self.n_head, self.n_kv_head
+        qkv = self.c_attn(x).view(B, nh + 2 * nkv, 1, self.head_dim)  # (B, nh + 2 nkv, 1, hs)
+        if self.rope is not None:  # the rotation wants (B, T=1, heads, hs): the same memory
+            qk, v = qkv.split_with_sizes([nh + nkv, nkv], dim=1)
+            qk = self.rope(qk.view(B, 1, nh + nkv, self.head_dim), pos).view(B, nh + nkv, 1, self.head_dim)
+            q, k = qk.split_with_sizes([nh, nkv], dim=1)
+        else:
+            q, k, v = qkv.split_with_sizes([nh, nkv, nkv], dim=1)  # the op itself, not Tensor.split's Python wrapper
+        k, v = cache.update(layer, pos, k, v)  # (B, nkv, pos+1, hs)
+        if nkv != nh:
+            k = k.repeat_interleave(nh // nkv, dim=1)
+            v = v.repeat_interleave(nh // nkv, dim=1)
+        y = self._attend(q, k, v, pos)  # (B, nh, 1, hs)
+        return self.c_proj(y.reshape(B, 1, C))
+
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
-        T, S = q.size(2), k.size(2)
         dtype = q.dtype
-        if q.device.type == "cpu" and dtype == torch.bfloat16:
-            # PyTorch's bf16 attention kernels on CPU are several times slower than fp32 (its
-            # backward most of all) and the tensors are small: attend in fp32.
-            q, k, v = q.float(), k.float(), v.float()
+        if q.device.type == "cpu" and (dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            # PyTorch's bf16 attention kernels on CPU are several times slower than fp32 (the
+            # backward most of all) and these tensors are small: attend in fp32, autocast off.
+            with torch.autocast("cpu", enabled=False):
+                return self._sdpa(q.float(), k.float(), v.float()).to(dtype)
+        return self._sdpa(q, k, v)
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        T, S = q.size(2), k.size(2)
         dropout = self.dropout if self.training else 0.0
         if T == 1:  # one new token sees every cached position
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        elif S == T:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        else:  # a chunk of T new tokens after S - T cached ones
-            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return y.to(dtype)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        if S == T:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        # a chunk of T new tokens after S - T cached ones
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)

@@ -11,15 +11,18 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
-        angles = torch.cat([angles, angles], dim=-1)  # (T, hs)
-        # not saved in checkpoints: they are a pure function of the config
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        cos = torch.cat([angles.cos(), angles.cos()], dim=-1)  # (T, hs)
+        # rotate_half(x) = [-x2, x1] = roll(x, hs/2) * [-1.., +1..]: the sign lives in `sin`
+        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1)
+        # (T, 1, hs) to broadcast over heads; not saved in checkpoints: a pure function of the config
+        self.register_buffer("cos", cos[:, None, :], persistent=False)
+        self.register_buffer("sin", sin[:, None, :], persistent=False)
+        self.half = head_dim // 2
 
     def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
-        """Rotate x of shape (B, nh, T, hs) whose first token sits at position `pos`."""
-        T = x.size(-2)
-        cos = self.cos[pos : pos + T].to(x.dtype)
-        sin = self.sin[pos : pos + T].to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+        """Rotate x of shape (B, T, heads, hs) whose first token sits at position `pos`."""
+        T = x.size(1)
+        cos, sin = self.cos[pos : pos + T], self.sin[pos : pos + T]
+        if cos.dtype != x.dtype and x.device.type != "cpu":  # on CPU attention runs in fp32 anyway
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        return x * cos + x.roll(self.half, dims=-1) * sin

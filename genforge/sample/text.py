@@ -21,29 +21,34 @@ def stream_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, temperature:
     """
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError("prompt must be a non-empty (batch, tokens) tensor")
-    block = model.config.block_size
-    vocab = model.config.vocab_size
+    block, batch = model.config.block_size, idx.size(0)
+    keep = max(1, block // 2)  # context kept when the window is full
     seen = None
     if repetition_penalty != 1.0:
-        seen = torch.zeros(idx.size(0), vocab, dtype=torch.bool, device=idx.device)
+        seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=idx.device)
         seen.scatter_(1, idx, True)
-    window = idx[:, -block:]
-    cache = model.new_cache(idx.size(0))
+    # The context window, preallocated: the cache holds tokens[:, :pos] and each step writes one
+    # id (no concatenation). Model calls run in inference mode; the caller's code between yields not.
+    pos = min(idx.size(1), block)
+    tokens = idx.new_empty(batch, block)
+    tokens[:, :pos] = idx[:, -pos:]
     with torch.inference_mode():
-        logits, _ = model(window, cache, 0)
-        pos = window.size(1)
-        for _ in range(max_new_tokens):
-            next_id = pick(logits[:, -1, :].float(), temperature, top_k, top_p, repetition_penalty, seen, generator)
-            yield next_id
-            if seen is not None:
-                seen.scatter_(1, next_id[:, None], True)
-            window = torch.cat([window, next_id[:, None]], dim=1)
+        cache = model.new_cache(batch)
+        logits = model(tokens[:, :pos], cache, 0)[0][:, -1, :]  # (B, vocab)
+    for _ in range(max_new_tokens):
+        next_id = pick(logits.float(), temperature, top_k, top_p, repetition_penalty, seen, generator)  # (B,)
+        yield next_id
+        if seen is not None:
+            seen.scatter_(1, next_id[:, None], True)
+        with torch.inference_mode():
             if pos == block:  # full: keep the last half as context and prefill again
-                window = window[:, -(block // 2):]
-                logits, _ = model(window, cache, 0)
-                pos = window.size(1)
+                tokens[:, : keep - 1] = tokens[:, block - keep + 1 :].clone()
+                tokens[:, keep - 1] = next_id
+                logits = model(tokens[:, :keep], cache, 0)[0][:, -1, :]
+                pos = keep
             else:
-                logits, _ = model(next_id[:, None], cache, pos)
+                tokens[:, pos] = next_id
+                logits = model(tokens[:, pos : pos + 1], cache, pos)[0][:, -1, :]
                 pos += 1
 
 

@@ -29,66 +29,77 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
           tokenizer: Path | None = None, progress: bool = True) -> Path:
     """Train objective on data (an iterator of batches with state_dict/eval_batches); return the
     final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
-    out = Path(out)
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    modules = objective.modules()
-    for m in modules.values():
-        m.to(device).train()
-    optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, device) for ph in objective.phases}
-    ema = _make_ema(objective, cfg)
-    step = _restore(out, objective, optimizers, data, ema) if resume else 0
-    log = RunLog(out)
+    run = _Run(objective, data, cfg, Path(out), config, tokenizer)
+    step = _restore(run.out, objective, run.optimizers, data, run.ema) if resume else 0
+    log = RunLog(run.out)
     if resume:
         log.truncate_after(step)
-    if cfg.compile:
-        for m in modules.values():
+    if cfg.compile:  # after loading weights: compiled modules keep their state_dict keys
+        for m in objective.modules().values():
             m.compile()
-    meta = {"genforge_version": genforge.__version__, **(config or {})}
-    decay = cfg.lr_decay_iters or cfg.max_iters
     bar = tqdm(total=cfg.max_iters, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
-    window = _Window()
-    bad = 0
-    final = None
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")
+    final = None
     while step < cfg.max_iters:
-        t0 = time.perf_counter()
-        lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay)
-        batches = [next(data) for _ in range(cfg.grad_accum)]
-        ok = True
-        for phase, opt in optimizers.items():
-            ok &= _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window)
-        bad = 0 if ok else bad + 1
-        if bad >= MAX_BAD_STEPS:
-            raise GenforgeError(f"step {step}: gradients were NaN/inf for {bad} steps in a row; "
-                                f"lower train.lr (now {cfg.lr}) or check the data")
-        if ema is not None and ok:
-            ema.update_parameters(modules[objective.ema_module])
+        lr = run.step(step)
         step += 1
-        window.add_time(time.perf_counter() - t0)
         bar.update(1)
         last = step == cfg.max_iters or time.monotonic() > deadline
         if step % cfg.log_interval == 0 or last:
-            values = window.flush(lr)
+            values = run.window.flush(lr)
             log.scalars(step, values)
             bar.set_postfix_str(_fmt(values, ("loss", "tok_s")), refresh=False)
             if not progress:
                 print(f"step {step}: {_fmt(values)}", flush=True)
         if step % cfg.eval_interval == 0 or last:
-            values = _evaluate(objective, data, cfg, device, dtype)
+            values = _evaluate(objective, data, cfg, run.device, run.dtype)
             log.scalars(step, values)
             bar.write(f"step {step}: {_fmt(values)}")
             log.plot(wait=last)
         if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
-            final = _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg)
+            final = _save(run.out, step, run.meta, objective, run.optimizers, data, run.ema, tokenizer, cfg)
         if last:
             break
     bar.close()
     log.close()
-    return final or ckpt_io.resolve(out)
+    return final or ckpt_io.resolve(run.out)
+
+
+class _Run:
+    """What one training run holds: device, precision, optimizers, EMA, the metrics window."""
+
+    def __init__(self, objective, data, cfg: TrainConfig, out: Path, config: dict | None, tokenizer: Path | None):
+        self.objective, self.data, self.cfg, self.out = objective, data, cfg, out
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+        torch.manual_seed(cfg.seed)
+        for m in objective.modules().values():
+            m.to(self.device).train()
+        self.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, self.device) for ph in objective.phases}
+        self.ema = _make_ema(objective, cfg)
+        self.meta = {"genforge_version": genforge.__version__, **(config or {})}
+        self.window = _Window()
+        self.bad_steps = 0
+
+    def step(self, step: int) -> float:
+        """One optimizer step per phase on grad_accum micro-batches; returns the learning rate."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)
+        batches = [next(self.data) for _ in range(cfg.grad_accum)]
+        ok = True
+        for phase, opt in self.optimizers.items():
+            ok &= _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype, self.window)
+        self.bad_steps = 0 if ok else self.bad_steps + 1
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise GenforgeError(f"step {step}: gradients were NaN/inf for {self.bad_steps} steps in a row; "
+                                f"lower train.lr (now {cfg.lr}) or check the data")
+        if self.ema is not None and ok:
+            self.ema.update_parameters(self.objective.modules()[self.objective.ema_module])
+        self.window.add_time(time.perf_counter() - t0)
+        return lr
 
 
 def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) -> bool:

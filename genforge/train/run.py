@@ -8,7 +8,6 @@ import torch
 
 from genforge.config import RunConfig
 from genforge.data.batches import TokenBatches
-from genforge.data.prepare import prepare
 from genforge.data.shards import TokenData
 from genforge.errors import ConfigError
 from genforge.models import FAMILIES
@@ -44,6 +43,8 @@ def open_token_data(cfg: RunConfig) -> TokenData:
         raise ConfigError("data.path: required (a directory made by `genforge prepare`)")
     path = Path(cfg.data.path)
     if not (path / "manifest.json").exists() and cfg.data.source:
+        from genforge.data.prepare import prepare  # only here: training itself needs no tokenizer library
+
         print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
         prepare(cfg.data.source, cfg.data.tokenizer, path)
     return TokenData(path)
