@@ -83,11 +83,23 @@ class _Run:
         self.meta = {"genforge_version": genforge.__version__, **(config or {})}
         self.window = _Window()
         self.bad_steps = 0
+        self.started = time.monotonic()
+
+    def _schedule_step(self, step: int) -> int:
+        """The step the schedule reads. With a wall-clock budget (train.max_minutes) the schedule
+        also follows the clock, so the learning rate has decayed when time runs out however fast
+        the machine is (such runs do not resume exactly)."""
+        cfg = self.cfg
+        if not cfg.max_minutes or step < cfg.warmup_iters:
+            return step
+        spent = (time.monotonic() - self.started) / (60 * cfg.max_minutes)
+        decay = cfg.lr_decay_iters or cfg.max_iters
+        return max(step, int(cfg.warmup_iters + spent * (decay - cfg.warmup_iters)))
 
     def step(self, step: int) -> float:
         """One optimizer step per phase on grad_accum micro-batches; returns the learning rate."""
         cfg, t0 = self.cfg, time.perf_counter()
-        lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)
+        lr = lr_at(self._schedule_step(step), cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)
         batches = [next(self.data) for _ in range(cfg.grad_accum)]
         ok = True
         for phase, opt in self.optimizers.items():
