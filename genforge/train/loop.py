@@ -37,7 +37,9 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     if cfg.compile:  # after loading weights: compiled modules keep their state_dict keys
         for m in objective.modules().values():
             m.compile()
-    bar = tqdm(total=cfg.max_iters, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
+    # a wall-clock budget ends the run before max_iters: count steps, the time is in the bar
+    total = None if cfg.max_minutes else cfg.max_iters
+    bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")
     final = None
     while step < cfg.max_iters:
