@@ -45,7 +45,8 @@ class TokenBatches:
         out = []
         for i in range(n):
             rng = np.random.default_rng([self.seed, 1 << 30, i])
-            out.append(self._to_device(windows.gather(windows.sample(rng, self.batch_size))))
+            starts = windows.sample(rng, self.batch_size * self.world)  # ranks split one draw, as in training
+            out.append(self._to_device(windows.gather(starts[self.rank * self.batch_size:(self.rank + 1) * self.batch_size])))
         return out
 
     def _to_device(self, xy: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ non-finite-gradient guard, and logs (stdout, CSV, TensorBoard, loss PNG).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import genforge
 from genforge.config import TrainConfig
 from genforge.errors import CheckpointError, GenforgeError
 from genforge.train import checkpoint as ckpt_io
+from genforge.train import dist as dist_mod
 from genforge.train.device import autocast, resolve_device, resolve_dtype
 from genforge.train.log import RunLog
 from genforge.train.optim import build_optimizer
@@ -31,7 +33,11 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
     run = _Run(objective, data, cfg, Path(out), config, tokenizer)
     step = _restore(run.out, objective, run.optimizers, data, run.ema) if resume else 0
-    log = RunLog(run.out)
+    dist_mod.wrap(objective, run.dist, run.device)
+    if run.dist.enabled:  # the same init on every rank (DDP broadcast rank 0's); dropout differs per rank
+        torch.manual_seed(cfg.seed + 1_000_003 * run.dist.rank)
+    main = run.dist.main
+    log = RunLog(run.out, enabled=main)
     if resume:
         log.truncate_after(step)
     if cfg.compile:  # after loading weights: compiled modules keep their state_dict keys
@@ -39,7 +45,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             m.compile()
     # a wall-clock budget ends the run before max_iters: count steps, the time is in the bar
     total = None if cfg.max_minutes else cfg.max_iters
-    bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
+    bar = tqdm(total=total, initial=step, disable=not (progress and main), dynamic_ncols=True, unit="step")
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")
     final = None
     while step < cfg.max_iters:
@@ -49,21 +55,30 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
         last = step == cfg.max_iters or time.monotonic() > deadline
         if step % cfg.log_interval == 0 or last:
             values = run.window.flush(lr)
+            tok_s = values.pop("tok_s", None)  # per rank; the run's throughput is the sum
+            values = dist_mod.mean(values, run.dist, run.device)
+            if tok_s is not None:
+                values["tok_s"] = tok_s * run.dist.world
             log.scalars(step, values)
             bar.set_postfix_str(_fmt(values, ("loss", "tok_s")), refresh=False)
-            if not progress:
+            if main and not progress:
                 print(f"step {step}: {_fmt(values)}", flush=True)
         if step % cfg.eval_interval == 0 or last:
-            values = _evaluate(objective, data, cfg, run.device, run.dtype)
+            values = dist_mod.mean(_evaluate(objective, data, cfg, run.device, run.dtype), run.dist, run.device)
             log.scalars(step, values)
-            bar.write(f"step {step}: {_fmt(values)}")
+            if main:
+                bar.write(f"step {step}: {_fmt(values)}")
             log.plot(wait=last)
         if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
-            final = _save(run.out, step, run.meta, objective, run.optimizers, data, run.ema, tokenizer, cfg)
+            final = run.out / f"step-{step:07d}"
+            if main:
+                _save(run.out, step, run.meta, objective, run.optimizers, data, run.ema, tokenizer, cfg)
+            dist_mod.barrier(run.dist)
         if last:
             break
     bar.close()
     log.close()
+    dist_mod.shutdown(run.dist)
     return final or ckpt_io.resolve(run.out)
 
 
@@ -72,7 +87,7 @@ class _Run:
 
     def __init__(self, objective, data, cfg: TrainConfig, out: Path, config: dict | None, tokenizer: Path | None):
         self.objective, self.data, self.cfg, self.out = objective, data, cfg, out
-        self.device = resolve_device(cfg.device)
+        self.dist, self.device = dist_mod.init(resolve_device(cfg.device))
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -111,7 +126,7 @@ class _Run:
             raise GenforgeError(f"step {step}: gradients were NaN/inf for {self.bad_steps} steps in a row; "
                                 f"lower train.lr (now {cfg.lr}) or check the data")
         if self.ema is not None and ok:
-            self.ema.update_parameters(self.objective.modules()[self.objective.ema_module])
+            self.ema.update_parameters(dist_mod.unwrap(self.objective.modules()[self.objective.ema_module]))
         self.window.add_time(time.perf_counter() - t0)
         return lr
 
@@ -121,10 +136,14 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) 
     for group in opt.param_groups:
         group["lr"] = lr
     params = [p for g in opt.param_groups for p in g["params"]]
-    for batch in batches:
-        with autocast(device, dtype):
-            loss, metrics = objective.loss(batch, phase)
-        (loss / len(batches)).backward()
+    for i, batch in enumerate(batches):
+        with contextlib.ExitStack() as stack:
+            if i < len(batches) - 1:  # gradients are all-reduced once, after the last micro-batch
+                for m in objective.modules().values():
+                    stack.enter_context(dist_mod.no_sync(m))
+            with autocast(device, dtype):
+                loss, metrics = objective.loss(batch, phase)
+            (loss / len(batches)).backward()
         window.add(phase, metrics)
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
     finite = bool(torch.isfinite(norm))
@@ -187,7 +206,7 @@ def _make_ema(objective, cfg: TrainConfig):
 
 
 def _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg) -> Path:
-    modules = dict(objective.modules())
+    modules = {name: dist_mod.unwrap(m) for name, m in objective.modules().items()}
     state: dict[str, dict] = {"trainer": {"step": step, "data": data.state_dict()}, "rng": _rng_state()}
     if ema is not None:  # inference uses the EMA weights; the raw ones are kept for resume
         name = objective.ema_module

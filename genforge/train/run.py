@@ -12,6 +12,7 @@ from genforge.data.shards import TokenData
 from genforge.errors import ConfigError
 from genforge.models import FAMILIES
 from genforge.objectives.lm import LMObjective
+from genforge.train import dist as dist_mod
 from genforge.train.device import resolve_device
 from genforge.train.loop import train
 
@@ -20,7 +21,12 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train the run described by cfg; return the final checkpoint directory."""
     if cfg.family != "gpt":
         raise ConfigError(f"family={cfg.family!r}: training is not implemented for this family yet")
+    dist, device = dist_mod.init(resolve_device(cfg.train.device))  # under torchrun: one process per device
+    if not dist.main:  # rank 0 prepares the data on first use; the others wait, then open it
+        dist_mod.barrier(dist)
     data = open_token_data(cfg)
+    if dist.main:
+        dist_mod.barrier(dist)
     if cfg.model.vocab_size == 0:
         cfg.model.vocab_size = data.vocab_size
     elif cfg.model.vocab_size < data.vocab_size:
@@ -28,8 +34,8 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
                           f"({data.vocab_size} tokens in {data.path / 'manifest.json'})")
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed, not whatever ran before
     model = FAMILIES[cfg.family].build(cfg.model)
-    batches = TokenBatches(data, cfg.data.batch_size, cfg.model.block_size, cfg.train.seed,
-                           resolve_device(cfg.train.device))
+    batches = TokenBatches(data, cfg.data.batch_size, cfg.model.block_size, cfg.train.seed, device,
+                           rank=dist.rank, world=dist.world)
     summary = {k: data.manifest[k] for k in ("dtype", "vocab_size", "eot_id", "tokenizer_kind", "source") if k in data.manifest}
     config = {"family": cfg.family, "model": dataclasses.asdict(cfg.model), "tokenizer": "tokenizer.json",
               "data": {"path": str(data.path), **summary}, "run": cfg.to_dict()}
