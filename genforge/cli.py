@@ -89,12 +89,14 @@ def _train(sub):
     p.add_argument("overrides", nargs="*", help="dotted overrides: model.n_layer=6 train.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--verify", action="store_true", help="check each data shard's sha256 against the manifest")
 
     def run(a):
         from genforge.config import load_config
         from genforge.train.run import run as train_run
 
-        ckpt = train_run(load_config(a.config, a.overrides), resume=a.resume, progress=not a.no_progress)
+        overrides = a.overrides + (["data.verify=true"] if a.verify else [])
+        ckpt = train_run(load_config(a.config, overrides), resume=a.resume, progress=not a.no_progress)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
             print(f"checkpoint: {ckpt}")
 

@@ -26,6 +26,7 @@ class DataConfig:
     source: str | None = None  # when path holds no data yet, `genforge prepare` this source there
     tokenizer: str = "char"  # used with `source`: char | bpe:VOCAB
     batch_size: int = 12
+    verify: bool = False  # check every shard's sha256 against the manifest when opening the data
 
     def __post_init__(self):
         if self.batch_size < 1:

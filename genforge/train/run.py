@@ -53,4 +53,4 @@ def open_token_data(cfg: RunConfig) -> TokenData:
 
         print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
         prepare(cfg.data.source, cfg.data.tokenizer, path)
-    return TokenData(path)
+    return TokenData(path, verify=cfg.data.verify)
