@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     # `train CONFIG --resume key=value`: overrides may follow options
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
         args.overrides += extra
+    # `prepare a.txt --out DIR b.txt`: sources may follow options too
+    elif extra and args.verb == "prepare" and not any(e.startswith("-") for e in extra):
+        args.source += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -48,20 +51,35 @@ def _quickstart(sub):
 
 def _prepare(sub):
     p = sub.add_parser("prepare", help="tokenize a text corpus into token shards")
-    p.add_argument("source", help="a .txt file, a folder of text files, a .jsonl file, or builtin:shakespeare")
+    p.add_argument("source", nargs="+",
+                   help="text files (.txt/.md, also .gz/.zst), folders, globs ('corpus/*.txt'), .jsonl[.gz|.zst] "
+                        "or .parquet files (with --field), a saved Hugging Face dataset directory, "
+                        "or builtin:shakespeare")
     p.add_argument("--tokenizer", default="char", help="char | bpe:VOCAB (default char)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--field", help="text field of a .jsonl source")
+    p.add_argument("--field", help="text field of .jsonl records, or text column of .parquet / datasets")
     p.add_argument("--errors", choices=["strict", "replace"], default="strict",
-                   help="invalid UTF-8: stop with an error (strict) or substitute U+FFFD (replace)")
+                   help="invalid UTF-8: a bad record (strict) or substitute U+FFFD (replace)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--tokenizer-file", help="reuse this tokenizer.json instead of training one")
+    p.add_argument("--workers", type=int, default=1, help="tokenizer processes (output is the same for any N)")
+    p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file (default 100M)")
+    p.add_argument("--tokenizer-sample", metavar="BYTES",
+                   help="train the tokenizer on the first BYTES of text only (e.g. 100MB; default: all of it)")
+    p.add_argument("--on-bad-record", choices=["error", "skip"], default="error",
+                   help="a bad record (invalid UTF-8 or JSON, missing field, unknown char): stop (default) "
+                        "or log it to stderr and skip it")
+    p.add_argument("--max-bad-ratio", type=float, default=0.01,
+                   help="with --on-bad-record skip, stop once more than this fraction of records is bad (0.01)")
 
     def run(a):
-        from genforge.data.prepare import prepare
+        from genforge.data.prepare import parse_bytes, prepare
         from genforge.data.shards import TokenData
 
-        out = prepare(a.source, a.tokenizer, a.out, a.field, a.errors, a.val_fraction, tokenizer_file=a.tokenizer_file)
+        sample = parse_bytes(a.tokenizer_sample) if a.tokenizer_sample else None
+        out = prepare(a.source, a.tokenizer, a.out, a.field, a.errors, a.val_fraction, a.shard_tokens,
+                      a.tokenizer_file, workers=a.workers, tokenizer_sample=sample, on_bad_record=a.on_bad_record,
+                      max_bad_ratio=a.max_bad_ratio, progress=True)
         data = TokenData(out)
         print(f"{out}: vocab {data.vocab_size}, {data.tokens('train'):,} train + {data.tokens('val'):,} val tokens ({data.dtype})")
 

@@ -1,67 +1,240 @@
-"""Readers that turn a SOURCE into (name, text) documents.
+"""Readers that turn SOURCE specs into a lazy stream of records, one document each.
 
-SOURCE: a .txt/.md file, a folder of them (recursively, sorted), a .jsonl file with a text
-`field`, or `builtin:NAME`. Text must be UTF-8: by default a bad byte is an error naming the file
-and byte offset; errors="replace" substitutes U+FFFD instead.
+A SOURCE is a file, a folder (its supported files, recursively, sorted), a glob
+('corpus/*.txt', 'data/**/*.jsonl.gz'), a Hugging Face `datasets` directory made by
+`save_to_disk`, or `builtin:NAME`. Files:
+
+- text (.txt .md .text, optionally .gz or .zst compressed): the whole file is one document;
+- .jsonl (optionally .gz/.zst): one document per line, the text under `field`;
+- .parquet: one document per row, the text in column `field` (needs pyarrow).
+
+Nothing reads more than one document ahead. Text must be UTF-8: a bad byte, a line that is not
+JSON, or a missing field gives a bad record (text None, with a reason and a location: file and
+byte offset or line) that the caller turns into an error or skips; errors="replace"
+substitutes U+FFFD for bad bytes instead.
 """
 from __future__ import annotations
 
+import glob
+import gzip
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import IO, NamedTuple
 
 from genforge.data.builtin import builtin_documents
 from genforge.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
+COMPRESSED = (".gz", ".zst")
+FIELD_SUFFIXES = (".jsonl", ".parquet")
+
+
+class Record(NamedTuple):
+    """One document, or a bad one: text is None and error says why."""
+
+    file: str  # the source file, as the manifest lists it
+    where: str  # where in it: "a.jsonl:12", "a.txt" ...
+    text: str | None
+    error: str | None = None
+    nbytes: int = 0  # raw bytes consumed, for the progress bar
+
+    def bad_message(self) -> str:
+        return f"{self.where}: {self.error}"
+
+
+def expand_sources(specs: list[str], field: str | None = None) -> list[str]:
+    """The files, dataset directories and builtin specs that specs name, in order.
+    Raises DataError for a spec that matches nothing."""
+    out: list[str] = []
+    for spec in specs:
+        if spec.startswith("builtin:"):
+            out.append(spec)
+            continue
+        if any(c in spec for c in "*?["):
+            matches = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise DataError(f"{spec}: no files match this pattern")
+            out += matches
+            continue
+        path = Path(spec)
+        if not path.exists():
+            raise DataError(f"{spec}: no such file or directory")
+        if path.is_dir() and not is_hf_dataset(path):
+            files = sorted(str(p) for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
+            if not files:
+                raise DataError(f"{spec}: folder holds no text files "
+                                f"({', '.join(TEXT_SUFFIXES + FIELD_SUFFIXES)}, optionally .gz or .zst)")
+            out += files
+        else:
+            out.append(spec)
+    for src in out:  # fail before any work, not after hours of it
+        if not src.startswith("builtin:") and _kind(Path(src)) in ("jsonl", "parquet", "hf") and not field:
+            raise DataError(f"{src}: a .jsonl, .parquet or datasets source needs --field NAME "
+                            f"(the key or column holding the text)")
+    return out
+
+
+def iter_records(sources: list[str], field: str | None = None, errors: str = "strict") -> Iterator[Record]:
+    """Records of every source from expand_sources, lazily, in order."""
+    for src in sources:
+        if src.startswith("builtin:"):
+            for name, text in builtin_documents(src.removeprefix("builtin:")):
+                yield Record(src, name, text, nbytes=len(text))
+            continue
+        path = Path(src)
+        kind = _kind(path)
+        if kind == "jsonl":
+            yield from _jsonl_records(path, field, errors)
+        elif kind == "parquet":
+            yield from _parquet_records(path, field, errors)
+        elif kind == "hf":
+            yield from _hf_records(path, field, errors)
+        else:
+            yield _text_record(path, errors)
 
 
 def iter_documents(source: str, field: str | None = None, errors: str = "strict") -> Iterator[tuple[str, str]]:
-    """Yield (name, text) for every document in source."""
-    if source.startswith("builtin:"):
-        yield from builtin_documents(source.removeprefix("builtin:"))
-        return
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{source}: no such file or directory")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-        if not files:
-            raise DataError(f"{source}: folder holds no text files ({', '.join(TEXT_SUFFIXES)})")
-        for f in files:
-            yield str(f), read_text(f, errors)
-    elif path.suffix == ".jsonl":
-        if not field:
-            raise DataError(f"{source}: a .jsonl source needs --field NAME (the key holding the text)")
-        yield from _jsonl_documents(path, field, errors)
-    else:
-        yield str(path), read_text(path, errors)
+    """Yield (name, text) for every document of one SOURCE spec; a bad record raises DataError."""
+    for r in iter_records(expand_sources([source], field), field, errors):
+        if r.text is None:
+            raise DataError(r.bad_message())
+        yield r.where, r.text
 
 
 def read_text(path: Path, errors: str = "strict") -> str:
-    data = path.read_bytes()
+    """One text file (optionally .gz/.zst) as a string; raises DataError for invalid UTF-8."""
+    rec = _text_record(Path(path), errors)
+    if rec.text is None:
+        raise DataError(rec.bad_message())
+    return rec.text
+
+
+def is_hf_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def _kind(path: Path) -> str | None:
+    if is_hf_dataset(path):
+        return "hf"
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last == ".jsonl":
+        return "jsonl"
+    if last == ".parquet" and path.suffix.lower() not in COMPRESSED:
+        return "parquet"
+    if last in TEXT_SUFFIXES:
+        return "text"
+    return None
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed on the fly for .gz and .zst."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise DataError(f"{path}: reading .zst files needs the zstandard package: "
+                            f"pip install 'genforge[data]' (or pip install zstandard)") from None
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
+
+
+def _offset_note(path: Path) -> str:
+    return " of the decompressed text" if path.suffix.lower() in COMPRESSED else ""
+
+
+def _text_record(path: Path, errors: str) -> Record:
     try:
-        return data.decode("utf-8", errors=errors)
+        with open_binary(path) as f:
+            data = f.read()
+    except (OSError, EOFError) as e:  # gzip/zstd raise these for a damaged file
+        return Record(str(path), str(path), None, f"cannot read ({e})")
+    try:
+        return Record(str(path), str(path), data.decode("utf-8", errors=errors), nbytes=len(data))
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: invalid UTF-8 at byte offset {e.start} "
-                        f"(fix the file or pass --errors replace)") from None
+        return Record(str(path), str(path), None, f"invalid UTF-8 at byte offset {e.start}{_offset_note(path)} "
+                      f"(fix the file or pass --errors replace)", len(data))
 
 
-def _jsonl_documents(path: Path, field: str, errors: str) -> Iterator[tuple[str, str]]:
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8", errors=errors)
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
-                                f"(fix the file or pass --errors replace)") from None
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            text = record.get(field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise DataError(f"{path}:{lineno}: field {field!r} missing or not a string")
-            yield f"{path}:{lineno}", text
+def _jsonl_records(path: Path, field: str, errors: str) -> Iterator[Record]:
+    try:
+        with open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                yield _jsonl_record(path, lineno, raw, field, errors)
+    except (OSError, EOFError) as e:
+        yield Record(str(path), str(path), None, f"cannot read ({e})")
+
+
+def _jsonl_record(path: Path, lineno: int, raw: bytes, field: str, errors: str) -> Record:
+    where, n = f"{path}:{lineno}", len(raw)
+    if not raw.strip():
+        return Record(str(path), where, "", nbytes=n)  # blank lines are empty documents, dropped
+    try:
+        line = raw.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        return Record(str(path), where, None, f"invalid UTF-8 at byte {e.start} of the line "
+                      f"(fix the file or pass --errors replace)", n)
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return Record(str(path), where, None, f"not valid JSON ({e.msg})", n)
+    text = record.get(field) if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        return Record(str(path), where, None, f"field {field!r} missing or not a string", n)
+    return Record(str(path), where, text, nbytes=n)
+
+
+def _cell_record(file: str, where: str, value, field: str, errors: str) -> Record:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as e:
+            return Record(file, where, None, f"invalid UTF-8 at byte {e.start} of column {field!r}", len(value))
+    if not isinstance(value, str):
+        return Record(file, where, None, f"column {field!r} is {type(value).__name__}, not a string")
+    return Record(file, where, value, nbytes=len(value))
+
+
+def _parquet_records(path: Path, field: str, errors: str) -> Iterator[Record]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading .parquet files needs pyarrow: "
+                        f"pip install 'genforge[data]' (or pip install pyarrow)") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises its own ArrowInvalid and OSError
+        raise DataError(f"{path}: not a readable parquet file ({e})") from None
+    if field not in pf.schema_arrow.names:
+        raise DataError(f"{path}: no column {field!r} (has {', '.join(pf.schema_arrow.names)})")
+    row = 0
+    for batch in pf.iter_batches(columns=[field], batch_size=1024):
+        for value in batch.column(0).to_pylist():
+            yield _cell_record(str(path), f"{path}:row {row}", value, field, errors)
+            row += 1
+
+
+def _hf_records(path: Path, field: str, errors: str) -> Iterator[Record]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{path}: reading a saved Hugging Face dataset needs the datasets package: "
+                        f"pip install datasets") from None
+    loaded = datasets.load_from_disk(str(path))  # memory-mapped Arrow files: rows are read on demand
+    parts = ([(f"[{k}]", loaded[k]) for k in sorted(loaded)] if isinstance(loaded, datasets.DatasetDict)
+             else [("", loaded)])
+    for split, ds in parts:
+        if field not in ds.column_names:
+            raise DataError(f"{path}{split}: no column {field!r} (has {', '.join(ds.column_names)})")
+        row = 0
+        for batch in ds.select_columns([field]).iter(batch_size=1024):
+            for value in batch[field]:
+                yield _cell_record(str(path), f"{path}{split}:row {row}", value, field, errors)
+                row += 1

@@ -1,11 +1,13 @@
 """Token data on disk: flat binary shards of uint16/uint32 ids and a manifest.json.
 
     DIR/manifest.json   {"format": 1, "dtype", "vocab_size", "eot_id", "tokenizer",
-                         "splits": {"train": [{"file", "tokens", "sha256"}], "val": [...]}, "source"}
+                         "splits": {"train": [{"file", "dtype", "tokens", "sha256", "sources"}], "val": [...]},
+                         "source"}
     DIR/tokenizer.json
     DIR/train-00000.bin ...
 
-The manifest is written last, atomically: a directory without one is not data. Shards are
+A shard is written as NAME.partial and renamed when complete; the manifest is written last,
+atomically: a directory without one is not data. Shards are
 read through np.memmap, so memory does not grow with the corpus.
 """
 from __future__ import annotations
@@ -27,18 +29,21 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 class ShardWriter:
-    """Append token arrays to `{split}-NNNNN.bin` files of at most `shard_tokens` tokens each."""
+    """Append token arrays to `{split}-NNNNN.bin` files of at most `shard_tokens` tokens each,
+    noting which source files went into each."""
 
     def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
         self.out, self.split, self.dtype, self.shard_tokens = out, split, dtype, shard_tokens
         self.shards: list[dict] = []
         self._file = None
 
-    def write(self, ids: np.ndarray) -> None:
+    def write(self, ids: np.ndarray, source: str | None = None) -> None:
         ids = ids.astype(self.dtype, copy=False)
         while ids.size:
             if self._file is None:
                 self._open()
+            if source is not None and source not in self._sources:
+                self._sources[source] = None
             room = self.shard_tokens - self._tokens
             part, ids = ids[:room], ids[room:]
             data = part.tobytes()
@@ -55,20 +60,25 @@ class ShardWriter:
 
     def _open(self) -> None:
         self._name = f"{self.split}-{len(self.shards):05d}.bin"
-        self._file = open(self.out / self._name, "wb")
-        self._hash, self._tokens = hashlib.sha256(), 0
+        self._file = open(self.out / f"{self._name}.partial", "wb")
+        self._hash, self._tokens, self._sources = hashlib.sha256(), 0, {}
 
     def _close(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        self.shards.append({"file": self._name, "tokens": self._tokens, "sha256": self._hash.hexdigest()})
+        os.replace(self.out / f"{self._name}.partial", self.out / self._name)
+        self.shards.append({"file": self._name, "dtype": self.dtype.name, "tokens": self._tokens,
+                            "sha256": self._hash.hexdigest(), "sources": list(self._sources)})
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
     tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(manifest, indent=2))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, out / "manifest.json")
 
 

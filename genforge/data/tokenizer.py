@@ -44,12 +44,24 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of text; raises DataError for a character a char tokenizer does not know."""
-        if self._chars is not None:
-            unknown = set(text.replace(EOT, "")) - self._chars
-            if unknown:
-                c = min(unknown, key=text.index)
-                raise DataError(f"character {c!r} (at offset {text.index(c)}) is not in the char tokenizer's vocabulary")
+        problem = self.unknown_char(text)
+        if problem:
+            raise DataError(problem)
         return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (no vocabulary check: call unknown_char first for char)."""
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def unknown_char(self, text: str) -> str | None:
+        """Why a char tokenizer cannot encode text (its first unknown character), or None."""
+        if self._chars is None:
+            return None
+        unknown = set(text.replace(EOT, "")) - self._chars
+        if not unknown:
+            return None
+        c = min(unknown, key=text.index)
+        return f"character {c!r} (at offset {text.index(c)}) is not in the char tokenizer's vocabulary"
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
@@ -62,7 +74,10 @@ def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
     """Build a tokenizer from `char` or `bpe:VOCAB` on the given texts."""
     kind, _, size = spec.partition(":")
     if kind == "char" and not size:
-        chars = sorted(set().union(*(set(t) for t in texts)))
+        seen: set[str] = set()
+        for t in texts:  # a stream: one text in memory at a time
+            seen.update(t)
+        chars = sorted(seen)
         vocab = {c: i for i, c in enumerate(chars)}
         vocab[EOT] = len(vocab)
         tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))

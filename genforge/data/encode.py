@@ -1,0 +1,92 @@
+"""Tokenize a stream of documents in worker processes, results in input order.
+
+Documents go to workers in batches of about BATCH_BYTES of text; at most two batches per worker
+are in flight, so memory stays bounded however large the corpus is (`Pool.imap` would read its
+whole input ahead). Results come back in submission order, so the output does not depend on the
+number of workers. Workers are spawned, so a script that prepares with workers > 1 must do so
+under `if __name__ == "__main__":`.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from genforge.data.tokenizer import Tokenizer
+
+BATCH_BYTES = 1 << 20
+
+# a document's pieces: [(split, start, end), ...], character ranges of its text
+Piece = tuple[str, int, int]
+
+
+def encode_stream(tok: Tokenizer, items: Iterable[tuple[object, str, list[Piece]]], workers: int,
+                  dtype: np.dtype) -> Iterator[tuple[object, list[Piece], list[np.ndarray] | str]]:
+    """For each (meta, text, pieces) yield (meta, pieces, result) in input order."""
+    if workers <= 1:
+        for batch in _batches(items):
+            results = encode_documents(tok, [(text, pieces) for _, text, pieces in batch], dtype)
+            yield from ((meta, pieces, r) for (meta, _, pieces), r in zip(batch, results))
+        return
+    # spawn, not fork: the parent may hold threads (torch's, the tokenizers library's) that a
+    # forked child would inherit locked
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(tok.tok.to_str(), dtype.str)) as pool:
+        pending: deque = deque()
+        for batch in _batches(items):
+            work = [(text, pieces) for _, text, pieces in batch]
+            metas = [(meta, pieces) for meta, _, pieces in batch]
+            pending.append((metas, pool.apply_async(_encode_in_worker, (work,))))
+            if len(pending) > 2 * workers:
+                yield from _collect(*pending.popleft())
+        while pending:
+            yield from _collect(*pending.popleft())
+
+
+def encode_documents(tok: Tokenizer, work: list[tuple[str, list[Piece]]], dtype: np.dtype) -> list:
+    """Results of a batch of (text, pieces): arrays of ids + end-of-text per piece, or a reason."""
+    results: list = [tok.unknown_char(text) for text, _ in work]
+    texts = [text[a:b] for (text, pieces), r in zip(work, results) if r is None for _, a, b in pieces]
+    ids = iter(tok.encode_batch(texts))
+    for i, (_, pieces) in enumerate(work):
+        if results[i] is None:
+            results[i] = [np.array(next(ids) + [tok.eot_id], dtype=dtype) for _ in pieces]
+    return results
+
+
+def _collect(metas, async_result):
+    for (meta, pieces), r in zip(metas, async_result.get()):
+        yield meta, pieces, r
+
+
+def _batches(items):
+    batch, size = [], 0
+    for item in items:
+        batch.append(item)
+        size += len(item[1])
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+_worker: tuple[Tokenizer, np.dtype] | None = None
+
+
+def _init_worker(tokenizer_json: str, dtype: str) -> None:
+    global _worker
+    import tokenizers
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    _worker = (Tokenizer(tokenizers.Tokenizer.from_str(tokenizer_json)), np.dtype(dtype))
+
+
+def _encode_in_worker(work):
+    tok, dtype = _worker
+    return encode_documents(tok, work, dtype)
