@@ -55,6 +55,7 @@ class TrainConfig:
     ckpt_interval: int | None = None  # None: checkpoint at every eval
     keep_checkpoints: int = 2
     ema_decay: float = 0.0  # 0 disables the EMA copy of the model
+    fsdp: bool = False  # under torchrun: shard parameters, gradients and optimizer state (FSDP2) instead of DDP
     seed: int = 1337
     out_dir: str = "runs/default"
     threads: int | None = None  # CPU threads for torch; None leaves torch's default
@@ -67,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr={self.lr}, train.min_lr={self.min_lr}: need 0 <= min_lr <= lr, lr > 0")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.fsdp and self.ema_decay:
+            raise ConfigError("train.ema_decay with train.fsdp=true is not supported yet")
 
 
 @dataclass

@@ -37,8 +37,11 @@ def save_checkpoint(path: Path, config: dict, modules: dict[str, nn.Module], tok
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        for name, module in modules.items():
-            save_model(module, str(tmp / f"{name}.safetensors"))
+        for name, module in modules.items():  # a module, or its whole state_dict (gathered FSDP shards)
+            if isinstance(module, nn.Module):
+                save_model(module, str(tmp / f"{name}.safetensors"))
+            else:
+                save_file(_unshared(module), str(tmp / f"{name}.safetensors"))
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
         if state:
@@ -107,6 +110,8 @@ def load_module(module: nn.Module, file: Path) -> None:
         raise CheckpointError(f"{file}: corrupted or truncated safetensors file ({str(e).splitlines()[0]})") from None
     except RuntimeError as e:  # shape mismatch
         raise CheckpointError(f"{file}: weights do not fit the model in config.json ({str(e).splitlines()[-1].strip()})") from None
+    aliases = module.state_dict(keep_vars=True)  # tied weights may be saved under both of their names
+    unexpected = [k for k in unexpected if k not in aliases]
     if missing or unexpected:
         raise CheckpointError(f"{file}: weights do not match config.json (missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]})")

@@ -46,15 +46,45 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
     return dist, device
 
 
-def wrap(objective, dist: Dist, device: torch.device) -> None:
-    """Replace each trainable module of the objective (attribute named as in modules()) by its
-    DistributedDataParallel wrapper; unwrap() gives the plain module back."""
+def wrap(objective, dist: Dist, device: torch.device, fsdp: bool = False) -> None:
+    """Make each trainable module of the objective data parallel: replace it (the attribute named
+    as in modules()) by its DistributedDataParallel wrapper, or with fsdp shard it in place with
+    FSDP2's fully_shard, every block of a ModuleList its own unit. unwrap() gives the module back."""
     if not dist.enabled:
         return
     for name, module in objective.modules().items():
-        if any(p.requires_grad for p in module.parameters()):
+        if not any(p.requires_grad for p in module.parameters()):
+            continue
+        if fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for blocks in [m for m in module.modules() if isinstance(m, nn.ModuleList)]:
+                for block in blocks:
+                    fully_shard(block)
+            fully_shard(module)
+        else:
             ids = [device.index] if device.type == "cuda" else None
             setattr(objective, name, DistributedDataParallel(module, device_ids=ids))
+
+
+def full(t):
+    """The whole tensor behind an FSDP shard (a collective: every rank calls it); others as they are."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def shard_like(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """t (a whole tensor) laid out like parameter p: this rank's shard when p is sharded."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    return distribute_tensor(t, p.device_mesh, p.placements) if isinstance(p, DTensor) else t
+
+
+def is_sharded(module: nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -32,8 +32,12 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     """Train objective on data (an iterator of batches with state_dict/eval_batches); return the
     final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
     run = _Run(objective, data, cfg, Path(out), config, tokenizer)
-    step = _restore(run.out, objective, run.optimizers, data, run.ema) if resume else 0
-    dist_mod.wrap(objective, run.dist, run.device)
+    step, ckpt = _restore(run.out, objective, data, run.ema) if resume else (0, None)
+    dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
+    # optimizers after wrapping: FSDP replaces the parameters by their shards
+    run.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, run.device) for ph in objective.phases}
+    if ckpt is not None:
+        _restore_optimizers(ckpt, run.optimizers)
     if run.dist.enabled:  # the same init on every rank (DDP broadcast rank 0's); dropout differs per rank
         torch.manual_seed(cfg.seed + 1_000_003 * run.dist.rank)
     main = run.dist.main
@@ -71,8 +75,9 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             log.plot(wait=last)
         if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
             final = run.out / f"step-{step:07d}"
+            modules, state = _gather(step, objective, run.optimizers, data, run.ema)  # every rank: FSDP gathers
             if main:
-                _save(run.out, step, run.meta, objective, run.optimizers, data, run.ema, tokenizer, cfg)
+                _save(final, run.meta, modules, state, tokenizer, cfg)
             dist_mod.barrier(run.dist)
         if last:
             break
@@ -95,7 +100,7 @@ class _Run:
         torch.manual_seed(cfg.seed)
         for m in objective.modules().values():
             m.to(self.device).train()
-        self.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, self.device) for ph in objective.phases}
+        self.optimizers: dict = {}  # built by train() once the modules are wrapped
         self.ema = _make_ema(objective, cfg)
         self.meta = {"genforge_version": genforge.__version__, **(config or {})}
         self.window = _Window()
@@ -146,7 +151,7 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) 
             (loss / len(batches)).backward()
         window.add(phase, metrics)
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-    finite = bool(torch.isfinite(norm))
+    finite = bool(torch.isfinite(dist_mod.full(norm)))
     if finite:
         opt.step()
     opt.zero_grad(set_to_none=True)
@@ -205,8 +210,12 @@ def _make_ema(objective, cfg: TrainConfig):
     return AveragedModel(target, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
 
 
-def _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg) -> Path:
+def _gather(step, objective, optimizers, data, ema) -> tuple[dict, dict]:
+    """What a checkpoint holds: modules (or, for FSDP, their gathered whole state dicts) and the
+    state/ entries. Every rank calls it; only rank 0 writes."""
     modules = {name: dist_mod.unwrap(m) for name, m in objective.modules().items()}
+    modules = {name: ({k: dist_mod.full(v) for k, v in m.state_dict().items()} if dist_mod.is_sharded(m) else m)
+               for name, m in modules.items()}
     state: dict[str, dict] = {"trainer": {"step": step, "data": data.state_dict()}, "rng": _rng_state()}
     if ema is not None:  # inference uses the EMA weights; the raw ones are kept for resume
         name = objective.ema_module
@@ -215,15 +224,21 @@ def _save(out, step, meta, objective, optimizers, data, ema, tokenizer, cfg) -> 
         modules[name] = ema.module
     for phase, opt in optimizers.items():
         tensors, groups = _flatten_optimizer(opt.state_dict())
-        state[f"optimizer-{phase}"] = tensors
+        state[f"optimizer-{phase}"] = {k: dist_mod.full(v) for k, v in tensors.items()}
         state[f"optimizer-{phase}-groups"] = {"param_groups": groups}
-    path = ckpt_io.save_checkpoint(out / f"step-{step:07d}", {**meta, "step": step}, modules, tokenizer, state)
-    ckpt_io.mark_latest(out, path)
-    ckpt_io.prune(out, cfg.keep_checkpoints)
+    return modules, state
+
+
+def _save(path: Path, meta, modules, state, tokenizer, cfg) -> Path:
+    step = state["trainer"]["step"]
+    path = ckpt_io.save_checkpoint(path, {**meta, "step": step}, modules, tokenizer, state)
+    ckpt_io.mark_latest(path.parent, path)
+    ckpt_io.prune(path.parent, cfg.keep_checkpoints)
     return path
 
 
-def _restore(out, objective, optimizers, data, ema) -> int:
+def _restore(out, objective, data, ema) -> tuple[int, Path]:
+    """Load weights, EMA, data cursor and RNG of the run's latest checkpoint; (step, its path)."""
     path = ckpt_io.resolve(out)
     if not (path / "state").is_dir():
         raise CheckpointError(f"{path}: has no state/ directory, so it cannot resume training")
@@ -235,16 +250,19 @@ def _restore(out, objective, optimizers, data, ema) -> int:
             module.load_state_dict(raw)
         else:
             ckpt_io.load_module(module, path / f"{name}.safetensors")
-    for phase, opt in optimizers.items():
-        tensors = ckpt_io.load_state(path, f"optimizer-{phase}")
-        groups = ckpt_io.load_state(path, f"optimizer-{phase}-groups")["param_groups"]
-        opt.load_state_dict(_unflatten_optimizer(tensors, groups))
     trainer = ckpt_io.load_state(path, "trainer")
     if ema is not None:
         ema.n_averaged.fill_(trainer["ema_n_averaged"])
     data.load_state_dict(trainer["data"])
     _set_rng_state(ckpt_io.load_state(path, "rng"))
-    return int(trainer["step"])
+    return int(trainer["step"]), path
+
+
+def _restore_optimizers(path: Path, optimizers: dict) -> None:
+    for phase, opt in optimizers.items():
+        tensors = ckpt_io.load_state(path, f"optimizer-{phase}")
+        groups = ckpt_io.load_state(path, f"optimizer-{phase}-groups")["param_groups"]
+        opt.load_state_dict(_unflatten_optimizer(tensors, groups))
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:

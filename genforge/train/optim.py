@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from genforge.config import TrainConfig
+from genforge.train.dist import shard_like
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: torch.device):
@@ -85,5 +86,5 @@ class AdamW:
         for i, s in state_dict["state"].items():
             p = params[int(i)]
             self.state[p] = {"step": s["step"].to(torch.float32, copy=True).to(p.device).reshape(()),
-                             "exp_avg": s["exp_avg"].to(p.device, p.dtype, copy=True),
-                             "exp_avg_sq": s["exp_avg_sq"].to(p.device, p.dtype, copy=True)}
+                             "exp_avg": shard_like(s["exp_avg"].to(p.device, p.dtype, copy=True), p),
+                             "exp_avg_sq": shard_like(s["exp_avg_sq"].to(p.device, p.dtype, copy=True), p)}

@@ -67,3 +67,22 @@ def test_ranks_read_disjoint_windows(char_data):
         assert torch.equal(torch.cat([x0, x1]), xs)  # the two ranks together read the single rank's batch
         rows0 = {tuple(r) for r in x0.tolist()}
         assert not rows0 & {tuple(r) for r in x1.tolist()} or np.unique(xs.numpy(), axis=0).shape[0] < 8
+
+
+def test_fsdp_two_ranks_match_one_rank_and_resume(tmp_path, tiny_overrides):
+    """FSDP2 (train.fsdp=true): same losses and weights as 1 rank x 2b; its checkpoint holds whole
+    tensors, resumes sharded on 2 ranks, and resumes unsharded on 1 rank."""
+    cfg = config_file(tmp_path)
+    one, two = tmp_path / "one", tmp_path / "fsdp"
+    same = "train.lr_decay_iters=18"  # one schedule for the run and its resumed continuation
+    launch(1, [cfg, *run_overrides(tiny_overrides, one, 8), same, "train.max_iters=18"])
+    launch(2, [cfg, *run_overrides(tiny_overrides, two, 4), same, "train.fsdp=true"])
+    launch(2, [cfg, *run_overrides(tiny_overrides, two, 4), same, "train.fsdp=true", "train.max_iters=18"], "--resume")
+    a, b = loss_curve(one), loss_curve(two)
+    assert len(a) == len(b) == 18
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # resuming sharded changed nothing
+    wa, wb = (load_file(d / "latest" / "model.safetensors") for d in (one, two))
+    for k in wb:
+        torch.testing.assert_close(wa.get(k, wa.get("lm_head.weight")), wb[k], atol=1e-5, rtol=0)
+    launch(1, [cfg, *run_overrides(tiny_overrides, two, 8), same, "train.max_iters=20"], "--resume")
+    assert [s for s, n, _ in read_metrics(two / "metrics.csv") if n == "loss"] == list(range(1, 21))
