@@ -7,6 +7,8 @@ same window and 2 ranks x b see the same data as 1 rank x 2b.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -66,6 +68,13 @@ class _Windows:
         if counts.sum() <= 0:
             raise DataError(f"{data.path}: the {split} split has no shard longer than block_size={block_size} tokens")
         self.ends = np.cumsum(counts)
+        # Windows are read with pread, not through the memmap: a page fault maps (and keeps resident)
+        # its whole fault-around block, so random windows over a big corpus would make RSS grow with it.
+        self.fds = [os.open(s.filename, os.O_RDONLY) for s in self.shards] if hasattr(os, "pread") else None
+
+    def __del__(self):
+        for fd in self.fds or ():
+            os.close(fd)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.integers(0, self.ends[-1], size=n)
@@ -75,7 +84,12 @@ class _Windows:
         shard_of = np.searchsorted(self.ends, starts, side="right")
         rows = []
         for s, k in zip(starts, shard_of):
-            offset = s - (self.ends[k - 1] if k else 0)
-            rows.append(self.shards[k][offset:offset + T + 1])
+            offset = int(s - (self.ends[k - 1] if k else 0))
+            shard = self.shards[k]
+            if self.fds is None:
+                rows.append(shard[offset:offset + T + 1])
+                continue
+            size = shard.dtype.itemsize
+            rows.append(np.frombuffer(os.pread(self.fds[k], (T + 1) * size, offset * size), dtype=shard.dtype))
         block = np.stack(rows).astype(np.int64)  # (B, T+1)
         return block[:, :-1], block[:, 1:]

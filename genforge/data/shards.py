@@ -131,21 +131,28 @@ class TokenData:
                             f"tokens ({expected} bytes); the shard is truncated or from another run")
         if shard["tokens"] == 0:
             return np.zeros(0, dtype=self.dtype)
+        self._check(f, shard, verify)
         data = np.memmap(f, dtype=self.dtype, mode="r")
-        if verify:
-            digest = hashlib.sha256()
-            with open(f, "rb") as fh:
-                while chunk := fh.read(1 << 24):
-                    digest.update(chunk)
-            if digest.hexdigest() != shard["sha256"]:
-                raise DataError(f"{f}: sha256 does not match manifest.json (the file changed)")
-        for start in range(0, len(data), 1 << 24):
-            chunk = data[start:start + (1 << 24)]
-            if chunk.max() >= self.vocab_size:
-                bad = start + int(np.argmax(chunk >= self.vocab_size))
-                raise DataError(f"{f}: token id {int(data[bad])} >= vocab_size {self.vocab_size} "
-                                f"at byte offset {bad * self.dtype.itemsize}")
         return data
+
+    def _check(self, f: Path, shard: dict, verify: bool) -> None:
+        """Every id below vocab_size (and the sha256 when verify), read in chunks through plain
+        reads: scanning through the memmap would keep every page of the shard resident."""
+        digest = hashlib.sha256() if verify else None
+        chunk_bytes = (1 << 22) * self.dtype.itemsize
+        with open(f, "rb") as fh:
+            offset = 0
+            while raw := fh.read(chunk_bytes):
+                if digest is not None:
+                    digest.update(raw)
+                ids = np.frombuffer(raw, dtype=self.dtype)
+                if ids.max() >= self.vocab_size:
+                    bad = int(np.argmax(ids >= self.vocab_size))
+                    raise DataError(f"{f}: token id {int(ids[bad])} >= vocab_size {self.vocab_size} "
+                                    f"at byte offset {offset + bad * self.dtype.itemsize}")
+                offset += len(raw)
+        if digest is not None and digest.hexdigest() != shard["sha256"]:
+            raise DataError(f"{f}: sha256 does not match manifest.json (the file changed)")
 
     def tokens(self, split: str) -> int:
         return sum(len(s) for s in self.split(split))
