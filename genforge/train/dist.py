@@ -9,6 +9,7 @@ checkpoints. Without torchrun's environment everything here is a no-op.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -67,24 +68,32 @@ def wrap(objective, dist: Dist, device: torch.device, fsdp: bool = False) -> Non
             setattr(objective, name, DistributedDataParallel(module, device_ids=ids))
 
 
+def _dtensor_type():
+    """DTensor's class if FSDP (or anything) has loaded it; None otherwise. Importing it just to
+    ask would cost every plain run ~25 MB of memory and time on each step's check."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
+
+
 def full(t):
     """The whole tensor behind an FSDP shard (a collective: every rank calls it); others as they are."""
-    from torch.distributed.tensor import DTensor
-
-    return t.full_tensor() if isinstance(t, DTensor) else t
+    dtensor = _dtensor_type()
+    return t.full_tensor() if dtensor is not None and isinstance(t, dtensor) else t
 
 
 def shard_like(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """t (a whole tensor) laid out like parameter p: this rank's shard when p is sharded."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
+    dtensor = _dtensor_type()
+    if dtensor is None or not isinstance(p, dtensor):
+        return t
+    from torch.distributed.tensor import distribute_tensor
 
-    return distribute_tensor(t, p.device_mesh, p.placements) if isinstance(p, DTensor) else t
+    return distribute_tensor(t, p.device_mesh, p.placements)
 
 
 def is_sharded(module: nn.Module) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in module.parameters())
+    dtensor = _dtensor_type()
+    return dtensor is not None and any(isinstance(p, dtensor) for p in module.parameters())
 
 
 def unwrap(module: nn.Module) -> nn.Module:
