@@ -15,7 +15,6 @@ nanoGPT's final val loss. The last line is
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import pickle
 import re

@@ -8,6 +8,7 @@ checkpoints. Without torchrun's environment everything here is a no-op.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -102,8 +103,6 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 def no_sync(module: nn.Module):
     """Skip the gradient all-reduce (all micro-batches but the last of an accumulation)."""
-    import contextlib
-
     return module.no_sync() if isinstance(module, DistributedDataParallel) else contextlib.nullcontext()
 
 

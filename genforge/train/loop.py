@@ -31,7 +31,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
           tokenizer: Path | None = None, progress: bool = True) -> Path:
     """Train objective on data (an iterator of batches with state_dict/eval_batches); return the
     final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
-    run = _Run(objective, data, cfg, Path(out), config, tokenizer)
+    run = _Run(objective, data, cfg, Path(out), config)
     step, ckpt = _restore(run.out, objective, data, run.ema) if resume else (0, None)
     dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
     # optimizers after wrapping: FSDP replaces the parameters by their shards
@@ -50,7 +50,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     # a wall-clock budget ends the run before max_iters: count steps, the time is in the bar
     total = None if cfg.max_minutes else cfg.max_iters
     bar = tqdm(total=total, initial=step, disable=not (progress and main), dynamic_ncols=True, unit="step")
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")
+    deadline = run.started + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")  # the schedule's clock too
     final = None
     while step < cfg.max_iters:
         lr = run.step(step)
@@ -90,7 +90,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
 class _Run:
     """What one training run holds: device, precision, optimizers, EMA, the metrics window."""
 
-    def __init__(self, objective, data, cfg: TrainConfig, out: Path, config: dict | None, tokenizer: Path | None):
+    def __init__(self, objective, data, cfg: TrainConfig, out: Path, config: dict | None):
         self.objective, self.data, self.cfg, self.out = objective, data, cfg, out
         self.dist, self.device = dist_mod.init(resolve_device(cfg.device))
         self.dtype = resolve_dtype(cfg.dtype, self.device)
