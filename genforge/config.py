@@ -76,7 +76,7 @@ class TrainConfig:
 class RunConfig:
     family: str = "gpt"
     model: Any = None  # the family's config dataclass
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = field(default_factory=DataConfig)  # the family's data config (Family.data)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
@@ -130,7 +130,7 @@ def build_run_config(raw: dict) -> RunConfig:
     return RunConfig(
         family=family,
         model=from_dict(model_cls, raw.get("model") or {}, "model"),
-        data=from_dict(DataConfig, raw.get("data") or {}, "data"),
+        data=from_dict(FAMILIES[family].data, raw.get("data") or {}, "data"),
         train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
     )
 

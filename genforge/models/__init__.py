@@ -1,4 +1,5 @@
-"""Model families. FAMILIES maps a checkpoint's `family` to its config class and builder."""
+"""Model families. FAMILIES maps a checkpoint's `family` to its model config class, its builder
+and the data config class its training runs read (the `data:` section of a run config)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +7,7 @@ from typing import Callable
 
 from torch import nn
 
+from genforge.config import DataConfig
 from genforge.models.gpt import GPT, GPTConfig
 
 
@@ -13,6 +15,7 @@ from genforge.models.gpt import GPT, GPTConfig
 class Family:
     config: type
     build: Callable[..., nn.Module]
+    data: type = DataConfig
 
 
 FAMILIES: dict[str, Family] = {

@@ -19,8 +19,14 @@ from genforge.train.loop import train
 
 def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train the run described by cfg; return the final checkpoint directory."""
-    if cfg.family != "gpt":
+    runner = RUNNERS.get(cfg.family)
+    if runner is None:
         raise ConfigError(f"family={cfg.family!r}: training is not implemented for this family yet")
+    return runner(cfg, resume, progress)
+
+
+def run_lm(cfg: RunConfig, resume: bool, progress: bool) -> Path:
+    """A decoder language model on prepared token shards."""
     dist, device = dist_mod.init(resolve_device(cfg.train.device))  # under torchrun: one process per device
     if not dist.main:  # rank 0 prepares the data on first use; the others wait, then open it
         dist_mod.barrier(dist)
@@ -54,3 +60,7 @@ def open_token_data(cfg: RunConfig) -> TokenData:
         print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
         prepare(cfg.data.source, cfg.data.tokenizer, path)
     return TokenData(path, verify=cfg.data.verify)
+
+
+# family -> function(cfg, resume, progress) -> final checkpoint directory
+RUNNERS = {"gpt": run_lm}
