@@ -10,7 +10,8 @@ from genforge.data.tokenizer import train_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-TEXT = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX! 0123456789 ,;:?'\"-\n"
+TEXT = ("the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG! "
+        "0123456789 ,;:?'\"-\n")
 
 
 def char_tokenizer_file(folder: Path) -> int:
