@@ -13,9 +13,6 @@ _spec = importlib.util.spec_from_file_location("hf_tiny", Path(__file__).parent.
 hf_tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hf_tiny)
 
-FAST = ["train.device=cpu", "train.dtype=float32", "train.warmup_iters=2", "train.eval_iters=2", "train.log_interval=2"]
-
-
 @pytest.fixture(scope="session")
 def base_ckpts(tmp_path_factory) -> dict[str, Path]:
     """{"gpt2"|"llama"|"bert": a genforge checkpoint imported from a tiny HF directory} (read-only)."""
