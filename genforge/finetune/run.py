@@ -100,6 +100,8 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
                                       ["head"] if task.name == "classify" else None)
         model = lora.wrap(model, settings)
     objective = task.objective(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    task.extra.update(trainable_params=trainable, total_params=sum(p.numel() for p in model.parameters()))
     config = {"family": base_config["family"], "model": dataclasses.asdict(task.model.config), "tokenizer": "tokenizer.json",
               "finetune": {**dataclasses.asdict(opts), "base": str(base), "data": str(data), "task": task.name,
                            **task.extra}, "run": {"train": dataclasses.asdict(cfg)}}
