@@ -28,7 +28,10 @@ def wrap(model: nn.Module, settings: dict) -> nn.Module:
     """model with LoRA adapters on the target Linear layers (a peft.PeftModel); only adapters
     (and the modules named in settings["trainable"], e.g. a fresh classifier head) train.
     LoRA's B starts at zero, so the wrapped model computes exactly what model did."""
-    from peft import LoraConfig, get_peft_model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ConfigError("--method lora needs PEFT: pip install 'genforge[finetune]'") from None
 
     names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     unknown = [t for t in settings["targets"] if t not in names]

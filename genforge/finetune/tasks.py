@@ -84,7 +84,8 @@ def decoder_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device)
 
         prepared = out / "data"
         if not (prepared / "manifest.json").is_file():
-            prepare(str(data), "char", prepared, tokenizer_file=tok_dir / "tokenizer.json")
+            field = "text" if data.suffix in (".jsonl", ".parquet") else None  # TRL's plain-text field
+            prepare(str(data), "char", prepared, field=field, tokenizer_file=tok_dir / "tokenizer.json")
         data = prepared
     tokens = TokenData(data)
     tok = Tokenizer.from_file(tok_dir / "tokenizer.json")

@@ -8,8 +8,6 @@ import torch
 
 from genforge.data.tokenizer import train_tokenizer
 
-transformers = pytest.importorskip("transformers")
-
 TEXT = ("the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG! "
         "0123456789 ,;:?'\"-\n")
 
@@ -36,6 +34,7 @@ def bert_tokenizer_file(folder: Path) -> int:
 
 
 def hf_dir(tmp: Path, kind: str) -> Path:
+    transformers = pytest.importorskip("transformers")
     folder = tmp / f"hf-{kind}"
     folder.mkdir()
     torch.manual_seed(0)

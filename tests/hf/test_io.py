@@ -150,3 +150,16 @@ def test_hub_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     err = error(tmp_path, "some-org/some-model", capsys)
     assert "some-org/some-model" in err and "local" in err
+
+
+def test_genforge_trained_model_exports_to_transformers(tmp_path, tiny_ckpt):
+    """A model genforge trained from scratch (char tokenizer) goes out in the HF layout whole:
+    transformers loads weights and tokenizer and computes the same logits; generation stops at EOT."""
+    out = export_hf(tiny_ckpt, tmp_path / "hf")
+    ours, _, _ = load_checkpoint_model(tiny_ckpt)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    idx = torch.tensor([tok("The quick brown fox")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(idx)[0], ref(idx).logits, atol=1e-4, rtol=1e-4)
+    assert tok.eos_token == "<|endoftext|>" and ref.generation_config.eos_token_id == tok.eos_token_id
