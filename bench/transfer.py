@@ -19,7 +19,6 @@ Last line: val_finetuned=… val_scratch=… acc_pretrained=… acc_scratch=… 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import shutil
@@ -50,8 +49,8 @@ def chatterbot_conversations(topics=None) -> list[tuple[str, list[str]]]:
 # --- a) decoder -------------------------------------------------------------------------------
 
 def pretrain(out: Path, iters: int) -> Path:
-    from genforge.quickstart import CONFIG
     from genforge.config import load_config
+    from genforge.quickstart import CONFIG
     from genforge.train.run import run
 
     cfg = load_config(CONFIG, [f"data.path={out / 'shakespeare'}", f"train.out_dir={out / 'pretrain'}",

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
 from torch import nn
 
 from genforge.errors import ConfigError, DataError
@@ -27,7 +26,6 @@ def classify_task(model, data: Path, tok_dir: Path, opts, cfg, device) -> Task:
     from genforge.finetune.classify_data import ClassifyBatches, label_names, read_labelled
     from genforge.finetune.run import split
     from genforge.hf.tokenizer import load_tokenizer
-    from genforge.models.encoder import Encoder
     from genforge.objectives.classify import ClassifyObjective
 
     texts, labels = read_labelled(data)
