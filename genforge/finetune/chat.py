@@ -17,7 +17,7 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
 
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     lm = genforge.load(ckpt, device=device)
-    template, eos = load_template(lm.path)
+    template, eos, bos = load_template(lm.path)
     start = [{"role": "system", "content": system}] if system else []
     messages = list(start)
     interactive = stdin.isatty()
@@ -36,7 +36,7 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
         if not text.strip():
             continue
         messages.append({"role": "user", "content": text})
-        prompt = _fit(lm, template, eos, messages, max_new_tokens)
+        prompt = _fit(lm, template, eos, bos, messages, max_new_tokens)
         stdout.write("assistant> ")
         pieces = []
         for piece in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
@@ -50,12 +50,12 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
     return messages
 
 
-def _fit(lm, template: str, eos: str, messages: list[dict], max_new_tokens: int) -> str:
+def _fit(lm, template: str, eos: str, bos: str, messages: list[dict], max_new_tokens: int) -> str:
     """The prompt for the next reply; the oldest exchanges are dropped (not the system message,
     not the last user message) until it leaves room for max_new_tokens in the context."""
     room = max(1, lm.model.config.block_size - max_new_tokens)
     while True:
-        prompt = render(template, messages, add_generation_prompt=True, eos=eos)
+        prompt = render(template, messages, add_generation_prompt=True, eos=eos, bos=bos)
         first = 1 if messages[0]["role"] == "system" else 0
         if len(lm.tokenizer.encode(prompt)) <= room or len(messages) - first <= 1:
             return prompt

@@ -11,6 +11,7 @@ under OUT/adapter), or freeze (the first N blocks and/or the embeddings stay fix
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,9 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
              overrides: list[str] = (), resume: bool = False, progress: bool = True) -> Path:
     """Fine-tune the model of checkpoint ckpt on data into run directory out; return the final
     checkpoint. With resume, continue out's latest checkpoint exactly (same arguments)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("genforge finetune runs in one process (the CPU or one GPU); torchrun's data parallelism "
+                          "is for `genforge train`")
     opts = opts or FinetuneOptions()
     out = Path(out)
     cfg = train_config(list(overrides), opts, out)

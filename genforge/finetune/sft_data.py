@@ -37,7 +37,7 @@ def is_chat_jsonl(path: Path) -> bool:
     return False
 
 
-def read_examples(path: Path, tokenizer, template: str, eos: str) -> list[tuple[list[int], list[bool]]]:
+def read_examples(path: Path, tokenizer, template: str, eos: str, bos: str = "") -> list[tuple[list[int], list[bool]]]:
     """(token ids, trained flags) of each record of a chat jsonl file; DataError naming file:line."""
     examples = []
     with open(path, encoding="utf-8") as f:
@@ -49,7 +49,7 @@ def read_examples(path: Path, tokenizer, template: str, eos: str) -> list[tuple[
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: not valid JSON ({e.msg})") from None
-            pieces = _pieces(record, where, template, eos)
+            pieces = _pieces(record, where, template, eos, bos)
             ids, flags = [], []
             for text, trained in pieces:
                 problem = tokenizer.unknown_char(text)
@@ -64,18 +64,18 @@ def read_examples(path: Path, tokenizer, template: str, eos: str) -> list[tuple[
     return examples
 
 
-def _pieces(record, where: str, template: str, eos: str) -> list[tuple[str, bool]]:
+def _pieces(record, where: str, template: str, eos: str, bos: str) -> list[tuple[str, bool]]:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object")
     if "messages" in record:
-        return segments(template, check_messages(record["messages"], where), eos)
+        return segments(template, check_messages(record["messages"], where), eos, bos)
     if "prompt" in record or "completion" in record:
         for key in ("prompt", "completion"):
             if not isinstance(record.get(key), str):
                 raise DataError(f"{where}: \"{key}\" must be a string")
         if not record["completion"]:
             raise DataError(f"{where}: \"completion\" is empty, so there is nothing to learn")
-        return [(record["prompt"], False), (record["completion"] + eos, True)]
+        return [(bos + record["prompt"], False), (record["completion"] + eos, True)]
     raise DataError(f"{where}: expected \"messages\" or \"prompt\" and \"completion\"")
 
 

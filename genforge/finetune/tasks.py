@@ -103,7 +103,7 @@ def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device) -
     from genforge.finetune.template import load_template, save_template
     from genforge.objectives.sft import SFTObjective
 
-    template, eos = load_template(tok_dir)
+    template, eos, bos = load_template(tok_dir)
     if opts.chat_template:
         path = Path(opts.chat_template)
         if not path.is_file():
@@ -113,9 +113,9 @@ def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device) -
     if tok.tok.token_to_id(eos) is None:
         raise DataError(f"{tok_dir / 'tokenizer.json'}: the end-of-turn token {eos!r} is not in the vocabulary")
     save_template(tok_dir, template, eos)  # the checkpoint keeps the template its replies were trained in
-    examples = read_examples(data, tok, template, eos)
+    examples = read_examples(data, tok, template, eos, bos)
     if opts.val_data:
-        val = read_examples(Path(opts.val_data), tok, template, eos)
+        val = read_examples(Path(opts.val_data), tok, template, eos, bos)
     else:
         train_idx, val_idx = split(len(examples), opts.val_fraction, cfg.seed)
         examples, val = [examples[i] for i in train_idx], [examples[i] for i in val_idx]

@@ -29,8 +29,9 @@ DEFAULT_TEMPLATE = (
 )
 
 
-def load_template(folder: Path) -> tuple[str, str]:
-    """(chat template, eos token) stored with the tokenizer in folder; the defaults when none is."""
+def load_template(folder: Path) -> tuple[str, str, str]:
+    """(chat template, eos token, bos token) stored with the tokenizer in folder; genforge's
+    template and end-of-text token when none is, and no bos token."""
     file = Path(folder) / "tokenizer_config.json"
     config = json.loads(file.read_text()) if file.is_file() else {}
     template = config.get("chat_template")
@@ -38,9 +39,9 @@ def load_template(folder: Path) -> tuple[str, str]:
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     if not template and (Path(folder) / "chat_template.jinja").is_file():
         template = (Path(folder) / "chat_template.jinja").read_text()
-    eos = config.get("eos_token")
-    eos = eos.get("content") if isinstance(eos, dict) else eos
-    return template or DEFAULT_TEMPLATE, eos or EOT
+    eos, bos = (config.get(k) for k in ("eos_token", "bos_token"))
+    eos, bos = (t.get("content") if isinstance(t, dict) else t for t in (eos, bos))
+    return template or DEFAULT_TEMPLATE, eos or EOT, bos or ""
 
 
 def save_template(folder: Path, template: str, eos: str) -> Path:
@@ -52,7 +53,8 @@ def save_template(folder: Path, template: str, eos: str) -> Path:
     return file
 
 
-def render(template: str, messages: list[dict], add_generation_prompt: bool = False, eos: str = EOT) -> str:
+def render(template: str, messages: list[dict], add_generation_prompt: bool = False, eos: str = EOT,
+           bos: str = "") -> str:
     from jinja2 import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -63,21 +65,21 @@ def render(template: str, messages: list[dict], add_generation_prompt: bool = Fa
     env.globals["raise_exception"] = raise_exception
     try:
         return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                eos_token=eos, bos_token="")
+                                                eos_token=eos, bos_token=bos)
     except TemplateError as e:
         raise DataError(f"chat template: {e}") from None
 
 
-def segments(template: str, messages: list[dict], eos: str = EOT) -> list[tuple[str, bool]]:
+def segments(template: str, messages: list[dict], eos: str = EOT, bos: str = "") -> list[tuple[str, bool]]:
     """The rendered conversation as (text, is_assistant_reply) pieces, in order."""
-    full = render(template, messages, eos=eos)
+    full = render(template, messages, eos=eos, bos=bos)
     out: list[tuple[str, bool]] = []
     done = 0
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        prompt = render(template, messages[:i], add_generation_prompt=True, eos=eos)
-        upto = render(template, messages[: i + 1], eos=eos)
+        prompt = render(template, messages[:i], add_generation_prompt=True, eos=eos, bos=bos)
+        upto = render(template, messages[: i + 1], eos=eos, bos=bos)
         if not (upto.startswith(prompt) and full.startswith(upto) and len(prompt) >= done):
             raise DataError("chat template: it does not render conversations incrementally, so replies cannot be "
                             "told apart from prompts")

@@ -32,6 +32,20 @@ def add_export(sub) -> None:
         size = parse_bytes(a.max_shard_size) if a.max_shard_size else None
         if size is not None and size < 1:
             raise GenforgeError(f"--max-shard-size {a.max_shard_size}: must be positive")
-        print(f"exported: {export_hf(a.ckpt, a.out, size)}")
+        out = export_hf(a.ckpt, a.out, size)
+        print(f"exported: {out}")
+        _note_dropped_head(a.ckpt)
 
     p.set_defaults(func=run)
+
+
+def _note_dropped_head(ckpt) -> None:
+    import sys
+
+    from genforge.train import checkpoint as ckpt_io
+
+    config = ckpt_io.read_config(ckpt_io.resolve(ckpt))
+    labels = (config.get("model") or {}).get("n_labels")
+    if config.get("family") == "encoder" and labels:
+        print(f"note: the {labels}-output head on the mean-pooled states is not part of BertModel and was not "
+              "exported; the genforge checkpoint keeps it", file=sys.stderr)

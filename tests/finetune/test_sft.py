@@ -103,3 +103,27 @@ def test_bad_chat_records(tmp_path, record, match):
     path = write(tmp_path, [{"prompt": "quick ", "completion": "fox"}, record])
     with pytest.raises(DataError, match=match):
         read_examples(path, TOK, DEFAULT_TEMPLATE, EOT)
+
+
+ZEPHYR = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + eos_token + '\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}")
+
+
+@pytest.mark.parametrize("template,eos,bos", [(DEFAULT_TEMPLATE, EOT, ""), (ZEPHYR, "</s>", "<s>")], ids=["genforge", "zephyr"])
+def test_stored_template_renders_as_in_transformers(tmp_path, template, eos, bos):
+    """The template saved with the tokenizer renders in transformers' apply_chat_template exactly as here."""
+    transformers = pytest.importorskip("transformers")
+    from genforge.finetune.template import load_template, save_template
+
+    TOK.save(tmp_path / "tokenizer.json")
+    save_template(tmp_path, template, eos)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "bos_token": bos or None}))
+    assert load_template(tmp_path) == (template, eos, bos)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    for gen in (False, True):
+        messages = MESSAGES[:-1] if gen else MESSAGES
+        ours = render(template, messages, add_generation_prompt=gen, eos=eos, bos=bos)
+        assert hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen) == ours
+    pieces = segments(template, MESSAGES, eos=eos, bos=bos)
+    assert pieces[0][0].startswith(bos) and not pieces[0][1]
