@@ -28,7 +28,7 @@ class Tokenizer:
             eot = tok.token_to_id(eos)
         self.eot_id = eot
         model = tok.to_str()
-        self.kind = "char" if '"type":"Fuse"' in model.replace(" ", "") else "bpe"
+        self.kind = "char" if _is_char(model) else "bpe"
         self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind == "char" else None
 
     @classmethod
@@ -70,6 +70,15 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         self.tok.save(str(path))
+
+
+def _is_char(spec: str) -> bool:
+    """genforge's char tokenizer: a BPE model without merges whose decoder is Fuse alone (a
+    SentencePiece-converted tokenizer, e.g. Llama's, also fuses, inside a Sequence, with merges)."""
+    import json
+
+    data = json.loads(spec)
+    return (data.get("decoder") or {}).get("type") == "Fuse" and not (data.get("model") or {}).get("merges")
 
 
 def _eos_token(path: Path) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from genforge.finetune.template import load_template, render
+from genforge.finetune.template import DEFAULT_TEMPLATE, load_template, render
 
 
 def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temperature: float = 0.7,
@@ -20,6 +20,8 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
     template, eos, bos = load_template(lm.path)
     start = [{"role": "system", "content": system}] if system else []
     messages = list(start)
+    # a model that never learned to end its reply stops where genforge's template starts the next turn
+    stops = [eos, "\nUser:"] if template == DEFAULT_TEMPLATE else [eos]
     interactive = stdin.isatty()
     while True:
         if interactive:
@@ -40,7 +42,7 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
         stdout.write("assistant> ")
         pieces = []
         for piece in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                               top_p=top_p, stop=[eos, "\nUser:"], seed=seed):
+                               top_p=top_p, stop=stops, seed=seed):
             pieces.append(piece)
             stdout.write(piece)
             stdout.flush()

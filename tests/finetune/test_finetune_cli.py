@@ -78,6 +78,7 @@ def test_lora_sft_merge_export_and_chat(tmp_path, base_ckpts, chat_file, capsys,
     adapter = tmp_path / "run" / "adapter"
     assert json.loads((adapter / "adapter_config.json").read_text())["target_modules"] in (["c_attn", "c_fc"], ["c_fc", "c_attn"])
     assert all("lora_" in k for k in load_file(str(adapter / "adapter_model.safetensors")))
+    assert ok(capsys, ["generate", ckpt, "--prompt", "the", "--max-new-tokens", "5", "--seed", "0"]).startswith("the")
     # merge: from the LoRA checkpoint, and from base + the PEFT adapter directory; both as the LoRA model computes
     ok(capsys, ["merge", ckpt, "--out", tmp_path / "merged"])
     ok(capsys, ["merge", base_ckpts["gpt2"], "--adapter", adapter, "--out", tmp_path / "merged2"])

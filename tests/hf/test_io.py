@@ -163,3 +163,22 @@ def test_genforge_trained_model_exports_to_transformers(tmp_path, tiny_ckpt):
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(idx)[0], ref(idx).logits, atol=1e-4, rtol=1e-4)
     assert tok.eos_token == "<|endoftext|>" and ref.generation_config.eos_token_id == tok.eos_token_id
+
+
+def test_sentencepiece_style_tokenizer_is_not_taken_for_char(tmp_path):
+    """Llama's tokenizer.json (BPE with merges, a decoder Sequence that contains Fuse) encodes any text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from genforge.data.tokenizer import Tokenizer as GenforgeTokenizer
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20,
+                            trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
+    ours = GenforgeTokenizer.from_file(tmp_path / "tokenizer.json")
+    assert ours.kind == "bpe" and ours.eot_id == tok.token_to_id("</s>")
+    assert ours.decode(ours.encode("the lazy fox")) == "the lazy fox"
