@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from genforge.data.encode import encode_stream
+from genforge.data.encode import encode_stream, split_text
 from genforge.data.readers import Record, expand_sources, iter_records
 from genforge.data.shards import FORMAT, ShardWriter, token_dtype, write_manifest
 from genforge.data.tokenizer import Tokenizer, train_tokenizer
@@ -99,6 +99,7 @@ def _train(spec: str, records: Iterable[Record], specs: list[str], sample: int |
     texts = _good_texts(records, on_bad_record)
     if sample:
         texts = _first_bytes(texts, sample)
+    texts = (part for text in texts for part in split_text(text))  # the trainer too holds a text's every token
     counted = _Counted(_with_bar(texts, "tokenizer pass", progress))
     tok = train_tokenizer(spec, counted)
     if not counted.n:

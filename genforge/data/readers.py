@@ -4,9 +4,9 @@ A SOURCE is a file, a folder (its supported files, recursively, sorted), a glob
 ('corpus/*.txt', 'data/**/*.jsonl.gz'), a Hugging Face `datasets` directory made by
 `save_to_disk`, or `builtin:NAME`. Files:
 
-- text (.txt .md .text, optionally .gz or .zst compressed): the whole file is one document, read
-  in records of about CHUNK_BYTES cut after a line break (`offset`/`last` say where each sits), so
-  a 50 GB single-file corpus streams in bounded memory and its pieces tokenize in parallel;
+- text (.txt .md .text, optionally .gz or .zst compressed): the whole file is one document; one
+  larger than CHUNK_BYTES comes in records of about that size cut after a line break
+  (`offset`/`last` say where each sits), so a 50 GB single-file corpus streams in bounded memory;
 - .jsonl (optionally .gz/.zst): one document per line, the text under `field`;
 - .parquet: one document per row, the text in column `field` (needs pyarrow).
 
@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from genforge.data.builtin import builtin_documents
+from genforge.data.encode import seam
 from genforge.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 COMPRESSED = (".gz", ".zst")
 FIELD_SUFFIXES = (".jsonl", ".parquet")
-CHUNK_BYTES = 1 << 18  # 256 KiB: tokenizers holds ~100 bytes per token of a text it encodes
+CHUNK_BYTES = 4 << 20  # a smaller file is one record (its tail goes to val); in-flight records cost ~3x this
 
 
 class Record(NamedTuple):
@@ -162,35 +163,22 @@ def _offset_note(path: Path) -> str:
 
 
 def _text_records(path: Path, errors: str) -> Iterator[Record]:
-    """A text file as records of about CHUNK_BYTES, each cut where tokenizing the pieces gives
-    the same tokens as tokenizing the whole (see _seam); the last one has last=True."""
+    """A text file as records of about CHUNK_BYTES (one record unless it is larger), each cut where
+    tokenizing the pieces gives the same tokens as tokenizing the whole (see seam); the last one
+    has last=True."""
     start, data = 0, b""
     try:
         with open_binary(path) as f:
             data = f.read(CHUNK_BYTES)
             while more := f.read(CHUNK_BYTES):
                 data += more
-                cut = _seam(data, len(data) - len(more))
+                cut = seam(data, len(data) - len(more))
                 yield _text_piece(path, data[:cut], start, errors, last=False)
                 start, data = start + cut, data[cut:]
     except (OSError, EOFError) as e:  # gzip/zstd raise these for a damaged file
         yield Record(str(path), str(path), None, f"cannot read ({e})", offset=start)
         return
     yield _text_piece(path, data, start, errors, last=True)
-
-
-def _seam(data: bytes, limit: int) -> int:
-    """A cut at or before `limit`: just after a line break that an ASCII non-space follows (byte-
-    level BPE pre-tokenizes there anyway), else the last UTF-8 character boundary."""
-    i = data.rfind(b"\n", limit // 2, limit)
-    while i > 0 and (data[i + 1] >= 0x80 or chr(data[i + 1]).isspace()):
-        i = data.rfind(b"\n", limit // 2, i)
-    if i > 0:
-        return i + 1
-    cut = limit
-    while cut > 0 and data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte: step back
-        cut -= 1
-    return cut or limit
 
 
 def _text_piece(path: Path, data: bytes, start: int, errors: str, last: bool) -> Record:

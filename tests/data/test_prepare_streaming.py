@@ -306,6 +306,11 @@ def test_big_text_file_tokens_equal_whole_file_tokens(tmp_path, monkeypatch):
     assert "".join(r.text for r in pieces) == text
     tok = Tokenizer.from_file(whole.tokenizer_path)
     assert sum((tok.encode_batch([r.text for r in pieces])), []) == tok.encode(text)
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(encode, "ENCODE_CHARS", 300)  # long texts are encoded in parts: same tokens
+    parts = TokenData(prepare(str(tmp_path / "big.txt"), "bpe:300", tmp_path / "parts", val_fraction=0.01,
+                              tokenizer_file=whole.tokenizer_path))
+    assert all_files(parts.path) == all_files(whole.path)
 
 
 def test_bad_utf8_in_a_later_piece_names_its_file_offset(tmp_path, monkeypatch):
