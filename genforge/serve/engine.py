@@ -89,10 +89,12 @@ class Engine:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genforge-gen")
         self.running = 0
         self._lock = threading.Lock()
+        self._guards: set[Guard] = set()  # of the generations running, so shutdown can stop them
 
-    def _count(self, delta: int) -> None:
+    def _count(self, delta: int, guard: Guard) -> None:
         with self._lock:
             self.running += delta
+            (self._guards.add if delta > 0 else self._guards.discard)(guard)
 
     def start(self, make: Callable[[], Iterator], guard: Guard, on_exit: Callable[[], None]) -> "Stream":
         """Run make() in a worker thread now; its items arrive through the returned Stream.
@@ -110,7 +112,7 @@ class Engine:
                 stream.guard.cancel.set()
 
         def work() -> None:
-            self._count(1)
+            self._count(1, guard)
             try:
                 for item in make():
                     put(item)
@@ -118,11 +120,15 @@ class Engine:
             except BaseException as e:  # handed to the coroutine, which re-raises it
                 put(Stream.END, e)
             finally:
-                self._count(-1)
+                self._count(-1, guard)
                 on_exit()
 
         self.pool.submit(work)
         return stream
 
     def shutdown(self) -> None:
+        """Stop every generation at its next model call, and the worker threads."""
+        with self._lock:
+            for guard in self._guards:
+                guard.cancel.set()
         self.pool.shutdown(wait=False, cancel_futures=True)

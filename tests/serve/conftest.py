@@ -122,3 +122,30 @@ def wait_idle(url: str, timeout: float = 30.0) -> dict:
         if (health["running"] == 0 and health["admitted"] == 0) or time.monotonic() > deadline:
             return health
         time.sleep(0.05)
+
+
+class NoEnd(__import__("torch").nn.Module):
+    """The tiny model with its end-of-text logit masked: it generates until told to stop, so
+    tests of stopping (disconnects, limits, timeouts) cannot pass by the model stopping itself."""
+
+    def __init__(self, model, eot_id: int):
+        super().__init__()
+        self.inner, self.eot_id, self.config = model, eot_id, model.config
+
+    def new_cache(self, batch: int):
+        return self.inner.new_cache(batch)
+
+    def forward(self, idx, cache=None, pos=0):
+        logits, cache = self.inner(idx, cache, pos)
+        logits[..., self.eot_id] = float("-inf")  # (B, T, vocab)
+        return logits, cache
+
+
+@pytest.fixture(scope="session")
+def endless(text_models):
+    """A served text model `endless` that never emits end-of-text."""
+    from genforge.api import TextModel
+    from genforge.serve.registry import Served
+
+    lm = text_models[0].model
+    return Served("endless", "text", TextModel(NoEnd(lm.model, lm.tokenizer.eot_id), lm.tokenizer, lm.path))

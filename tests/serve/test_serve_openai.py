@@ -149,9 +149,9 @@ def test_body_over_the_limit_is_413(server):
     assert r.status_code == 413
 
 
-def test_timeout_stops_generation(make_server):
-    url = make_server(timeout_s=0.01, max_tokens=1_000_000)
-    r = httpx.post(f"{url}/v1/completions", json={"model": "alpha", "prompt": "a", "max_tokens": 1_000_000},
+def test_timeout_stops_generation(make_server, endless):
+    url = make_server(timeout_s=0.5, max_tokens=1_000_000, extra=[endless])
+    r = httpx.post(f"{url}/v1/completions", json={"model": "endless", "prompt": "a", "max_tokens": 1_000_000},
                    timeout=60)
     assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
 
