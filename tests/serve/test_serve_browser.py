@@ -82,7 +82,7 @@ def test_playground_streams_a_completion(make_server, page, artifacts):
     page.fill("#max_tokens", "30")
     page.fill("#temperature", "1")
     page.click("#generate")
-    page.wait_for_function("document.getElementById('status').textContent === 'done'")
+    sync_api.expect(page.locator("#status")).to_have_text("done", timeout=60_000)
     page.screenshot(path=str(artifacts / "playground.png"))
     body = {"model": "beta", "prompt": "the lazy", "seed": 9, "max_tokens": 30, "temperature": 1, "top_p": 1}
     want = httpx.post(f"{url}/v1/completions", json=body).json()["choices"][0]["text"]
