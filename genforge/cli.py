@@ -199,6 +199,11 @@ def _serve(sub):
     p.add_argument("--device", default="auto")
 
     def run(a):
+        import importlib.util
+
+        missing = [m for m in ("fastapi", "uvicorn", "jinja2", "multipart") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise GenforgeError(f"serving needs {', '.join(missing)}: pip install 'genforge[serve]'")
         from genforge.serve.limits import Limits
         from genforge.serve.review import ReviewConfig
         from genforge.serve.server import build_state, serve

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence
 
 from genforge.sample.text import stream_text
 
@@ -67,7 +67,7 @@ class Stream:
     def __init__(self, guard: Guard):
         self.guard, self.queue = guard, asyncio.Queue()
 
-    def __aiter__(self) -> "Stream":
+    def __aiter__(self) -> Stream:
         return self
 
     async def __anext__(self):
@@ -96,7 +96,7 @@ class Engine:
             self.running += delta
             (self._guards.add if delta > 0 else self._guards.discard)(guard)
 
-    def start(self, make: Callable[[], Iterator], guard: Guard, on_exit: Callable[[], None]) -> "Stream":
+    def start(self, make: Callable[[], Iterator], guard: Guard, on_exit: Callable[[], None]) -> Stream:
         """Run make() in a worker thread now; its items arrive through the returned Stream.
 
         on_exit runs in the thread when it ends (done, failed or cancelled): the request's slot is

@@ -14,7 +14,6 @@ import pytest
 
 from genforge.config import load_config
 
-
 WORDS = "the quick brown fox jumps over a lazy dog while seven bold wizards judge my sphinx".split()
 
 

@@ -11,8 +11,8 @@ import threading
 import time
 
 import httpx
-
 from conftest import free_port
+
 from genforge.align.feedback import open_db
 
 

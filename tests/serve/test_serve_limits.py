@@ -5,7 +5,6 @@ import asyncio
 import time
 
 import httpx
-
 from conftest import wait_idle
 
 

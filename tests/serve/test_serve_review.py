@@ -37,7 +37,7 @@ def csrf_of(html: str) -> str:
 
 
 def test_login_required_and_wrong_token(review):
-    url, db, tokens = review
+    url, _db, tokens = review
     c = browser(url)
     assert c.get("/review").headers["location"] == "/review/login"
     r = c.post("/review/login", data={"token": "guess"})
@@ -131,7 +131,7 @@ def test_sql_injection_through_the_api_is_stored_literally(review):
 
 
 def test_playground_prompt_goes_to_the_queue(review):
-    url, db, tokens = review
+    url, _db, tokens = review
     r = httpx.post(f"{url}/playground/review-prompt", json={"prompt": "my own prompt"})
     assert r.json() == {"queued": 1}
     c = httpx.Client(base_url=url)
@@ -145,7 +145,7 @@ def test_playground_prompt_goes_to_the_queue(review):
 
 
 def test_cli_reviewers_export_stats(tmp_path, capsys, review):
-    url, db, tokens = review
+    url, db, _tokens = review
     path = str(db.path)
     assert main(["reviewers", "add", "cat", "--db", path]) == 0
     token = capsys.readouterr().out.strip()
