@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -65,16 +66,27 @@ class Stream:
     END = object()
 
     def __init__(self, guard: Guard):
-        self.guard, self.queue = guard, asyncio.Queue()
+        self.guard = guard
+        self.pending: deque = deque()  # (item, error) handed over by the thread, not yet taken
+        self._ready = asyncio.Event()
+
+    def put(self, item, error: BaseException | None = None) -> None:
+        """Called on the event loop's thread only (the worker goes through call_soon_threadsafe)."""
+        self.pending.append((item, error))
+        self._ready.set()
 
     def __aiter__(self) -> Stream:
         return self
 
     async def __anext__(self):
-        item, error = await self.queue.get()
+        while not self.pending:
+            self._ready.clear()
+            await self._ready.wait()
+        item, error = self.pending.popleft()
         if error is not None:
             raise error
         if item is Stream.END:
+            self.pending.appendleft((item, error))  # stays ended
             raise StopAsyncIteration
         return item
 
@@ -107,7 +119,7 @@ class Engine:
 
         def put(item, error=None) -> None:
             try:
-                loop.call_soon_threadsafe(stream.queue.put_nowait, (item, error))
+                loop.call_soon_threadsafe(stream.put, item, error)
             except RuntimeError:  # the event loop is closed: the server is shutting down
                 stream.guard.cancel.set()
 

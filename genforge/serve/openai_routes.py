@@ -185,6 +185,19 @@ async def _one_shot(state: ServerState, request: Request, fn, respond):
     raise Cancelled()
 
 
+def _more_of(stream, index: int) -> str:
+    """The text pieces of choice index already waiting in stream, taken out: when the client reads
+    slower than the model writes, one event carries them all instead of one event per token."""
+    more = []
+    while stream.pending and stream.pending[0][1] is None and isinstance(stream.pending[0][0], tuple):
+        i, piece = stream.pending[0][0]
+        if i != index or piece is None:
+            break
+        more.append(piece)
+        stream.pending.popleft()
+    return "".join(more)
+
+
 class _SSE(StreamingResponse):
     """Server-sent events whose generation is cancelled however the response ends (done or client gone)."""
 
@@ -251,6 +264,7 @@ class _Reply:
                 if piece is None:
                     yield self._chunk(index, None, self._finish(self._tokens(texts[index])))
                 else:
+                    piece += _more_of(stream, index)
                     texts[index] += piece
                     yield self._chunk(index, piece, None)
         except GenerationTimeout:
