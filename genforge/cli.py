@@ -15,7 +15,7 @@ from genforge.errors import GenforgeError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genforge", description="Train, sample and evaluate generative models.")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for add in (_quickstart, _prepare, _train, _generate, _eval):
+    for add in (_quickstart, _prepare, _train, _generate, _eval, _serve, _reviewers, _feedback):
         add(sub)
     args, extra = parser.parse_known_args(argv)
     # `train CONFIG --resume key=value`: overrides may follow options
@@ -176,6 +176,88 @@ def _eval(sub):
             print(json.dumps(result))
         else:
             print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+
+    p.set_defaults(func=run)
+
+
+def _serve(sub):
+    p = sub.add_parser("serve", help="OpenAI-compatible API, playground (/) and reviewer page (/review)")
+    p.add_argument("ckpt", nargs="+", help="checkpoint or run directories, or NAME=CKPT to pick the model id")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("GENFORGE_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1 (default: $GENFORGE_API_KEY, else none)")
+    p.add_argument("--feedback-db", help="SQLite file of the reviewer page (turns /review on)")
+    p.add_argument("--prompts", help="text file of prompts to review, one per line")
+    p.add_argument("--pairs-per-prompt", type=int, default=1, help="pairs made from each prompt (default 1)")
+    p.add_argument("--review-max-tokens", type=int, default=64)
+    p.add_argument("--review-temperature", type=float, default=0.8)
+    p.add_argument("--max-concurrent", type=int, default=4, help="generations at once; more get 429 (default 4)")
+    p.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens a request may ask (default 512)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--device", default="auto")
+
+    def run(a):
+        import importlib.util
+
+        missing = [m for m in ("fastapi", "uvicorn", "jinja2", "multipart") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise GenforgeError(f"serving needs {', '.join(missing)}: pip install 'genforge[serve]'")
+        from genforge.serve.limits import Limits
+        from genforge.serve.review import ReviewConfig
+        from genforge.serve.server import build_state, serve
+
+        limits = Limits(max_body_bytes=a.max_body_bytes, max_concurrent=a.max_concurrent, max_tokens=a.max_tokens,
+                        timeout_s=a.timeout)
+        review = ReviewConfig(a.pairs_per_prompt, a.review_max_tokens, a.review_temperature)
+        state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device)
+        serve(state, a.host, a.port)
+
+    p.set_defaults(func=run)
+
+
+def _reviewers(sub):
+    p = sub.add_parser("reviewers", help="manage the reviewers of a feedback database")
+    verbs = p.add_subparsers(dest="action", required=True)
+    add = verbs.add_parser("add", help="create a reviewer and print their login token (shown once)")
+    add.add_argument("name")
+    add.add_argument("--db", required=True, help="feedback database (created when missing)")
+    ls = verbs.add_parser("list", help="reviewers and their number of ratings")
+    ls.add_argument("--db", required=True)
+
+    def run(a):
+        from genforge.align.feedback import open_db
+
+        if a.action == "add":
+            print(open_db(a.db).add_reviewer(a.name))
+        else:
+            for name, n in open_db(a.db, must_exist=True).reviewers():
+                print(f"{name}\t{n}")
+
+    p.set_defaults(func=run)
+
+
+def _feedback(sub):
+    p = sub.add_parser("feedback", help="export or summarise the ratings of a feedback database")
+    verbs = p.add_subparsers(dest="action", required=True)
+    ex = verbs.add_parser("export", help="write preference pairs (TRL format: prompt, chosen, rejected) as jsonl")
+    ex.add_argument("db")
+    ex.add_argument("--out", required=True)
+    st = verbs.add_parser("stats", help="counts, agreement between reviewers, win rates per model")
+    st.add_argument("db")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def run(a):
+        from genforge.align.feedback import open_db
+        from genforge.align.preferences import export_preferences, feedback_stats, format_stats
+
+        db = open_db(a.db, must_exist=True)
+        if a.action == "export":
+            print(f"{a.out}: {export_preferences(db, a.out)} preference pairs")
+        else:
+            stats = feedback_stats(db)
+            print(json.dumps(stats) if a.json else format_stats(stats))
 
     p.set_defaults(func=run)
 
