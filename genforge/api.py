@@ -27,10 +27,9 @@ def load_model(ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> t
     family = FAMILIES.get(config.get("family"))
     if family is None:
         raise CheckpointError(f"{path / 'config.json'}: unknown family {config.get('family')!r}")
-    from genforge.config import from_dict
+    from genforge.finetune.load import load_checkpoint_model  # LoRA checkpoints load merged
 
-    model = family.build(from_dict(family.config, config.get("model") or {}, "model"))
-    ckpt_io.load_module(model, path / "model.safetensors")
+    model, config, path = load_checkpoint_model(path)
     dev = resolve_device(device)
     if dtype == "auto":
         dtype = "bfloat16" if dev.type == "cuda" else "float32"

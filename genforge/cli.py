@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
     for add in (_quickstart, _prepare, _train, _generate, _eval, _serve, _reviewers, _feedback):
         add(sub)
+    _finetune_verbs(sub)
     args, extra = parser.parse_known_args(argv)
     # `train CONFIG --resume key=value`: overrides may follow options
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
@@ -260,6 +261,15 @@ def _feedback(sub):
             print(json.dumps(stats) if a.json else format_stats(stats))
 
     p.set_defaults(func=run)
+
+
+def _finetune_verbs(sub):
+    """import, export, finetune, merge, chat: their parsers live with their code."""
+    from genforge.finetune.cli import add_chat, add_finetune, add_merge
+    from genforge.hf.cli import add_export, add_import
+
+    for add in (add_import, add_export, add_finetune, add_merge, add_chat):
+        add(sub)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ EOT = "<|endoftext|>"
 class Tokenizer:
     """A `tokenizers.Tokenizer` with the few things genforge needs on top."""
 
-    def __init__(self, tok: tokenizers.Tokenizer):
+    def __init__(self, tok: tokenizers.Tokenizer, eos: str | None = None):
         self.tok = tok
         eot = tok.token_to_id(EOT)
+        if eot is None and eos is not None:  # an imported tokenizer ends documents with its own token
+            eot = tok.token_to_id(eos)
         self.eot_id = eot
         model = tok.to_str()
         self.kind = "char" if '"type":"Fuse"' in model.replace(" ", "") else "bpe"
@@ -32,7 +34,7 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | Path) -> "Tokenizer":
         try:
-            return cls(tokenizers.Tokenizer.from_file(str(path)))
+            return cls(tokenizers.Tokenizer.from_file(str(path)), _eos_token(Path(path)))
         except FileNotFoundError:
             raise DataError(f"{path}: tokenizer file not found") from None
         except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
@@ -68,6 +70,18 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         self.tok.save(str(path))
+
+
+def _eos_token(path: Path) -> str | None:
+    """The end-of-sequence token that a Hugging Face tokenizer_config.json beside path names."""
+    import json
+
+    side = path.with_name("tokenizer_config.json")
+    try:
+        eos = json.loads(side.read_text()).get("eos_token") if side.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return eos.get("content") if isinstance(eos, dict) else eos
 
 
 def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:

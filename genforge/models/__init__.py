@@ -8,6 +8,7 @@ from typing import Callable
 from torch import nn
 
 from genforge.config import DataConfig
+from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gpt import GPT, GPTConfig
 
 
@@ -20,4 +21,5 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
+    "encoder": Family(EncoderConfig, Encoder),
 }

@@ -86,8 +86,8 @@ class Block(nn.Module):
         else:
             self.mlp = SwiGLU(cfg.n_embd, cfg.mlp_hidden, cfg.bias, cfg.dropout)
 
-    def forward(self, x, cache=None, layer=0, pos=0):
-        x = x + self.attn(self.ln_1(x), cache, layer, pos)
+    def forward(self, x, cache=None, layer=0, pos=0, mask=None, positions=None):
+        x = x + self.attn(self.ln_1(x), cache, layer, pos, mask, positions)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -131,19 +131,42 @@ class GPT(nn.Module):
         return KVCache(cfg.n_layer, batch, cfg.n_kv_head, max_len or cfg.block_size, cfg.n_embd // cfg.n_head,
                        dtype or p.dtype, p.device)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> tuple[torch.Tensor, KVCache | None]:
-        """Logits (B, T, vocab) for token ids idx (B, T) whose first token sits at position `pos`."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0,
+                doc_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache | None]:
+        """Logits (B, T, vocab) for token ids idx (B, T) whose first token sits at position `pos`.
+
+        doc_ids (B, T): several documents packed in a row (training, no cache): a token attends
+        only to earlier tokens of its own document, and positions restart at each document, so
+        each one computes what it would alone."""
         B, T = idx.shape
         if pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.config.block_size}")
+        mask = positions = None
+        if doc_ids is not None:
+            mask, positions = packed_mask(doc_ids)
         x = self.transformer.wte(idx)  # (B, T, C)
         if "wpe" in self.transformer:
-            if cache is not None:  # decoding: a slice of the table costs one op, not arange + lookup
+            if positions is not None:
+                x = x + self.transformer.wpe(positions)
+            elif cache is not None:  # decoding: a slice of the table costs one op, not arange + lookup
                 x = x + self.transformer.wpe.weight[pos : pos + T]
             else:
                 x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache, i, pos)
+            x = block(x, cache, i, pos, mask, positions)
         x = self.transformer.ln_f(x)
         return self.lm_head(x), cache  # (B, T, vocab)
+
+
+def packed_mask(doc_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention mask (B, 1, T, T) bool: causal and within one document, positions (B, T)
+    counted from each document's first token) for document ids (B, T) of packed rows."""
+    B, T = doc_ids.shape
+    same = doc_ids[:, :, None] == doc_ids[:, None, :]  # (B, T, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
+    idx = torch.arange(T, device=doc_ids.device).expand(B, T)
+    starts = torch.ones_like(doc_ids, dtype=torch.bool)
+    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # (B, T) start of each token's document
+    return (same & causal)[:, None], idx - first

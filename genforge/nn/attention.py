@@ -45,7 +45,10 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
         self.rope = rope  # shared with the other layers; not a parameter
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0,
+                mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """mask (B, 1, T, T) bool, True where a query may attend to a key, replaces the causal mask
+        (packed sequences: causal within each document); positions (B, T) go to the rotary embedding."""
         B, T, C = x.shape
         if cache is not None and T == 1 and not self.training:
             return self._decode_one(x, cache, layer, pos)
@@ -53,7 +56,7 @@ class CausalSelfAttention(nn.Module):
         qkv = self.c_attn(x).view(B, T, nh + 2 * nkv, hs)
         if self.rope is not None:  # rotate the q and k heads together: half the ops of one call each
             qk, v = qkv.split([nh + nkv, nkv], dim=2)
-            q, k = self.rope(qk, pos).split([nh, nkv], dim=2)
+            q, k = self.rope(qk, pos, positions).split([nh, nkv], dim=2)
         else:
             q, k, v = qkv.split([nh, nkv, nkv], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hs)
@@ -62,7 +65,7 @@ class CausalSelfAttention(nn.Module):
         if nkv != nh:
             k = k.repeat_interleave(nh // nkv, dim=1)
             v = v.repeat_interleave(nh // nkv, dim=1)
-        y = self._attend(q, k, v, pos)  # (B, nh, T, hs)
+        y = self._attend(q, k, v, pos, mask)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -85,18 +88,21 @@ class CausalSelfAttention(nn.Module):
         y = self._attend(q, k, v, pos)  # (B, nh, 1, hs)
         return self.c_proj(y.reshape(B, 1, C))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         dtype = q.dtype
         if q.device.type == "cpu" and (dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
             # PyTorch's bf16 attention kernels on CPU are several times slower than fp32 (the
             # backward most of all) and these tensors are small: attend in fp32, autocast off.
             with torch.autocast("cpu", enabled=False):
-                return self._sdpa(q.float(), k.float(), v.float()).to(dtype)
-        return self._sdpa(q, k, v)
+                return self._sdpa(q.float(), k.float(), v.float(), mask).to(dtype)
+        return self._sdpa(q, k, v, mask)
 
-    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T, S = q.size(2), k.size(2)
         dropout = self.dropout if self.training else 0.0
+        if mask is not None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         if T == 1:  # one new token sees every cached position
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         if S == T:

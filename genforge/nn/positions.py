@@ -19,10 +19,14 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", sin[:, None, :], persistent=False)
         self.half = head_dim // 2
 
-    def forward(self, x: torch.Tensor, pos: int) -> torch.Tensor:
-        """Rotate x of shape (B, T, heads, hs) whose first token sits at position `pos`."""
+    def forward(self, x: torch.Tensor, pos: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Rotate x of shape (B, T, heads, hs) whose first token sits at position `pos`, or whose
+        tokens sit at `positions` (B, T) (packed sequences restart at 0 with each document)."""
         T = x.size(1)
-        cos, sin = self.cos[pos : pos + T], self.sin[pos : pos + T]
+        if positions is not None:
+            cos, sin = self.cos[positions], self.sin[positions]  # (B, T, 1, hs)
+        else:
+            cos, sin = self.cos[pos : pos + T], self.sin[pos : pos + T]
         if cos.dtype != x.dtype and x.device.type != "cpu":  # on CPU attention runs in fp32 anyway
             cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         return x * cos + x.roll(self.half, dims=-1) * sin

@@ -44,6 +44,9 @@ def save_checkpoint(path: Path, config: dict, modules: dict[str, nn.Module], tok
                 save_file(_unshared(module), str(tmp / f"{name}.safetensors"))
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
+            side = Path(tokenizer).with_name("tokenizer_config.json")  # HF layout: chat template, special tokens
+            if side.is_file():
+                shutil.copyfile(side, tmp / "tokenizer_config.json")
         if state:
             (tmp / "state").mkdir()
             for stem, value in state.items():

@@ -1,0 +1,31 @@
+"""`genforge merge`: fold LoRA adapters into the weights, giving a plain checkpoint that every
+verb (generate, chat, export hf) reads without PEFT."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import genforge
+from genforge.errors import CheckpointError
+from genforge.finetune import lora
+from genforge.finetune.load import load_checkpoint_model
+from genforge.train import checkpoint as ckpt_io
+
+
+def merge(ckpt: str | Path, out: str | Path, adapter: str | Path | None = None) -> Path:
+    """Write the merged model of a LoRA checkpoint (or of ckpt + a PEFT adapter directory) at out."""
+    if adapter is None:
+        path = ckpt_io.resolve(ckpt)
+        if not ckpt_io.read_config(path).get("lora"):
+            raise CheckpointError(f"{path}: not a LoRA checkpoint (no \"lora\" in config.json); "
+                                  "pass --adapter DIR to merge a PEFT adapter into it")
+        model, config, path = load_checkpoint_model(path, merged=True)
+    else:
+        model, config, path = load_checkpoint_model(ckpt)
+        model = lora.merge(lora.load_adapter(model, Path(adapter)))
+    meta = {"genforge_version": genforge.__version__, "family": config["family"],
+            "model": dataclasses.asdict(model.config), "tokenizer": "tokenizer.json",
+            "merged_from": {"checkpoint": str(path), "adapter": str(adapter or path)},
+            **{k: config[k] for k in ("finetune", "hf") if k in config}}
+    tokenizer = path / "tokenizer.json"
+    return ckpt_io.save_checkpoint(Path(out), meta, {"model": model}, tokenizer if tokenizer.is_file() else None)

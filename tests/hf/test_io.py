@@ -1,0 +1,152 @@
+"""`genforge import hf` / `export hf`: imported GPT-2, Llama and BERT compute what `transformers`
+computes; exports load with from_pretrained and compute the same; import -> export -> import is
+exact; bad directories give one clear error naming the file."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from genforge.cli import main
+from genforge.errors import CheckpointError
+from genforge.finetune.load import load_checkpoint_model
+from genforge.hf.io import export_hf, import_hf, read_hf_dir
+from genforge.sample.text import generate_ids
+
+transformers = pytest.importorskip("transformers")
+CLASSES = {"gpt2": transformers.GPT2LMHeadModel, "llama": transformers.LlamaForCausalLM, "bert": transformers.BertModel}
+
+
+def edit_json(file, **changes) -> None:
+    data = json.loads(file.read_text())
+    data.update(changes)
+    file.write_text(json.dumps(data))
+
+
+def outputs(model, kind, idx):
+    with torch.no_grad():
+        if kind == "bert":
+            mask = torch.ones_like(idx)
+            mask[1, 7:] = 0
+            got = model(input_ids=idx, attention_mask=mask).last_hidden_state if isinstance(model, transformers.PreTrainedModel) \
+                else model(idx, mask)
+            return got[mask.bool()]
+        return model(idx).logits if isinstance(model, transformers.PreTrainedModel) else model(idx)[0]
+
+
+def ids(vocab: int) -> torch.Tensor:
+    return torch.randint(5, vocab, (2, 12), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_import_matches_transformers(tmp_path, hf_dirs, kind, capsys):
+    assert main(["import", "hf", str(hf_dirs[kind]), "--out", str(tmp_path / "ckpt")]) == 0
+    assert "checkpoint:" in capsys.readouterr().out
+    ours, config, _ = load_checkpoint_model(tmp_path / "ckpt")
+    ref = CLASSES[kind].from_pretrained(hf_dirs[kind]).eval()
+    idx = ids(ref.config.vocab_size)
+    torch.testing.assert_close(outputs(ours.eval(), kind, idx), outputs(ref, kind, idx), atol=1e-4, rtol=1e-4)
+    assert config["family"] == ("encoder" if kind == "bert" else "gpt")
+    if kind != "bert":  # the same greedy tokens
+        prompt = idx[:1, :4]
+        want = ref.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(prompt))
+        assert generate_ids(ours, prompt, 20, temperature=0.0).tolist() == want[:, 4:].tolist()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_export_loads_in_transformers_and_round_trips(tmp_path, hf_dirs, kind):
+    ckpt = import_hf(hf_dirs[kind], tmp_path / "ckpt")
+    out = export_hf(ckpt, tmp_path / "hf")
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    if kind != "bert":
+        assert (out / "generation_config.json").is_file()
+    ref = CLASSES[kind].from_pretrained(hf_dirs[kind]).eval()
+    back = CLASSES[kind].from_pretrained(out).eval()
+    idx = ids(ref.config.vocab_size)
+    torch.testing.assert_close(outputs(back, kind, idx), outputs(ref, kind, idx), atol=1e-5, rtol=1e-5)
+    again = import_hf(out, tmp_path / "ckpt2")
+    a, _, _ = load_checkpoint_model(ckpt)
+    b, _, _ = load_checkpoint_model(again)
+    assert a.config == b.config
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), k
+
+
+def test_sharded_export_and_import(tmp_path, hf_dirs, capsys):
+    ckpt = import_hf(hf_dirs["llama"], tmp_path / "ckpt")
+    assert main(["export", "hf", str(ckpt), "--out", str(tmp_path / "hf"), "--max-shard-size", "20KB"]) == 0
+    shards = sorted(p.name for p in (tmp_path / "hf").glob("model-*.safetensors"))
+    assert len(shards) > 2 and (tmp_path / "hf" / "model.safetensors.index.json").is_file()
+    ref = transformers.LlamaForCausalLM.from_pretrained(hf_dirs["llama"]).eval()
+    back = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    idx = ids(ref.config.vocab_size)
+    torch.testing.assert_close(back(idx).logits, ref(idx).logits, atol=1e-5, rtol=1e-5)
+    model, _, _ = read_hf_dir(tmp_path / "hf")
+    torch.testing.assert_close(model.eval()(idx)[0], ref(idx).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_exported_tokenizer_loads_in_transformers(tmp_path, hf_dirs):
+    out = export_hf(import_hf(hf_dirs["gpt2"], tmp_path / "ckpt"), tmp_path / "hf")
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert tok.decode(tok("the quick fox")["input_ids"]) == "the quick fox"
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+def copy(hf_dirs, kind, tmp_path):
+    return shutil.copytree(hf_dirs[kind], tmp_path / "bad")
+
+
+def error(tmp_path, folder, capsys) -> str:
+    assert main(["import", "hf", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_not_an_hf_directory(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert "no config.json" in error(tmp_path, tmp_path / "empty", capsys)
+
+
+def test_unsupported_architecture(tmp_path, hf_dirs, capsys):
+    folder = copy(hf_dirs, "gpt2", tmp_path)
+    edit_json(folder / "config.json", architectures=["T5ForConditionalGeneration"], model_type="t5")
+    err = error(tmp_path, folder, capsys)
+    assert "config.json" in err and "T5ForConditionalGeneration" in err and "not supported" in err
+
+
+def test_shape_mismatch(tmp_path, hf_dirs, capsys):
+    for kind in ("gpt2", "bert"):
+        folder = copy(hf_dirs, kind, tmp_path)
+        edit_json(folder / "config.json", vocab_size=500)
+        assert "shape" in error(tmp_path, folder, capsys)
+        shutil.rmtree(folder)
+
+
+def test_tokenizer_missing(tmp_path, hf_dirs, capsys):
+    folder = copy(hf_dirs, "llama", tmp_path)
+    (folder / "tokenizer.json").unlink()
+    err = error(tmp_path, folder, capsys)
+    assert "tokenizer.json" in err and "tokenizer missing" in err
+
+
+def test_pickle_weights_refused(tmp_path, hf_dirs, capsys):
+    folder = copy(hf_dirs, "gpt2", tmp_path)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    assert "pickle" in error(tmp_path, folder, capsys)
+
+
+def test_missing_shard(tmp_path, hf_dirs):
+    out = export_hf(import_hf(hf_dirs["llama"], tmp_path / "ckpt"), tmp_path / "hf", max_shard_bytes=20_000)
+    next(out.glob("model-00002-*.safetensors")).unlink()
+    with pytest.raises(CheckpointError, match="model-00002-.*missing"):
+        read_hf_dir(out)
+
+
+def test_hub_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    err = error(tmp_path, "some-org/some-model", capsys)
+    assert "some-org/some-model" in err and "local" in err
