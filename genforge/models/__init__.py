@@ -8,7 +8,11 @@ from typing import Callable
 from torch import nn
 
 from genforge.config import DataConfig
+from genforge.data.image_batches import ImageDataConfig
+from genforge.models.classifier import Classifier, ClassifierConfig
+from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.vae import VAE, VAEConfig
 
 
 @dataclass(frozen=True)
@@ -20,4 +24,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
+    "vae": Family(VAEConfig, VAE, ImageDataConfig),
+    "gan": Family(GANConfig, GAN, ImageDataConfig),
+    "classifier": Family(ClassifierConfig, Classifier, ImageDataConfig),
 }
