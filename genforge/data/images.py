@@ -88,12 +88,9 @@ def read_idx_pair(images: Path, labels: Path | None) -> ImageSet:
 def find_idx(folder: Path, split: str) -> tuple[Path, Path | None] | None:
     """(images, labels) of an MNIST-layout folder: train-* or t10k-* files, gzip or not."""
     prefix = "train" if split == "train" else "t10k"
-    for ext in ("", ".gz"):
-        img = folder / f"{prefix}-images-idx3-ubyte{ext}"
-        if img.is_file():
-            lab = folder / f"{prefix}-labels-idx1-ubyte{ext}"
-            return img, (lab if lab.is_file() else None)
-    return None
+    images = [p for ext in ("", ".gz") if (p := folder / f"{prefix}-images-idx3-ubyte{ext}").is_file()]
+    labels = [p for ext in ("", ".gz") if (p := folder / f"{prefix}-labels-idx1-ubyte{ext}").is_file()]
+    return (images[0], labels[0] if labels else None) if images else None
 
 
 # --- folders, npz ----------------------------------------------------------------------------
