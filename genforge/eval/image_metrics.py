@@ -33,11 +33,19 @@ def load_classifier(ckpt: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-def feature_module(extractor: nn.Module) -> nn.Module:
-    """A classifier becomes its penultimate features; any other module is used as it is."""
+def feature_module(extractor: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+    """A classifier becomes its penultimate features; any other module is used as it is, given a
+    `num_features` from one example image when it has none (torchmetrics would probe it with a
+    299x299 RGB image otherwise)."""
     from genforge.models.classifier import Classifier, Features
 
-    return Features(extractor) if isinstance(extractor, Classifier) else extractor.eval()
+    if isinstance(extractor, Classifier):
+        return Features(extractor)
+    extractor = extractor.eval()
+    if not hasattr(extractor, "num_features") and example is not None:
+        with torch.no_grad():
+            extractor.num_features = int(extractor(example[:1].float()).shape[-1])
+    return extractor
 
 
 @torch.no_grad()
@@ -45,7 +53,7 @@ def fid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module, batch: int
     """Frechet distance of the two image sets' features ((N, C, H, W) in [0, 1])."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    metric = FrechetInceptionDistance(feature=feature_module(extractor), normalize=True)
+    metric = FrechetInceptionDistance(feature=feature_module(extractor, real), normalize=True)
     _feed(metric, real, fake, batch)
     return float(metric.compute())
 
@@ -56,7 +64,7 @@ def kid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module, batch: int
     from torchmetrics.image.kid import KernelInceptionDistance
 
     n = min(len(real), len(fake))
-    metric = KernelInceptionDistance(feature=feature_module(extractor), normalize=True, subset_size=min(1000, n), subsets=50)
+    metric = KernelInceptionDistance(feature=feature_module(extractor, real), normalize=True, subset_size=min(1000, n), subsets=50)
     _feed(metric, real, fake, batch)
     mean, std = metric.compute()
     return float(mean), float(std)
