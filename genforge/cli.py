@@ -40,11 +40,14 @@ def _quickstart(sub):
     p = sub.add_parser("quickstart", help="prepare the embedded Shakespeare, train a small char GPT, sample")
     p.add_argument("--out", default="runs/quickstart", help="output directory (default runs/quickstart)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--image-minutes", type=float, default=1.5,
+                   help="then train an image VAE on the embedded digits for this long (default 1.5)")
+    p.add_argument("--no-image", action="store_true", help="skip the image step")
 
     def run(a):
         from genforge.quickstart import quickstart
 
-        quickstart(a.out, a.minutes)
+        quickstart(a.out, a.minutes, 0 if a.no_image else a.image_minutes)
 
     p.set_defaults(func=run)
 
