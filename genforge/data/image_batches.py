@@ -62,7 +62,13 @@ def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
     return torch.stack([padded[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
 
 
-AUGMENTATIONS: dict[str, Augment] = {"hflip": hflip, "shift": shift}
+def binarize(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Dynamic binarisation: each pixel 1 with probability its grey level (the binarised-MNIST
+    protocol of the VAE/IWAE literature, re-drawn every batch)."""
+    return torch.bernoulli(x, generator=gen)
+
+
+AUGMENTATIONS: dict[str, Augment] = {"hflip": hflip, "shift": shift, "binarize": binarize}
 
 
 def open_images(cfg: ImageDataConfig) -> tuple[ImageSet, ImageSet]:
