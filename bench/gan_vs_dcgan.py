@@ -32,9 +32,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genforge.data.image_batches import to_float  # noqa: E402
-from genforge.data.images import find_idx, read_idx_pair  # noqa: E402
-from genforge.eval import image_metrics as im  # noqa: E402
+from genforge.data.image_batches import to_float
+from genforge.data.images import find_idx, read_idx_pair
+from genforge.eval import image_metrics as im
 
 NZ, NGF, NDF = 100, 64, 64
 
@@ -162,7 +162,7 @@ def main() -> None:
             save_grid(fake[:64], work.parent / "gf-gan-bench-ours.png")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = lambda runs, i: statistics.median(x[i] for x in runs)  # noqa: E731
+    med = lambda runs, i: statistics.median(x[i] for x in runs)
     print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} classes_covered={med(ours, 1):.0f}/{med(refs, 1):.0f}")
 
 

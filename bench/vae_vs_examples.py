@@ -36,7 +36,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genforge.data.images import find_idx, read_idx_pair  # noqa: E402
+from genforge.data.images import find_idx, read_idx_pair
 
 
 class ExamplesVAE(nn.Module):
@@ -211,7 +211,7 @@ def main() -> None:
                   f"-ELBO {elbo:.2f}, IWAE k={args.iwae_k} NLL {nll:.2f} nats on {args.nll_test_images} images", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    med = lambda runs, key: statistics.median(r[key] for r in runs)
     print(f"ratio_img_s={med(ours, 'img_s') / med(refs, 'img_s'):.3f} test_loss_ours={med(ours, 'test_loss'):.2f} "
           f"test_loss_ref={med(refs, 'test_loss'):.2f} nll_nats={nll:.2f}")
 

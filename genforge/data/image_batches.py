@@ -8,9 +8,10 @@ augmentations draw from a generator seeded by (seed, n): the data cursor is one 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Translate each image by up to `pad` pixels (zero fill)."""
-    B, C, H, W = x.shape
+    B, _, H, W = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
     dx, dy = torch.randint(0, 2 * pad + 1, (2, B), generator=gen)
     return torch.stack([padded[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])

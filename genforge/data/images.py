@@ -39,7 +39,7 @@ class ImageSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def subset(self, idx: np.ndarray) -> "ImageSet":
+    def subset(self, idx: np.ndarray) -> ImageSet:
         return ImageSet(self.images[idx], self.labels[idx], self.class_names)
 
 

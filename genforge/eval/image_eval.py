@@ -27,7 +27,7 @@ def evaluate_images(ckpt: str | Path, metrics: list[str], classifier: str | None
     from genforge.data.image_batches import to_float
     from genforge.sample.images import load_image_model
 
-    model, config, path = load_image_model(ckpt, device)
+    model, config, _ = load_image_model(ckpt, device)
     family = config["family"]
     val, data = real_images(config)
     real = to_float(val.images[:num_samples]).to(device)

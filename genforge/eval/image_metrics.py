@@ -109,7 +109,8 @@ def diversity(images: torch.Tensor, n: int = 256) -> float:
     return float(torch.pdist(x).mean()) if len(x) > 1 else 0.0
 
 
-def sample_report(fake: torch.Tensor, real: torch.Tensor, scorer: nn.Module | None = None) -> dict:
+def sample_report(fake: torch.Tensor, real: torch.Tensor, scorer: nn.Module | None = None,
+                  class_names: list[str] | None = None) -> dict:
     """Metrics logged at each GAN eval: diversity relative to real images and, with a classifier
     scorer, FID and class coverage; "warnings" lists the lines to tell the user (mode collapse)."""
     rel = diversity(fake) / max(diversity(real), 1e-12)
@@ -121,7 +122,8 @@ def sample_report(fake: torch.Tensor, real: torch.Tensor, scorer: nn.Module | No
         covered, missing, _ = class_coverage(scorer, fake, k)
         out.update(fid=fid(real, fake, scorer), classes_covered=float(covered))
         if missing:
-            out["warnings"].append(f"mode collapse: samples cover {covered}/{k} classes (missing {missing})")
+            names = [class_names[i] if class_names and i < len(class_names) else str(i) for i in missing]
+            out["warnings"].append(f"mode collapse: samples cover {covered}/{k} classes (missing {', '.join(names)})")
     return out
 
 

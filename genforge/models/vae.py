@@ -36,7 +36,9 @@ class VAEConfig:
             raise ConfigError("model.latent_dim >= 1, model.beta >= 0 and model.iwae_k >= 0 are required")
 
 
-SIZES = {"examples": dict(arch="mlp", hidden=400, latent_dim=20), "conv-small": dict(arch="conv", width=32, hidden=256)}
+# named presets: "examples" is pytorch/examples' MNIST VAE (bench/vae_vs_examples.py)
+SIZES = {"examples": {"arch": "mlp", "hidden": 400, "latent_dim": 20},
+         "conv-small": {"arch": "conv", "width": 32, "hidden": 256}}
 
 
 class VAE(nn.Module):

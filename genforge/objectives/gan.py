@@ -99,7 +99,7 @@ class GANObjective:
         real = torch.cat(reals)
         fake = self.g.sample(len(real), generator=gen)
         values = {"val_d_loss": sum(d_losses) / len(d_losses), "val_g_loss": sum(g_losses) / len(g_losses)}
-        report = sample_report(fake, real, self.scorer)
+        report = sample_report(fake, real, self.scorer, self.class_names)
         for line in report.pop("warnings"):
             print(f"genforge: {line}", file=sys.stderr, flush=True)
         return {**values, **report}

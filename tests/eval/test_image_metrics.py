@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from genforge.data.image_batches import ImageDataConfig, open_images, to_float
-from genforge.eval import image_metrics as im
 from genforge.errors import ConfigError
+from genforge.eval import image_metrics as im
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,10 @@ def test_class_coverage_and_mode_collapse_warning(digits):
     assert covered == 3 and missing == [3, 4, 5, 6, 7, 8, 9] and counts[:3].tolist() == [34, 33, 33]
     report = im.sample_report(fake, digits[:100], None)
     assert report["diversity"] < 0.5 and "possible mode collapse" in report["warnings"][0]
+    names = list("abcdefghij")
+    report = im.sample_report(fake, digits[:100], Oracle(), names)
+    assert report["classes_covered"] == 3
+    assert "mode collapse: samples cover 3/10 classes (missing d, e, f, g, h, i, j)" in report["warnings"]
     fake[:, 0, 0, 0] = (torch.arange(100) % 10) / 9
     assert im.class_coverage(Oracle(), fake, 10)[0] == 10
     assert im.diversity(torch.ones(5, 1, 4, 4)) == 0.0

@@ -78,7 +78,7 @@ def test_d_loss_adds_half_gamma_r1():
     obj = GANObjective(gan)
     data = batch()
     torch.manual_seed(1)
-    loss, m = obj.loss(data, "d")
+    loss, _ = obj.loss(data, "d")
     x = data[0] * 2 - 1
     torch.manual_seed(1)
     fake = gan.g(torch.randn(5, 4))

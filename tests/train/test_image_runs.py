@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from genforge.config import from_dict, load_config
-from genforge.models.gan import GAN, GANConfig
 from genforge.errors import ConfigError
+from genforge.models.gan import GAN, GANConfig
 from genforge.train.log import read_metrics
 from genforge.train.run import run
 
