@@ -15,7 +15,7 @@ from genforge.errors import GenforgeError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genforge", description="Train, sample and evaluate generative models.")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for add in (_quickstart, _prepare, _train, _generate, _eval, _serve, _reviewers, _feedback):
+    for add in (_quickstart, _prepare, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
     args, extra = parser.parse_known_args(argv)
@@ -41,11 +41,14 @@ def _quickstart(sub):
     p = sub.add_parser("quickstart", help="prepare the embedded Shakespeare, train a small char GPT, sample")
     p.add_argument("--out", default="runs/quickstart", help="output directory (default runs/quickstart)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--image-minutes", type=float, default=1.5,
+                   help="then train an image VAE on the embedded digits for this long (default 1.5)")
+    p.add_argument("--no-image", action="store_true", help="skip the image step")
 
     def run(a):
         from genforge.quickstart import quickstart
 
-        quickstart(a.out, a.minutes)
+        quickstart(a.out, a.minutes, 0 if a.no_image else a.image_minutes)
 
     p.set_defaults(func=run)
 
@@ -108,7 +111,7 @@ def _train(sub):
 
 
 def _generate(sub):
-    p = sub.add_parser("generate", help="generate text from a checkpoint (streams to stdout)")
+    p = sub.add_parser("generate", help="generate text (streams to stdout) or images (--out grid.png) from a checkpoint")
     p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--max-new-tokens", type=int, default=200)
@@ -118,14 +121,18 @@ def _generate(sub):
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--num-samples", type=int, help="text: samples (default 1); images: grid size (default 64)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights for sampling (auto: bfloat16 on CUDA, float32 on CPU)")
+    _image_generate_args(p)
 
     def run(a):
         import genforge
 
+        if _is_image_checkpoint(a.ckpt):
+            return _generate_images(a)
+        a.num_samples = 1 if a.num_samples is None else a.num_samples
         _check_sampling(a)
         lm = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
         kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
@@ -139,6 +146,48 @@ def _generate(sub):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
+
+    p.set_defaults(func=run)
+
+
+def _image_generate_args(p) -> None:
+    p.add_argument("--out", help="images: the PNG grid to write (default samples.png)")
+    p.add_argument("--class", dest="cls", type=int, help="images: the class of a class-conditional GAN")
+    p.add_argument("--truncation", type=float, help="images: redraw latents beyond +-T (GANs; e.g. 1.0)")
+    p.add_argument("--show", choices=["samples", "reconstructions", "traversal"], default="samples",
+                   help="images: what the grid shows (reconstructions and traversal: VAEs)")
+
+
+def _is_image_checkpoint(ckpt: str) -> bool:
+    from genforge.sample.image_verbs import checkpoint_family
+
+    return checkpoint_family(ckpt) in ("vae", "gan", "classifier")
+
+
+def _generate_images(a) -> None:
+    from genforge.sample.image_verbs import generate_grid
+
+    n = 64 if a.num_samples is None else a.num_samples
+    if n < 1:
+        raise GenforgeError(f"--num-samples {n}: must be >= 1")
+    device = "cpu" if a.device == "auto" else a.device
+    out = generate_grid(a.ckpt, a.out or "samples.png", n, a.cls, a.seed or 0, a.truncation, a.show, device)
+    print(f"wrote {out}")
+
+
+def _interpolate(sub):
+    p = sub.add_parser("interpolate", help="latent interpolation of a VAE/GAN checkpoint as a PNG strip or GIF")
+    p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
+    p.add_argument("--out", required=True, help="strip.png or animation.gif")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="cls", type=int, help="the class of a class-conditional GAN")
+    p.add_argument("--device", default="cpu")
+
+    def run(a):
+        from genforge.sample.image_verbs import interpolate_to
+
+        print(f"wrote {interpolate_to(a.ckpt, a.out, a.steps, a.seed, a.cls, a.device)}")
 
     p.set_defaults(func=run)
 
@@ -168,9 +217,23 @@ def _eval(sub):
     p.add_argument("--errors", choices=["strict", "replace"], default="strict")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--metrics", default="fid,kid,pr,coverage", help="images: some of fid,kid,pr,coverage,nll")
+    p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
+    p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
+    p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
+
+        if _is_image_checkpoint(a.ckpt):
+            from genforge.eval.image_eval import evaluate_images
+            from genforge.eval.image_metrics import parse_metrics
+
+            device = "cpu" if a.device == "auto" else a.device
+            result = evaluate_images(a.ckpt, parse_metrics(a.metrics), a.classifier, a.num_samples, a.iwae_k, device)
+            print(json.dumps(result) if a.json else "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+            return
 
         result = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors)
         if a.json:

@@ -138,8 +138,9 @@ class _Run:
 
 def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) -> bool:
     """Accumulate gradients over the micro-batches, clip, step. False if they were not finite."""
+    scale = getattr(objective, "lr_scales", {}).get(phase, 1.0)  # e.g. a GAN's discriminator learning faster
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * scale
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, batch in enumerate(batches):
         with contextlib.ExitStack() as stack:
