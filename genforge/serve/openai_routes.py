@@ -22,6 +22,7 @@ from genforge.serve.state import ServerState
 
 
 def router(state: ServerState) -> APIRouter:
+    """The /v1 routes over state's models, limits and engine."""
     r = APIRouter()
 
     @r.get("/v1/models")
@@ -161,6 +162,8 @@ async def _collect(request: Request, stream, n: int) -> list[str]:
                 texts[index] += piece
     except GenerationTimeout:
         raise APIError(504, "The generation ran past the server's per-request timeout", None, "timeout") from None
+    except Cancelled:  # the client is gone: nobody reads this answer (nginx's "client closed request")
+        raise APIError(499, "client closed the request", None, "client_closed") from None
     finally:
         watch.cancel()
         stream.cancel()
