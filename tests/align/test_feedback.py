@@ -56,6 +56,15 @@ def test_reviewer_tokens_are_hashed_and_unique_names(db):
         db.add_reviewer("  ")
 
 
+def test_disabled_reviewer_is_locked_out(db):
+    token = db.add_reviewer("ann")
+    sid, _ = db.login(token)
+    db.disable_reviewer("ann")
+    assert db.login(token) is None and db.session(sid) is None
+    with pytest.raises(DataError, match="no reviewer 'bob'"):
+        db.disable_reviewer("bob")
+
+
 def test_rate_validates_and_replaces_only_own_row(db):
     p = pair(db)
     ann = db.login(db.add_reviewer("ann"))[1].reviewer_id

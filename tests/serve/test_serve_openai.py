@@ -62,6 +62,12 @@ def test_chat_uses_the_template_and_its_stop(server, text_models):
     assert c.object == "chat.completion" and c.choices[0].message.role == "assistant"
     assert c.choices[0].message.content == lm.generate(prompt, 40, temperature=0.7, seed=1, stop=stop)
     assert c.usage.prompt_tokens == len(prompt)
+    two = client(server).chat.completions.create(model="beta", messages=messages, max_tokens=40, seed=1, n=2)
+    assert [ch.message.content for ch in two.choices] == [
+        lm.generate(prompt, 40, temperature=1.0, seed=s, stop=stop) for s in (1, 2)]
+    with pytest.raises(openai.BadRequestError) as e:
+        client(server).chat.completions.create(model="beta", messages=[{"role": "user", "content": "ü"}])
+    assert e.value.body["param"] == "messages"
 
 
 def test_streaming_completion_matches_whole(server):
