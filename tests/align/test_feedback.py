@@ -38,6 +38,19 @@ def test_migrations_wal_and_reopen(tmp_path, db):
         open_db(tmp_path / "fb.db")
 
 
+def test_a_failing_migration_leaves_the_previous_version(tmp_path, monkeypatch):
+    from genforge.align import feedback
+
+    open_db(tmp_path / "fb.db").close()
+    broken = "CREATE TABLE notes (id INTEGER PRIMARY KEY); INSERT INTO no_such_table VALUES (1)"
+    monkeypatch.setattr(feedback, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        open_db(tmp_path / "fb.db")
+    conn = sqlite3.connect(tmp_path / "fb.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'notes'").fetchall() == []  # rolled back
+
+
 def test_not_a_database_and_missing(tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not sqlite" * 100)
