@@ -13,6 +13,7 @@ from itertools import combinations
 from pathlib import Path
 
 from genforge.align.feedback import FeedbackDB
+from genforge.errors import DataError
 
 
 def preference_records(db: FeedbackDB) -> list[dict]:
@@ -37,9 +38,12 @@ def export_preferences(db: FeedbackDB, out: str | Path) -> int:
     out = Path(out)
     records = preference_records(db)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
-    tmp.replace(out)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
+        tmp.replace(out)
+    except OSError as e:
+        raise DataError(f"{out}: cannot write the export ({e.strerror})") from None
     return len(records)
 
 

@@ -119,6 +119,10 @@ def test_export_is_trl_preference_format(tmp_path, db):
         "prompt": "p1", "chosen": "B1", "rejected": "A1", "score_chosen": 4, "score_rejected": 2,
         "model_chosen": "m2", "model_rejected": "m1", "reviewer": "ann"}
     assert rec["params"] == {"temperature": 0.8}
+    with pytest.raises(DataError, match="cannot write the export"):
+        export_preferences(db, tmp_path / "no" / "such" / "dir.jsonl")
+    with pytest.raises(DataError, match="not a usable SQLite database"):
+        open_db(tmp_path / "no" / "such" / "fb.db")
 
 
 def test_stats_agreement_and_win_rates(db):
