@@ -289,12 +289,17 @@ def _reviewers(sub):
     add.add_argument("--db", required=True, help="feedback database (created when missing)")
     ls = verbs.add_parser("list", help="reviewers and their number of ratings")
     ls.add_argument("--db", required=True)
+    off = verbs.add_parser("disable", help="lock a reviewer out (their ratings stay)")
+    off.add_argument("name")
+    off.add_argument("--db", required=True)
 
     def run(a):
         from genforge.align.feedback import open_db
 
         if a.action == "add":
             print(open_db(a.db).add_reviewer(a.name))
+        elif a.action == "disable":
+            open_db(a.db, must_exist=True).disable_reviewer(a.name)
         else:
             for name, n in open_db(a.db, must_exist=True).reviewers():
                 print(f"{name}\t{n}")

@@ -133,6 +133,15 @@ class FeedbackDB:
             raise DataError(f"{self.path}: reviewer {name!r} already exists") from None
         return token
 
+    def disable_reviewer(self, name: str) -> None:
+        """Lock a reviewer out (their ratings stay): their token and open sessions stop working."""
+        with self.lock:
+            cur = self.conn.execute("UPDATE reviewers SET disabled = 1 WHERE name = ?", (name,))
+            if cur.rowcount == 0:
+                raise DataError(f"{self.path}: no reviewer {name!r}")
+            self.conn.execute("DELETE FROM sessions WHERE reviewer_id = (SELECT id FROM reviewers WHERE name = ?)",
+                              (name,))
+
     def reviewers(self) -> list[tuple[str, int]]:
         """(name, number of ratings) of every reviewer."""
         return self._rows("SELECT r.name, COUNT(t.id) FROM reviewers r LEFT JOIN ratings t ON t.reviewer_id = r.id "

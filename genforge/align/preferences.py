@@ -13,6 +13,7 @@ from itertools import combinations
 from pathlib import Path
 
 from genforge.align.feedback import FeedbackDB
+from genforge.errors import DataError
 
 
 def preference_records(db: FeedbackDB) -> list[dict]:
@@ -37,10 +38,12 @@ def export_preferences(db: FeedbackDB, out: str | Path) -> int:
     out = Path(out)
     records = preference_records(db)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(out)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
+        tmp.replace(out)
+    except OSError as e:
+        raise DataError(f"{out}: cannot write the export ({e.strerror})") from None
     return len(records)
 
 
@@ -70,8 +73,8 @@ def feedback_stats(db: FeedbackDB) -> dict:
 
 def format_stats(stats: dict) -> str:
     """A short human-readable summary of feedback_stats."""
-    lines = [f"reviewers {stats['reviewers']}  prompts {stats['prompts']}  pairs {stats['pairs']}  "
-             f"ratings {stats['ratings']} (ties {stats['ties']})"]
+    lines = [(f"reviewers {stats['reviewers']}  prompts {stats['prompts']}  pairs {stats['pairs']}  "
+              f"ratings {stats['ratings']} (ties {stats['ties']})")]
     a = stats["agreement"]
     rate = "n/a" if a["rate"] is None else f"{a['rate']:.3f}"
     lines.append(f"agreement {rate} over {a['reviewer_pairs']} reviewer pairs on {a['pairs_rated_by_several']} pairs")

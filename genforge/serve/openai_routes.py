@@ -22,6 +22,7 @@ from genforge.serve.state import ServerState
 
 
 def router(state: ServerState) -> APIRouter:
+    """The /v1 routes over state's models, limits and engine."""
     r = APIRouter()
 
     @r.get("/v1/models")
@@ -90,11 +91,11 @@ def _prompts(prompt, served: Served) -> list[str]:
 
 
 def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str], max_tokens: int,
-           stop: list[str]) -> list[int]:
+           stop: list[str], field: str) -> list[int]:
     """Refuse what the limits or the model cannot take (400); returns each prompt's token count."""
     lim = state.limits
-    if (field := req.unsupported()) is not None:
-        raise APIError(400, f"{field}: not supported by this server", field, "unsupported_parameter")
+    if (unsupported := req.unsupported()) is not None:
+        raise APIError(400, f"{unsupported}: not supported by this server", unsupported, "unsupported_parameter")
     if len(prompts) > lim.max_prompts:
         raise APIError(400, f"prompt: {len(prompts)} prompts, at most {lim.max_prompts} per request", "prompt")
     if req.n * len(prompts) > lim.max_n:
@@ -110,10 +111,10 @@ def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str]
         try:
             n = len(tok.encode(p))
         except DataError as e:
-            raise APIError(400, f"prompt: {e}", "prompt") from None
+            raise APIError(400, f"{field}: {e}", field) from None
         if n > served.context:
-            raise APIError(400, f"This model's maximum context length is {served.context} tokens; the prompt has {n}",
-                           "prompt", "context_length_exceeded")
+            raise APIError(400, f"This model's maximum context length is {served.context} tokens; the {field} "
+                           f"take {n}", field, "context_length_exceeded")
         counts.append(n)
     return counts
 
@@ -127,7 +128,7 @@ def _acquire(state: ServerState) -> None:
 async def _generate(state: ServerState, request: Request, served: Served, req: Sampling, prompts: list[str],
                     max_tokens: int, template_stop: list[str], chat: bool):
     stop = req.stop_list()
-    prompt_tokens = _check(state, served, req, prompts, max_tokens, stop)
+    prompt_tokens = _check(state, served, req, prompts, max_tokens, stop, "messages" if chat else "prompt")
     stop = stop + [s for s in template_stop if s not in stop]
     jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j)
             for i, p in enumerate(prompts) for j in range(req.n)]
@@ -161,6 +162,8 @@ async def _collect(request: Request, stream, n: int) -> list[str]:
                 texts[index] += piece
     except GenerationTimeout:
         raise APIError(504, "The generation ran past the server's per-request timeout", None, "timeout") from None
+    except Cancelled:  # the client is gone: nobody reads this answer (nginx's "client closed request")
+        raise APIError(499, "client closed the request", None, "client_closed") from None
     finally:
         watch.cancel()
         stream.cancel()

@@ -98,6 +98,7 @@ def _set_cookie(response, sid: str) -> None:
 
 
 def router(state: ServerState) -> APIRouter:
+    """The reviewer pages (/review, /review/login, /review/rate) and their JSON API (/review/api)."""
     r = APIRouter()
     db, reviewing = state.feedback, Reviewing(state)
 

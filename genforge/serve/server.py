@@ -1,6 +1,7 @@
 """`genforge serve`: load the checkpoints, open the feedback database, run uvicorn."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from genforge.errors import ConfigError, DataError
@@ -48,4 +49,8 @@ def serve(state: ServerState, host: str = "127.0.0.1", port: int = 8000, log_lev
 
     from genforge.serve.app import create_app
 
+    pages = "playground /" + (", reviewer page /review" if state.feedback is not None else "")
+    print(f"serving {', '.join(state.models)} on http://{host}:{port} ({pages})", file=sys.stderr)
+    if host not in ("127.0.0.1", "localhost", "::1") and not state.api_key:
+        print(f"warning: --host {host} exposes the API to the network without --api-key", file=sys.stderr)
     uvicorn.run(create_app(state), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -38,6 +38,19 @@ def test_migrations_wal_and_reopen(tmp_path, db):
         open_db(tmp_path / "fb.db")
 
 
+def test_a_failing_migration_leaves_the_previous_version(tmp_path, monkeypatch):
+    from genforge.align import feedback
+
+    open_db(tmp_path / "fb.db").close()
+    broken = "CREATE TABLE notes (id INTEGER PRIMARY KEY); INSERT INTO no_such_table VALUES (1)"
+    monkeypatch.setattr(feedback, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        open_db(tmp_path / "fb.db")
+    conn = sqlite3.connect(tmp_path / "fb.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'notes'").fetchall() == []  # rolled back
+
+
 def test_not_a_database_and_missing(tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not sqlite" * 100)
@@ -54,6 +67,15 @@ def test_reviewer_tokens_are_hashed_and_unique_names(db):
         db.add_reviewer("ann")
     with pytest.raises(DataError, match="1 to 100"):
         db.add_reviewer("  ")
+
+
+def test_disabled_reviewer_is_locked_out(db):
+    token = db.add_reviewer("ann")
+    sid, _ = db.login(token)
+    db.disable_reviewer("ann")
+    assert db.login(token) is None and db.session(sid) is None
+    with pytest.raises(DataError, match="no reviewer 'bob'"):
+        db.disable_reviewer("bob")
 
 
 def test_rate_validates_and_replaces_only_own_row(db):
@@ -97,6 +119,10 @@ def test_export_is_trl_preference_format(tmp_path, db):
         "prompt": "p1", "chosen": "B1", "rejected": "A1", "score_chosen": 4, "score_rejected": 2,
         "model_chosen": "m2", "model_rejected": "m1", "reviewer": "ann"}
     assert rec["params"] == {"temperature": 0.8}
+    with pytest.raises(DataError, match="cannot write the export"):
+        export_preferences(db, tmp_path / "no" / "such" / "dir.jsonl")
+    with pytest.raises(DataError, match="not a usable SQLite database"):
+        open_db(tmp_path / "no" / "such" / "fb.db")
 
 
 def test_stats_agreement_and_win_rates(db):

@@ -1,30 +1,14 @@
 """Serving fixtures: a tiny char model that has seen chat-formatted lines, and real uvicorn servers
-on free ports (started in a thread, stopped at the end of the test)."""
+serving it (started in a thread on a free port, stopped at the end of the test). tests/serve is a
+package (serve.*) so that this conftest never shadows tests/conftest.py as module `conftest`."""
 from __future__ import annotations
 
-import random
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from genforge.config import load_config
-
-WORDS = "the quick brown fox jumps over a lazy dog while seven bold wizards judge my sphinx".split()
-
-
-def chat_text(n: int, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    turns = []
-    for _ in range(n):
-        q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5)))
-        a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
-        turns.append(f"system: be brief\nuser: {q}?\nassistant: {a}.\n")
-    return "".join(turns)
+from serve.helpers import NoEnd, chat_text, running
 
 
 @pytest.fixture(scope="session")
@@ -45,35 +29,6 @@ def serve_ckpt(tmp_path_factory, corpus_text) -> Path:
                  "train.dtype=float32"]
     run(load_config(None, overrides), progress=False)
     return (out / "latest").resolve()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running(app, port: int | None = None):
-    """Serve the ASGI app with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
-    import uvicorn
-
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
 
 @pytest.fixture(scope="session")
 def text_models(serve_ckpt):
@@ -111,34 +66,6 @@ def make_server(text_models):
 @pytest.fixture
 def server(make_server) -> str:
     return make_server()
-
-
-def wait_idle(url: str, timeout: float = 30.0) -> dict:
-    """/health once no generation runs (or the last reading at the timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        health = httpx.get(f"{url}/health").json()
-        if (health["running"] == 0 and health["admitted"] == 0) or time.monotonic() > deadline:
-            return health
-        time.sleep(0.05)
-
-
-class NoEnd(__import__("torch").nn.Module):
-    """The tiny model with its end-of-text logit masked: it generates until told to stop, so
-    tests of stopping (disconnects, limits, timeouts) cannot pass by the model stopping itself."""
-
-    def __init__(self, model, eot_id: int):
-        super().__init__()
-        self.inner, self.eot_id, self.config = model, eot_id, model.config
-
-    def new_cache(self, batch: int):
-        return self.inner.new_cache(batch)
-
-    def forward(self, idx, cache=None, pos=0):
-        logits, cache = self.inner(idx, cache, pos)
-        logits[..., self.eot_id] = float("-inf")  # (B, T, vocab)
-        return logits, cache
-
 
 @pytest.fixture(scope="session")
 def endless(text_models):

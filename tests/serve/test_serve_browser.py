@@ -18,6 +18,7 @@ if not shutil.which(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt install chromium, or set GENFORGE_CHROMIUM)", allow_module_level=True)
 
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+XSS = ['<a href="javascript:alert(3)">click</a>', "<svg onload=alert(4)></svg><script>alert(5)</script>"]
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def test_reviewer_rates_five_pairs(tmp_path, make_server, page, artifacts):
     db = open_db(tmp_path / "fb.db")
     token = db.add_reviewer("ann")
     db.add_prompts([HOSTILE, "the quick", "a lazy dog", "seven bold", "my sphinx", "five boxing"], "test")
+    db.add_pair(1, XSS[0], "alpha", XSS[1], "beta", {})  # outputs are untrusted text too
     url = make_server(feedback=db)
     page.goto(f"{url}/review")
     assert page.url.endswith("/review/login")
@@ -49,6 +51,8 @@ def test_reviewer_rates_five_pairs(tmp_path, make_server, page, artifacts):
     page.click("#login")
     page.wait_for_selector("#prompt")
     assert page.text_content("#prompt") == HOSTILE  # shown as text, not run or parsed as HTML
+    assert {page.text_content("#output-1"), page.text_content("#output-2")} == set(XSS)
+    assert page.locator("pre img, pre script, pre a").count() == 0
     expected = []
     for i, pick in enumerate(["#pick-1", "#pick-2", "#tie", "#pick-1", "#pick-2"]):
         assert page.text_content("#done") == str(i)

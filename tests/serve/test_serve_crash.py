@@ -11,9 +11,9 @@ import threading
 import time
 
 import httpx
-from conftest import free_port
 
 from genforge.align.feedback import open_db
+from serve.helpers import free_port
 
 
 def test_kill_during_writes_keeps_every_acknowledged_rating(tmp_path, serve_ckpt):

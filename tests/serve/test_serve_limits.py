@@ -5,7 +5,8 @@ import asyncio
 import time
 
 import httpx
-from conftest import wait_idle
+
+from serve.helpers import wait_idle
 
 
 def test_excess_requests_get_429_while_admitted_ones_finish(make_server, endless):

@@ -51,7 +51,8 @@ def test_lm_eval_local_completions(tmp_path, server, text_models, monkeypatch):
         model="local-completions",
         model_args=f"model=alpha,base_url={server}/v1/completions,tokenized_requests=False,"
                    "tokenizer_backend=None,num_concurrent=1,max_retries=1",
-        tasks=["genforge_tiny"], task_manager=TaskManager(include_path=str(tasks)), log_samples=True)
+        tasks=["genforge_tiny"], task_manager=TaskManager(include_path=str(tasks), include_defaults=False),
+        log_samples=True)
     samples = results["samples"]["genforge_tiny"]
     lm = text_models[0].model
     got = {s["doc"]["prompt"]: s["resps"][0][0] for s in samples}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
 
 import httpx
 import numpy as np
@@ -60,6 +62,12 @@ def test_chat_uses_the_template_and_its_stop(server, text_models):
     assert c.object == "chat.completion" and c.choices[0].message.role == "assistant"
     assert c.choices[0].message.content == lm.generate(prompt, 40, temperature=0.7, seed=1, stop=stop)
     assert c.usage.prompt_tokens == len(prompt)
+    two = client(server).chat.completions.create(model="beta", messages=messages, max_tokens=40, seed=1, n=2)
+    assert [ch.message.content for ch in two.choices] == [
+        lm.generate(prompt, 40, temperature=1.0, seed=s, stop=stop) for s in (1, 2)]
+    with pytest.raises(openai.BadRequestError) as e:
+        client(server).chat.completions.create(model="beta", messages=[{"role": "user", "content": "ü"}])
+    assert e.value.body["param"] == "messages"
 
 
 def test_streaming_completion_matches_whole(server):
@@ -186,3 +194,29 @@ def test_images_generations(make_server):
         c.images.generate(model="alpha", prompt="x")  # a text model
     with pytest.raises(openai.BadRequestError):
         c.completions.create(model="pixels", prompt="x")  # an image model
+
+
+def test_streaming_past_the_timeout_ends_with_an_error_event(make_server, endless):
+    url = make_server(timeout_s=0.5, max_tokens=1_000_000, extra=[endless])
+    body = {"model": "endless", "prompt": "a", "max_tokens": 1_000_000, "stream": True}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as r:
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert len(events) > 1 and json.loads(events[-1])["error"]["type"] == "timeout"
+    assert "[DONE]" not in events
+
+
+def test_chat_template_from_the_checkpoint(tmp_path, serve_ckpt, make_server):
+    from genforge.serve.registry import load_served
+
+    ckpt = tmp_path / "run" / "step-0000020"
+    shutil.copytree(serve_ckpt, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["chat_template"] = {"message": "<{role}>{content}\n", "generation": "<assistant>", "stop": ["<user>"]}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    served = load_served(str(ckpt), "cpu")
+    assert served.id == "run/step-0000020"
+    url = make_server(extra=[served])
+    c = client(url).chat.completions.create(model=served.id, messages=[{"role": "user", "content": "hi"}],
+                                            max_tokens=12, seed=2)
+    want = served.model.generate("<user>hi\n<assistant>", 12, temperature=1.0, seed=2, stop=["<user>"])
+    assert c.choices[0].message.content == want

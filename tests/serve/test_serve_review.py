@@ -166,3 +166,7 @@ def test_cli_reviewers_export_stats(tmp_path, capsys, review):
     stats = json.loads(capsys.readouterr().out)
     assert (stats["ratings"], stats["ties"], stats["reviewers"]) == (3, 1, 3)
     assert main(["feedback", "stats", str(tmp_path / "missing.db")]) == 2
+    assert main(["reviewers", "list", "--db", path]) == 0
+    assert capsys.readouterr().out.splitlines() == ["ann\t0", "bob\t0", "cat\t3"]
+    assert main(["reviewers", "disable", "cat", "--db", path]) == 0
+    assert c.get("/review/api/next").status_code == 401  # the open session ends too
