@@ -49,3 +49,16 @@ def write_jsonl(path: str | Path, megabytes: float, seed: int = 0) -> tuple[int,
             if size >= limit:
                 break
     return size, n
+
+
+def write_txt(path: str | Path, megabytes: float, seed: int = 0) -> tuple[int, int]:
+    """Write the documents as ONE plain text file (blank lines between) of `megabytes` MB;
+    return (bytes, 1)."""
+    limit, size = int(megabytes * 1e6), 0
+    with open(path, "w", encoding="utf-8") as f:
+        for doc in documents(seed):
+            f.write(doc + "\n\n")
+            size += len(doc.encode("utf-8")) + 2
+            if size >= limit:
+                break
+    return size, 1

@@ -6,7 +6,7 @@ The claim under test: memory does not grow with corpus size, neither while prepa
 are streamed, a bounded number of batches in flight, shards written as they fill) nor while
 training (shards are memory-mapped, windows sampled from them).
 
-1. prepare: two deterministic .jsonl corpora (bench/_corpus.py, written as a stream) of SMALL and
+1. prepare: two deterministic .jsonl corpora (or, with --layout txt, two single plain text files) (bench/_corpus.py, written as a stream) of SMALL and
    LARGE MB are prepared with `genforge prepare --tokenizer bpe:8192 --tokenizer-sample 5MB
    --workers N` (same 5 MB prefix, so the same tokenizer). The small one has the default shard
    size, so one train shard of S tokens; the large one uses --shard-tokens S, so LARGE/SMALL train
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _corpus import write_jsonl
+from _corpus import write_jsonl, write_txt
 
 TOKENIZER = "bpe:8192"
 TRAIN_CONFIG = """\
@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--large-mb", type=float, default=2000, help="large corpus in MB (default 2000)")
     ap.add_argument("--workers", type=int, default=2, help="prepare workers (default 2)")
     ap.add_argument("--iters", type=int, default=300, help="training steps per run (default 300)")
+    ap.add_argument("--layout", choices=("jsonl", "txt"), default="jsonl",
+                    help="jsonl: many documents, one per line; txt: ONE plain text file (read in pieces)")
     ap.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="prepare_memory-"))
@@ -71,12 +73,13 @@ def bench(work: Path, args) -> None:
     peaks: dict[str, dict[str, dict]] = {"prepare": {}, "train": {}}
     shard_tokens = None
     for name, mb in (("small", args.small_mb), ("large", args.large_mb)):
-        corpus = work / f"{name}.jsonl"
+        corpus = work / f"{name}.{args.layout}"
         t = time.perf_counter()
-        size, docs = write_jsonl(corpus, mb)
+        size, docs = (write_jsonl if args.layout == "jsonl" else write_txt)(corpus, mb)
         print(f"{name}: {size / 1e6:.1f} MB, {docs:,} documents ({time.perf_counter() - t:.1f} s to write)")
         out = work / f"data-{name}"
-        cmd = [genforge_cli(), "prepare", str(corpus), "--field", "text", "--tokenizer", TOKENIZER,
+        field = ["--field", "text"] if args.layout == "jsonl" else []
+        cmd = [genforge_cli(), "prepare", str(corpus), *field, "--tokenizer", TOKENIZER,
                "--tokenizer-sample", "5MB", "--workers", str(args.workers), "--out", str(out)]
         if shard_tokens:
             cmd += ["--shard-tokens", str(shard_tokens)]

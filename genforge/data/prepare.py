@@ -32,9 +32,10 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from genforge.data.encode import encode_stream
+from genforge.data.encode import encode_stream, split_text
 from genforge.data.readers import Record, expand_sources, iter_records
 from genforge.data.shards import FORMAT, ShardWriter, token_dtype, write_manifest
 from genforge.data.tokenizer import Tokenizer, train_tokenizer
@@ -71,7 +72,7 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
         docs = _good_records(iter_records(sources, field, errors), bad)
         chars, written = _write(tok, _assign_splits(docs, val_fraction), writers, bad, workers, progress)
         bad.finish()
-        if not written:
+        if not any(chars.values()):
             skipped = f" ({bad.bad} bad records skipped)" if bad.bad else ""
             raise DataError(f"{' '.join(specs)}: empty corpus (no text found){skipped}")
         tok.save(tmp / "tokenizer.json")
@@ -98,6 +99,7 @@ def _train(spec: str, records: Iterable[Record], specs: list[str], sample: int |
     texts = _good_texts(records, on_bad_record)
     if sample:
         texts = _first_bytes(texts, sample)
+    texts = (part for text in texts for part in split_text(text))  # the trainer too holds a text's every token
     counted = _Counted(_with_bar(texts, "tokenizer pass", progress))
     tok = train_tokenizer(spec, counted)
     if not counted.n:
@@ -108,17 +110,26 @@ def _train(spec: str, records: Iterable[Record], specs: list[str], sample: int |
 def _write(tok: Tokenizer, docs: Iterable[tuple[Record, list]], writers: dict[str, ShardWriter], bad: BadRecords,
            workers: int, progress: bool) -> tuple[dict[str, int], int]:
     """The encoding pass: tokenize (record, pieces) in workers, write in order; return the
-    characters per split and the number of documents written."""
+    characters per split and the number of documents written. A document read in several records
+    gets its end-of-text once, at its end, or wherever a split's text stops being contiguous."""
     chars, written, tokens = {"train": 0, "val": 0}, 0, 0
+    eot = np.array([tok.eot_id], dtype=next(iter(writers.values())).dtype)
+    seams: dict[str, tuple[str, int]] = {}  # split -> (file, byte offset) its open document continues at
     items = ((rec, rec.text, pieces) for rec, pieces in docs)
     start = shown = time.perf_counter()
     with tqdm(desc="prepare", unit="B", unit_scale=True, disable=None if progress else True, file=sys.stderr) as bar:
-        for rec, pieces, result in encode_stream(tok, items, workers, next(iter(writers.values())).dtype):
+        for rec, pieces, result in encode_stream(tok, items, workers, eot.dtype):
             if isinstance(result, str):
                 bad.skip(rec.where, result, seen=True)
             else:
-                written += 1
+                written += rec.last
                 for (split, a, b), ids in zip(pieces, result):
+                    seam = seams.pop(split, None)
+                    if seam is not None and (seam != (rec.file, rec.offset) or a != 0):
+                        writers[split].write(eot, seam[0])
+                    if not rec.last and b == len(rec.text):  # the document goes on in the next record
+                        ids = ids[:-1]
+                        seams[split] = (rec.file, rec.offset + rec.nbytes)
                     writers[split].write(ids, rec.file)
                     chars[split] += b - a
                     tokens += ids.size
@@ -126,6 +137,8 @@ def _write(tok: Tokenizer, docs: Iterable[tuple[Record, list]], writers: dict[st
             if time.perf_counter() - shown > 1:
                 shown = time.perf_counter()
                 bar.set_postfix_str(f"{tokens / (shown - start):,.0f} tokens/s", refresh=False)
+    for split, (file, _) in seams.items():
+        writers[split].write(eot, file)
     return chars, written
 
 

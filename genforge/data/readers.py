@@ -4,7 +4,9 @@ A SOURCE is a file, a folder (its supported files, recursively, sorted), a glob
 ('corpus/*.txt', 'data/**/*.jsonl.gz'), a Hugging Face `datasets` directory made by
 `save_to_disk`, or `builtin:NAME`. Files:
 
-- text (.txt .md .text, optionally .gz or .zst compressed): the whole file is one document;
+- text (.txt .md .text, optionally .gz or .zst compressed): the whole file is one document; one
+  larger than CHUNK_BYTES comes in records of about that size cut after a line break
+  (`offset`/`last` say where each sits), so a 50 GB single-file corpus streams in bounded memory;
 - .jsonl (optionally .gz/.zst): one document per line, the text under `field`;
 - .parquet: one document per row, the text in column `field` (needs pyarrow).
 
@@ -24,11 +26,13 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from genforge.data.builtin import builtin_documents
+from genforge.data.encode import seam
 from genforge.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 COMPRESSED = (".gz", ".zst")
 FIELD_SUFFIXES = (".jsonl", ".parquet")
+CHUNK_BYTES = 4 << 20  # a smaller file is one record (its tail goes to val); in-flight records cost ~3x this
 
 
 class Record(NamedTuple):
@@ -39,6 +43,8 @@ class Record(NamedTuple):
     text: str | None
     error: str | None = None
     nbytes: int = 0  # raw bytes consumed, for the progress bar
+    offset: int = 0  # byte offset of this record's text in its document (text files come in pieces)
+    last: bool = True  # the document ends with this record
 
     def bad_message(self) -> str:
         return f"{self.where}: {self.error}"
@@ -92,23 +98,29 @@ def iter_records(sources: list[str], field: str | None = None, errors: str = "st
         elif kind == "hf":
             yield from _hf_records(path, field, errors)
         else:
-            yield _text_record(path, errors)
+            yield from _text_records(path, errors)
 
 
 def iter_documents(source: str, field: str | None = None, errors: str = "strict") -> Iterator[tuple[str, str]]:
     """Yield (name, text) for every document of one SOURCE spec; a bad record raises DataError."""
+    parts: list[str] = []
     for r in iter_records(expand_sources([source], field), field, errors):
         if r.text is None:
             raise DataError(r.bad_message())
-        yield r.where, r.text
+        parts.append(r.text)
+        if r.last:
+            yield r.where, "".join(parts)
+            parts = []
 
 
 def read_text(path: Path, errors: str = "strict") -> str:
     """One text file (optionally .gz/.zst) as a string; raises DataError for invalid UTF-8."""
-    rec = _text_record(Path(path), errors)
-    if rec.text is None:
-        raise DataError(rec.bad_message())
-    return rec.text
+    parts = []
+    for rec in _text_records(Path(path), errors):
+        if rec.text is None:
+            raise DataError(rec.bad_message())
+        parts.append(rec.text)
+    return "".join(parts)
 
 
 def is_hf_dataset(path: Path) -> bool:
@@ -150,17 +162,32 @@ def _offset_note(path: Path) -> str:
     return " of the decompressed text" if path.suffix.lower() in COMPRESSED else ""
 
 
-def _text_record(path: Path, errors: str) -> Record:
+def _text_records(path: Path, errors: str) -> Iterator[Record]:
+    """A text file as records of about CHUNK_BYTES (one record unless it is larger), each cut where
+    tokenizing the pieces gives the same tokens as tokenizing the whole (see seam); the last one
+    has last=True."""
+    start, data = 0, b""
     try:
         with open_binary(path) as f:
-            data = f.read()
+            data = f.read(CHUNK_BYTES)
+            while more := f.read(CHUNK_BYTES):
+                data += more
+                cut = seam(data, len(data) - len(more))
+                yield _text_piece(path, data[:cut], start, errors, last=False)
+                start, data = start + cut, data[cut:]
     except (OSError, EOFError) as e:  # gzip/zstd raise these for a damaged file
-        return Record(str(path), str(path), None, f"cannot read ({e})")
+        yield Record(str(path), str(path), None, f"cannot read ({e})", offset=start)
+        return
+    yield _text_piece(path, data, start, errors, last=True)
+
+
+def _text_piece(path: Path, data: bytes, start: int, errors: str, last: bool) -> Record:
+    n = len(data)
     try:
-        return Record(str(path), str(path), data.decode("utf-8", errors=errors), nbytes=len(data))
+        return Record(str(path), str(path), data.decode("utf-8", errors=errors), nbytes=n, offset=start, last=last)
     except UnicodeDecodeError as e:
-        return Record(str(path), str(path), None, f"invalid UTF-8 at byte offset {e.start}{_offset_note(path)} "
-                      f"(fix the file or pass --errors replace)", len(data))
+        return Record(str(path), str(path), None, f"invalid UTF-8 at byte offset {start + e.start}{_offset_note(path)} "
+                      f"(fix the file or pass --errors replace)", n, offset=start, last=last)
 
 
 def _jsonl_records(path: Path, field: str, errors: str) -> Iterator[Record]:

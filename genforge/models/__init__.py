@@ -8,8 +8,12 @@ from typing import Callable
 from torch import nn
 
 from genforge.config import DataConfig
+from genforge.data.image_batches import ImageDataConfig
+from genforge.models.classifier import Classifier, ClassifierConfig
 from genforge.models.encoder import Encoder, EncoderConfig
+from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.vae import VAE, VAEConfig
 
 
 @dataclass(frozen=True)
@@ -22,4 +26,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
     "encoder": Family(EncoderConfig, Encoder),
+    "vae": Family(VAEConfig, VAE, ImageDataConfig),
+    "gan": Family(GANConfig, GAN, ImageDataConfig),
+    "classifier": Family(ClassifierConfig, Classifier, ImageDataConfig),
 }

@@ -6,6 +6,7 @@
     evaluate(batches) -> dict[str, float]         validation metrics (run under no_grad)
     modules() -> dict[str, nn.Module]             what a checkpoint saves ("model", "d", ...)
     ema_module: str | None                        which module an EMA copy follows
+    lr_scales: dict[str, float] (optional)        a phase's learning rate = the schedule's times this
 
 so every family trains in the same loop (genforge/train/loop.py).
 """

@@ -36,8 +36,10 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
     # optimizers after wrapping: FSDP replaces the parameters by their shards
     run.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, run.device) for ph in objective.phases}
+    if run.dtype == torch.float16:  # fp16 gradients underflow without loss scaling; bf16 has fp32's range
+        run.scalers = {ph: torch.amp.GradScaler(run.device.type) for ph in objective.phases}
     if ckpt is not None:
-        _restore_optimizers(ckpt, run.optimizers)
+        _restore_optimizers(ckpt, run.optimizers, run.scalers)
     if run.dist.enabled:  # the same init on every rank (DDP broadcast rank 0's); dropout differs per rank
         torch.manual_seed(cfg.seed + 1_000_003 * run.dist.rank)
     main = run.dist.main
@@ -75,7 +77,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             log.plot(wait=last)
         if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
             final = run.out / f"step-{step:07d}"
-            modules, state = _gather(step, objective, run.optimizers, data, run.ema)  # every rank: FSDP gathers
+            modules, state = _gather(step, objective, run.optimizers, data, run.ema, run.scalers)  # every rank: FSDP gathers
             if main:
                 _save(final, run.meta, modules, state, tokenizer, cfg)
             dist_mod.barrier(run.dist)
@@ -101,6 +103,7 @@ class _Run:
         for m in objective.modules().values():
             m.to(self.device).train()
         self.optimizers: dict = {}  # built by train() once the modules are wrapped
+        self.scalers: dict = {}  # a GradScaler per phase when training in float16
         self.ema = _make_ema(objective, cfg)
         self.meta = {"genforge_version": genforge.__version__, **(config or {})}
         self.window = _Window()
@@ -125,7 +128,8 @@ class _Run:
         batches = [next(self.data) for _ in range(cfg.grad_accum)]
         ok = True
         for phase, opt in self.optimizers.items():
-            ok &= _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype, self.window)
+            ok &= _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype, self.window,
+                              self.scalers.get(phase))
         self.bad_steps = 0 if ok else self.bad_steps + 1
         if self.bad_steps >= MAX_BAD_STEPS:
             raise GenforgeError(f"step {step}: gradients were NaN/inf for {self.bad_steps} steps in a row; "
@@ -136,10 +140,12 @@ class _Run:
         return lr
 
 
-def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) -> bool:
-    """Accumulate gradients over the micro-batches, clip, step. False if they were not finite."""
+def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, scaler=None) -> bool:
+    """Accumulate gradients over the micro-batches, clip, step. False if they were not finite
+    (with a GradScaler: only once its scale fell below 1, i.e. not a mere fp16 overflow)."""
+    scale = getattr(objective, "lr_scales", {}).get(phase, 1.0)  # e.g. a GAN's discriminator learning faster
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * scale
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, batch in enumerate(batches):
         with contextlib.ExitStack() as stack:
@@ -148,11 +154,18 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window) 
                     stack.enter_context(dist_mod.no_sync(m))
             with autocast(device, dtype):
                 loss, metrics = objective.loss(batch, phase)
-            (loss / len(batches)).backward()
+            loss = loss / len(batches)
+            (scaler.scale(loss) if scaler else loss).backward()
         window.add(phase, metrics)
+    if scaler:
+        scaler.unscale_(opt)  # clip the true gradients
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
     finite = bool(torch.isfinite(dist_mod.full(norm)))
-    if finite:
+    if scaler:
+        scaler.step(opt)  # skips the step when the gradients overflowed, and lowers the scale
+        scaler.update()
+        finite = finite or scaler.get_scale() >= 1.0
+    elif finite:
         opt.step()
     opt.zero_grad(set_to_none=True)
     return finite
@@ -210,7 +223,7 @@ def _make_ema(objective, cfg: TrainConfig):
     return AveragedModel(target, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
 
 
-def _gather(step, objective, optimizers, data, ema) -> tuple[dict, dict]:
+def _gather(step, objective, optimizers, data, ema, scalers) -> tuple[dict, dict]:
     """What a checkpoint holds: modules (or, for FSDP, their gathered whole state dicts) and the
     state/ entries. Every rank calls it; only rank 0 writes."""
     modules = {name: dist_mod.unwrap(m) for name, m in objective.modules().items()}
@@ -226,6 +239,8 @@ def _gather(step, objective, optimizers, data, ema) -> tuple[dict, dict]:
         tensors, groups = _flatten_optimizer(opt.state_dict())
         state[f"optimizer-{phase}"] = {k: dist_mod.full(v) for k, v in tensors.items()}
         state[f"optimizer-{phase}-groups"] = {"param_groups": groups}
+        if phase in scalers:
+            state[f"optimizer-{phase}-groups"]["grad_scaler"] = scalers[phase].state_dict()
     return modules, state
 
 
@@ -258,11 +273,13 @@ def _restore(out, objective, data, ema) -> tuple[int, Path]:
     return int(trainer["step"]), path
 
 
-def _restore_optimizers(path: Path, optimizers: dict) -> None:
+def _restore_optimizers(path: Path, optimizers: dict, scalers: dict) -> None:
     for phase, opt in optimizers.items():
         tensors = ckpt_io.load_state(path, f"optimizer-{phase}")
-        groups = ckpt_io.load_state(path, f"optimizer-{phase}-groups")["param_groups"]
-        opt.load_state_dict(_unflatten_optimizer(tensors, groups))
+        meta = ckpt_io.load_state(path, f"optimizer-{phase}-groups")
+        opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))
+        if phase in scalers and "grad_scaler" in meta:
+            scalers[phase].load_state_dict(meta["grad_scaler"])
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -15,6 +15,7 @@ from genforge.objectives.lm import LMObjective
 from genforge.train import dist as dist_mod
 from genforge.train.device import resolve_device
 from genforge.train.loop import train
+from genforge.train.run_images import run_images
 
 
 def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -63,4 +64,4 @@ def open_token_data(cfg: RunConfig) -> TokenData:
 
 
 # family -> function(cfg, resume, progress) -> final checkpoint directory
-RUNNERS = {"gpt": run_lm}
+RUNNERS = {"gpt": run_lm, "vae": run_images, "gan": run_images, "classifier": run_images}

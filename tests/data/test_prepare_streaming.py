@@ -261,3 +261,63 @@ def test_output_moved_aside_by_a_killed_run_is_put_back(tmp_path, corpus_file):
         prepare(str(tmp_path / "bad.txt"), "char", out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt", "out"]
     assert all_files(out) == before
+
+
+def test_big_text_file_streams_in_pieces_with_one_end_of_text(tmp_path, monkeypatch):
+    """A text file larger than a read chunk is read in pieces that workers tokenize in parallel;
+    each split gets an end-of-text only where its text stops being contiguous and at the end."""
+    from genforge.data import readers
+
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 512)
+    text = "".join(make_text(1, seed=i) + ("\n\n  indented line\n" if i % 7 == 0 else "") for i in range(400))
+    files = [tmp_path / "big.txt", tmp_path / "small.txt"]
+    files[0].write_text(text)
+    files[1].write_text("a second, short document\n")
+    records = list(readers.iter_records([str(f) for f in files]))
+    assert len(records) > 20 and sum(r.last for r in records) == 2
+    expected = {"train": "", "val": ""}
+    for i, r in enumerate(records):  # every fifth record to val; a piece continues its predecessor's text
+        split = "val" if i % 5 == 4 else "train"
+        continues = i > 0 and not records[i - 1].last and (i - 1) % 5 == i % 5 - 1 if split == "train" else False
+        expected[split] = (expected[split] if continues or not expected[split] else expected[split] + EOT) + r.text
+    expected = {k: v + EOT for k, v in expected.items()}
+    for spec in ("char", "bpe:300"):
+        outs = []
+        for workers in (1, 2):
+            outs.append(tmp_path / f"{spec.replace(':', '')}-{workers}")
+            data = TokenData(prepare([str(f) for f in files], spec, outs[-1], workers=workers, val_fraction=0.2))
+            assert data.manifest["source"]["documents"] == 2
+            tok = Tokenizer.from_file(data.tokenizer_path)
+            for split in ("train", "val"):
+                ids = np.concatenate([np.asarray(s) for s in data.split(split)]).tolist()
+                assert tok.decode(ids) == expected[split], (spec, split)
+        assert all_files(outs[0]) == all_files(outs[1])
+
+
+def test_big_text_file_tokens_equal_whole_file_tokens(tmp_path, monkeypatch):
+    from genforge.data import readers
+
+    text = "".join(make_text(1, seed=i) + ("\n\n  indented line\n" if i % 7 == 0 else "") for i in range(300))
+    (tmp_path / "big.txt").write_text(text)
+    whole = TokenData(prepare(str(tmp_path / "big.txt"), "bpe:300", tmp_path / "whole", val_fraction=0.01))
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 700)
+    pieces = list(readers.iter_records([str(tmp_path / "big.txt")]))
+    assert len(pieces) > 10 and [r.last for r in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert "".join(r.text for r in pieces) == text
+    tok = Tokenizer.from_file(whole.tokenizer_path)
+    assert sum((tok.encode_batch([r.text for r in pieces])), []) == tok.encode(text)
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(encode, "ENCODE_CHARS", 300)  # long texts are encoded in parts: same tokens
+    parts = TokenData(prepare(str(tmp_path / "big.txt"), "bpe:300", tmp_path / "parts", val_fraction=0.01,
+                              tokenizer_file=whole.tokenizer_path))
+    assert all_files(parts.path) == all_files(whole.path)
+
+
+def test_bad_utf8_in_a_later_piece_names_its_file_offset(tmp_path, monkeypatch):
+    from genforge.data import readers
+
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 256)
+    good = ("line of text\n" * 100).encode()
+    (tmp_path / "big.txt").write_bytes(good + b"\xff" + good)
+    with pytest.raises(DataError, match=rf"big.txt: invalid UTF-8 at byte offset {len(good)}\b"):
+        prepare(str(tmp_path / "big.txt"), "char", tmp_path / "out")

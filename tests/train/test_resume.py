@@ -2,6 +2,8 @@
 per-step losses (metrics.csv holds them as exact reprs) and bit-identical weights and optimizer
 state. Dropout is on so the restored RNG state matters; the schedule's length is pinned with
 lr_decay_iters so that the first half's schedule is the uninterrupted run's."""
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -37,7 +39,8 @@ def assert_same_runs(straight, resumed):
     ["train.dtype=float32"],
     ["train.dtype=bfloat16"],
     ["train.dtype=float32", "train.grad_accum=2"],
-], ids=["float32", "bfloat16", "grad-accum"])
+    ["train.dtype=float16"],
+], ids=["float32", "bfloat16", "grad-accum", "float16"])
 def test_resume_equals_uninterrupted(tmp_path, tiny_config, extra):
     straight = tmp_path / "straight"
     run(tiny_config(straight, *COMMON, *extra, max_iters=20), progress=False)
@@ -46,6 +49,10 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_config, extra):
     assert (resumed / "latest").resolve().name == "step-0000010"
     run(tiny_config(resumed, *COMMON, *extra, max_iters=20), resume=True, progress=False)
     assert_same_runs(straight, resumed)
+    groups = [json.loads((d / "latest" / "state" / "optimizer-main-groups.json").read_text())
+              for d in (straight, resumed)]
+    assert groups[0] == groups[1]
+    assert ("grad_scaler" in groups[0]) == ("train.dtype=float16" in extra)  # fp16 scales its losses
 
 
 def test_cli_resume_equals_uninterrupted(tmp_path, tiny_overrides, capsys):

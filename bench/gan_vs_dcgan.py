@@ -1,0 +1,170 @@
+"""genforge's best GAN vs a pytorch/examples-style DCGAN on MNIST, for the same wall-clock budget.
+
+    python bench/gan_vs_dcgan.py [--mnist ../shared/data/mnist] [--minutes 3] [--repeats 1]
+                                 [--classifier CKPT] [--samples 2000] [--threads 2]
+
+The reference re-implements pytorch/examples dcgan/main.py at MNIST's 28x28 (the 64x64 original
+collapsed here within 100 iterations): G = ConvTranspose + BatchNorm + ReLU, tanh out; D = Conv +
+LeakyReLU(0.2) (+ BatchNorm), sigmoid out; weights N(0, 0.02); BCE on real=1 / fake=0, G trained
+against label 1; Adam(2e-4, betas=(0.5, 0.999)), batch 64, nz 100 -- the examples' "tuned"
+defaults. genforge trains configs/gan/mnist.yaml (spectral norm, hinge, R1, EMA of G,
+class-conditional) with `genforge train` for the same budget. Runs alternate A B.
+Both are scored by one function: FID of --samples generated images against MNIST test images in
+the features of a genforge-trained MNIST classifier (trained first when --classifier is not
+given), and class coverage (classes with >= 20% of their uniform share of the samples).
+The last line is   fid_ours=... fid_ref=... classes_covered=...   (ours / reference coverage).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from genforge.data.image_batches import to_float
+from genforge.data.images import find_idx, read_idx_pair
+from genforge.eval import image_metrics as im
+
+NZ, NGF, NDF = 100, 64, 64
+
+
+class RefG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(NZ, NGF * 4, 7, 1, 0, bias=False), nn.BatchNorm2d(NGF * 4), nn.ReLU(True),  # 7x7
+            nn.ConvTranspose2d(NGF * 4, NGF * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(NGF * 2), nn.ReLU(True),  # 14
+            nn.ConvTranspose2d(NGF * 2, 1, 4, 2, 1, bias=False), nn.Tanh())  # 28x28
+
+    def forward(self, z):
+        return self.main(z)
+
+
+class RefD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(1, NDF, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 14
+            nn.Conv2d(NDF, NDF * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(NDF * 2), nn.LeakyReLU(0.2, inplace=True),  # 7
+            nn.Conv2d(NDF * 2, 1, 7, 1, 0, bias=False), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.main(x).view(-1)
+
+
+def weights_init(m):
+    name = m.__class__.__name__
+    if "Conv" in name:
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif "BatchNorm" in name:
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def run_reference(train_x: torch.Tensor, minutes: float, seed: int) -> tuple[nn.Module, int]:
+    """examples' training loop for a wall-clock budget; (G in eval mode, iterations)."""
+    torch.manual_seed(seed)
+    g, d = RefG(), RefD()
+    g.apply(weights_init)
+    d.apply(weights_init)
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    deadline, it = time.monotonic() + 60 * minutes, 0
+    while time.monotonic() < deadline:
+        for idx in torch.randperm(len(train_x)).split(64):
+            real = train_x[idx] * 2 - 1
+            d.zero_grad()
+            err_real = F.binary_cross_entropy(d(real), torch.ones(len(real)))
+            fake = g(torch.randn(len(real), NZ, 1, 1))
+            err_fake = F.binary_cross_entropy(d(fake.detach()), torch.zeros(len(real)))
+            (err_real + err_fake).backward()
+            opt_d.step()
+            g.zero_grad()
+            F.binary_cross_entropy(d(fake), torch.ones(len(real))).backward()
+            opt_g.step()
+            it += 1
+            if time.monotonic() >= deadline:
+                break
+    return g.eval(), it
+
+
+def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int) -> tuple[nn.Module, int]:
+    from genforge.config import load_config
+    from genforge.sample.images import load_image_model
+    from genforge.train.run import run
+
+    cfg = load_config(ROOT / "configs/gan/mnist.yaml", [
+        f"data.source={mnist}", f"train.max_minutes={minutes}", "train.max_iters=10000000", "train.eval_interval=1000000",
+        "train.eval_iters=1", f"train.seed={seed}", f"train.threads={threads}", "train.device=cpu",
+        "train.dtype=float32", f"train.out_dir={work / f'ours-{seed}'}"])
+    ckpt = run(cfg, progress=False)
+    g, _, _ = load_image_model(ckpt)
+    return g, int(ckpt.name.split("-")[1])
+
+
+def classifier(work: Path, mnist: str, threads: int) -> Path:
+    from genforge.config import load_config
+    from genforge.train.run import run
+
+    print("training the MNIST feature extractor (configs/classifier/mnist.yaml, 400 steps)", flush=True)
+    cfg = load_config(ROOT / "configs/classifier/mnist.yaml", [
+        f"data.source={mnist}", "train.max_iters=400", "train.eval_interval=400", f"train.threads={threads}",
+        "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / 'classifier'}"])
+    return run(cfg, progress=False)
+
+
+def score(fake: torch.Tensor, real: torch.Tensor, clf) -> tuple[float, int]:
+    return im.fid(real, fake, clf), im.class_coverage(clf, fake, 10)[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mnist", default=str(ROOT.parent / "shared/data/mnist"))
+    ap.add_argument("--minutes", type=float, default=3.0, help="wall-clock training budget of each run")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--classifier", help="a genforge MNIST classifier checkpoint (default: train one first)")
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = ap.parse_args()
+    if find_idx(Path(args.mnist), "train") is None:
+        sys.exit(f"{args.mnist}: no MNIST IDX files; pass --mnist")
+    torch.set_num_threads(args.threads)
+    train_x = to_float(read_idx_pair(*find_idx(Path(args.mnist), "train")).images)
+    real = to_float(read_idx_pair(*find_idx(Path(args.mnist), "test")).images[:args.samples])
+    work = Path(tempfile.mkdtemp(prefix="gf-gan-bench-"))
+    ours, refs = [], []
+    try:
+        clf = im.load_classifier(args.classifier or classifier(work, args.mnist, args.threads))
+        for r in range(args.repeats):
+            g, it = run_reference(train_x, args.minutes, r)
+            with torch.no_grad():
+                fake = torch.cat([(g(torch.randn(500, NZ, 1, 1)) + 1) / 2 for _ in range(0, args.samples, 500)])[:args.samples]
+            refs.append((*score(fake, real, clf), it))
+            print(f"dcgan (examples) run {r}: {it} iterations  FID {refs[-1][0]:.2f}  classes {refs[-1][1]}/10", flush=True)
+            g, it = run_ours(work, args.mnist, args.minutes, r, args.threads)
+            fake = torch.cat([g.sample(500, generator=torch.Generator().manual_seed(i)) for i in range(0, args.samples, 500)])
+            ours.append((*score(fake[:args.samples], real, clf), it))
+            print(f"genforge (sn+hinge+R1+EMA, conditional) run {r}: {it} iterations  FID {ours[-1][0]:.2f}  "
+                  f"classes {ours[-1][1]}/10", flush=True)
+            from genforge.sample.images import save_grid
+
+            save_grid(fake[:64], work.parent / "gf-gan-bench-ours.png")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = lambda runs, i: statistics.median(x[i] for x in runs)
+    print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} classes_covered={med(ours, 1):.0f}/{med(refs, 1):.0f}")
+
+
+if __name__ == "__main__":
+    main()

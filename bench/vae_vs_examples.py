@@ -1,0 +1,220 @@
+"""genforge's VAE vs the pytorch/examples MNIST VAE, side by side in one process.
+
+    python bench/vae_vs_examples.py [--mnist ../shared/data/mnist] [--epochs 3] [--repeats 1]
+                                    [--nll-minutes 5] [--threads 2]
+
+The reference is pytorch/examples' vae/main.py re-implemented here (torchvision is not installed):
+a Dataset that turns each uint8 image into a PIL image and then a tensor (torchvision's MNIST +
+ToTensor), DataLoader(batch_size=128, shuffle=True), MLP 784-400-(20, 20) / 20-400-784, Adam(1e-3),
+loss = BCE(sum) + KLD, test loss = the same on the 10,000 test images / 10,000.
+genforge trains the same architecture (model.arch=mlp, hidden 400, latent 20) with `genforge
+train`'s loop: batch 128, Adam 1e-3 (AdamW with weight_decay 0, constant lr), 3 epochs.
+Runs alternate A B A B; images/s counts training steps only (data loading included, evaluation
+excluded) on both sides. Test losses of both final models are measured by one function here.
+
+Then genforge's own best VAE (configs/vae/mnist.yaml, dynamically binarised, for --nll-minutes of
+wall clock) and its IWAE bound (k=--iwae-k) on a fixed binarisation of test images: the NLL in
+nats of the literature's binarised-MNIST protocol. The last line is
+    ratio_img_s=... test_loss_ours=... test_loss_ref=... nll_nats=...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from genforge.data.images import find_idx, read_idx_pair
+
+
+class ExamplesVAE(nn.Module):
+    """pytorch/examples vae/main.py, verbatim in structure."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+        self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    def decode(self, z):
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 784))
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+
+
+def examples_loss(recon_x, x, mu, logvar):
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+class TorchvisionLikeMNIST(torch.utils.data.Dataset):
+    """What torchvision.datasets.MNIST(transform=ToTensor()) does per item."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = torch.from_numpy(images[:, 0]), torch.from_numpy(labels)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i].numpy(), mode="L")
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(28, 28, 1).permute(2, 0, 1).contiguous()
+        return x.float().div(255), int(self.labels[i])
+
+
+def run_reference(train, epochs: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = ExamplesVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(TorchvisionLikeMNIST(train.images, train.labels), batch_size=128, shuffle=True)
+    seconds, images = 0.0, 0
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for x, _ in loader:
+            opt.zero_grad()
+            recon, mu, logvar = model(x)
+            loss = examples_loss(recon, x, mu, logvar)
+            loss.backward()
+            opt.step()
+            images += len(x)
+        seconds += time.perf_counter() - t0
+    return {"img_s": images / seconds, "seconds": seconds, "model": model}
+
+
+def run_ours(work: Path, mnist: str, epochs: int, seed: int, threads: int) -> dict:
+    from genforge.config import load_config
+    from genforge.models.vae import VAE
+    from genforge.train.log import read_metrics
+    from genforge.train.run import run
+
+    bpe = 60000 // 128
+    out = work / f"ours-{seed}"
+    cfg = load_config(None, [
+        "family=vae", f"data.source={mnist}", "data.batch_size=128", "model.arch=mlp", "model.hidden=400",
+        "model.latent_dim=20", f"train.max_iters={epochs * bpe}", "train.lr=1e-3", "train.min_lr=1e-3",
+        "train.warmup_iters=0", "train.weight_decay=0.0", "train.beta1=0.9", "train.beta2=0.999", "train.grad_clip=0.0",
+        f"train.eval_interval={bpe}", "train.eval_iters=79", f"train.log_interval={bpe}", "train.device=cpu",
+        "train.dtype=float32", f"train.seed={seed}", f"train.threads={threads}", f"train.out_dir={out}"])
+    t0 = time.perf_counter()
+    ckpt = run(cfg, progress=False)
+    wall = time.perf_counter() - t0
+    rows = read_metrics(out / "metrics.csv")
+    model = VAE(cfg.model)
+    from genforge.train.checkpoint import load_module
+
+    load_module(model, ckpt / "model.safetensors")
+    return {"img_s": statistics.median(v for _, n, v in rows if n == "tok_s"), "seconds": wall,
+            "val_by_epoch": [v for _, n, v in rows if n == "val_loss"], "model": model}
+
+
+@torch.no_grad()
+def test_loss(forward, test_x: torch.Tensor, seed: int = 0) -> float:
+    """examples' test(): BCE(sum) + KLD with a sampled z, over the test set, per image."""
+    torch.manual_seed(seed)
+    total = 0.0
+    for i in range(0, len(test_x), 128):
+        x = test_x[i:i + 128]
+        recon, mu, logvar = forward(x)
+        total += float(examples_loss(recon.reshape(len(x), -1), x, mu, logvar))
+    return total / len(test_x)
+
+
+def ours_forward(model):
+    def f(x):
+        out, mu, logvar = model(x)
+        return torch.sigmoid(out), mu, logvar
+    return f
+
+
+def best_vae_nll(work: Path, mnist: str, minutes: float, k: int, n_test: int, threads: int) -> tuple[float, float, float]:
+    """(IWAE NLL, negative ELBO, CPU seconds) of configs/vae/mnist.yaml trained for `minutes`."""
+    from genforge.config import load_config
+    from genforge.objectives.vae import iwae_nll
+    from genforge.sample.images import load_image_model
+    from genforge.train.run import run
+
+    cfg = load_config(ROOT / "configs/vae/mnist.yaml", [
+        f"data.source={mnist}", "data.augment=[binarize]", f"train.max_minutes={minutes}", "train.max_iters=1000000",
+        "train.eval_interval=2000", "train.eval_iters=2", "model.iwae_k=0", f"train.threads={threads}",
+        "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / 'best'}"])
+    cpu0 = time.process_time()
+    ckpt = run(cfg, progress=False)
+    cpu = time.process_time() - cpu0
+    model, _, _ = load_image_model(ckpt)
+    test = read_idx_pair(*find_idx(Path(mnist), "test"))
+    x = torch.bernoulli(torch.from_numpy(test.images[:n_test]).float() / 255, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        nll = torch.cat([iwae_nll(model, x[i:i + 50], k, gen) for i in range(0, len(x), 50)]).mean()
+        elbo = torch.cat([iwae_nll(model, x[i:i + 50], 1, gen) for i in range(0, len(x), 50)]).mean()
+    return float(nll), float(elbo), cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mnist", default=str(ROOT.parent / "shared/data/mnist"))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1, help="A B pairs (medians over them)")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--nll-minutes", type=float, default=5.0, help="wall-clock budget of the best-VAE run (0: skip)")
+    ap.add_argument("--iwae-k", type=int, default=1000)
+    ap.add_argument("--nll-test-images", type=int, default=1000)
+    args = ap.parse_args()
+    if find_idx(Path(args.mnist), "train") is None:
+        sys.exit(f"{args.mnist}: no MNIST IDX files (train-images-idx3-ubyte[.gz]); pass --mnist")
+    torch.set_num_threads(args.threads)
+    train = read_idx_pair(*find_idx(Path(args.mnist), "train"))
+    test = read_idx_pair(*find_idx(Path(args.mnist), "test"))
+    test_x = torch.from_numpy(test.images).float() / 255
+    work = Path(tempfile.mkdtemp(prefix="gf-vae-bench-"))
+    refs, ours = [], []
+    try:
+        for r in range(args.repeats):
+            ref = run_reference(train, args.epochs, seed=r)
+            ref["test_loss"] = test_loss(ref["model"], test_x)
+            refs.append(ref)
+            print(f"examples  run {r}: {ref['img_s']:,.0f} img/s  {ref['seconds']:.1f} s  test loss {ref['test_loss']:.2f}", flush=True)
+            mine = run_ours(work, args.mnist, args.epochs, seed=r, threads=args.threads)
+            mine["test_loss"] = test_loss(ours_forward(mine["model"]), test_x)
+            ours.append(mine)
+            per_epoch = " ".join(f"{v:.2f}" for v in mine["val_by_epoch"])
+            print(f"genforge  run {r}: {mine['img_s']:,.0f} img/s  {mine['seconds']:.1f} s wall (incl. evals)  "
+                  f"test loss {mine['test_loss']:.2f}  (per epoch, in-run: {per_epoch})", flush=True)
+        nll = float("nan")
+        if args.nll_minutes > 0:
+            nll, elbo, cpu = best_vae_nll(work, args.mnist, args.nll_minutes, args.iwae_k, args.nll_test_images, args.threads)
+            print(f"best VAE (configs/vae/mnist.yaml, {args.nll_minutes:g} min wall, {cpu:.0f} s CPU): binarised test "
+                  f"-ELBO {elbo:.2f}, IWAE k={args.iwae_k} NLL {nll:.2f} nats on {args.nll_test_images} images", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = lambda runs, key: statistics.median(r[key] for r in runs)
+    print(f"ratio_img_s={med(ours, 'img_s') / med(refs, 'img_s'):.3f} test_loss_ours={med(ours, 'test_loss'):.2f} "
+          f"test_loss_ref={med(refs, 'test_loss'):.2f} nll_nats={nll:.2f}")
+
+
+if __name__ == "__main__":
+    main()

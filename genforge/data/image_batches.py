@@ -1,0 +1,175 @@
+"""Image data for training: the `data:` section of image families (ImageDataConfig), opening a
+source into train/val ImageSets, augmentation hooks, and ImageBatches, the batch iterator the
+loop reads (exact resume, like TokenBatches).
+
+Batch n of epoch e takes rows [n*B, (n+1)*B) of a permutation seeded by (seed, e), and its
+augmentations draw from a generator seeded by (seed, n): the data cursor is one integer.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genforge.data import images as readers
+from genforge.data.images import ImageSet
+from genforge.errors import ConfigError, DataError
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (B, C, H, W) in [0, 1] -> same
+
+
+@dataclass
+class ImageDataConfig:
+    # builtin:digits | builtin:glyphs[:CHARS] | an MNIST-layout IDX folder | an IDX images file |
+    # a folder of images (class = sub-folder) | an .npz file
+    source: str = "builtin:digits"
+    batch_size: int = 64
+    image_size: int = 0  # 0: as stored; else resize to image_size x image_size
+    channels: int = 0  # 0: as stored; 1 (grey) or 3 (RGB) for image folders
+    val_fraction: float = 0.1  # held out when the source has no test split of its own
+    limit: int = 0  # use only the first `limit` training images (0: all)
+    augment: list[str] = field(default_factory=list)  # names in AUGMENTATIONS, applied in order
+    on_bad_image: Literal["error", "skip"] = "error"  # an unreadable file in an image folder
+    classifier: str = ""  # a classifier checkpoint whose features score samples at each eval (FID, coverage)
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"data.channels={self.channels}: expected 0 (as stored), 1 or 3")
+        for name in self.augment:
+            if name not in AUGMENTATIONS:
+                raise ConfigError(f"data.augment: unknown augmentation {name!r}; expected one of {sorted(AUGMENTATIONS)}")
+
+
+def hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Translate each image by up to `pad` pixels (zero fill)."""
+    B, _, H, W = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, B), generator=gen)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+
+
+def binarize(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Dynamic binarisation: each pixel 1 with probability its grey level (the binarised-MNIST
+    protocol of the VAE/IWAE literature, re-drawn every batch)."""
+    return torch.bernoulli(x, generator=gen)
+
+
+AUGMENTATIONS: dict[str, Augment] = {"hflip": hflip, "shift": shift, "binarize": binarize}
+
+
+def open_images(cfg: ImageDataConfig) -> tuple[ImageSet, ImageSet]:
+    """(train, val) ImageSets of cfg.source, resized to cfg.image_size. Raises DataError."""
+    train, val = _read_source(cfg)
+    if val is None:
+        order = np.random.default_rng(0).permutation(len(train))
+        n_val = max(1, int(len(train) * cfg.val_fraction)) if cfg.val_fraction > 0 and len(train) > 1 else 0
+        train, val = train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val])) if n_val else train
+    if cfg.limit:
+        train = train.subset(np.arange(min(cfg.limit, len(train))))
+    return _resize(train, cfg.image_size), _resize(val, cfg.image_size)
+
+
+def _read_source(cfg: ImageDataConfig) -> tuple[ImageSet, ImageSet | None]:
+    src = cfg.source
+    if src == "builtin:digits":
+        return readers.load_digits_set(), None
+    if src.startswith("builtin:glyphs"):
+        chars = src.partition("builtin:glyphs")[2].lstrip(":") or "0123456789"
+        return _glyphs(chars, cfg.image_size or 28), None
+    if src.startswith("builtin:"):
+        raise ConfigError(f"data.source={src!r}: unknown builtin; expected builtin:digits or builtin:glyphs[:CHARS]")
+    path = Path(src)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder (data.source)")
+    if path.is_dir():
+        found = readers.find_idx(path, "train")
+        if found:
+            test = readers.find_idx(path, "test")
+            return readers.read_idx_pair(*found), (readers.read_idx_pair(*test) if test else None)
+        return readers.read_folder(path, cfg.channels, cfg.image_size, cfg.on_bad_image), None
+    if path.suffix == ".npz":
+        return readers.read_npz(path), None
+    return readers.read_idx_pair(path, None), None
+
+
+@functools.lru_cache(maxsize=4)
+def _glyphs(chars: str, size: int) -> ImageSet:
+    return readers.render_glyphs(chars, size)
+
+
+def _resize(s: ImageSet, size: int) -> ImageSet:
+    if not size or s.images.shape[-1] == size == s.images.shape[-2]:
+        return s
+    x = torch.from_numpy(s.images).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return ImageSet(x.round().clamp(0, 255).to(torch.uint8).numpy(), s.labels, s.class_names)
+
+
+def to_float(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).float().div_(255)  # (N, C, H, W) in [0, 1]
+
+
+class ImageBatches:
+    """Shuffled (images (B, C, H, W) in [0, 1], labels (B,)) batches, epoch after epoch."""
+
+    def __init__(self, train: ImageSet, val: ImageSet, batch_size: int, seed: int = 0,
+                 device: str | torch.device = "cpu", augment: list[Augment] = ()):
+        if len(train) < batch_size:
+            raise DataError(f"{len(train)} training images, fewer than data.batch_size={batch_size}")
+        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+        self.device, self.augment = torch.device(device), list(augment)
+        self.x, self.y = to_float(train.images), torch.from_numpy(train.labels)
+        self.step = 0
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.train) // self.batch_size
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = divmod(self.step, self.batches_per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.train)))
+        idx = torch.from_numpy(self._perm[1][i * self.batch_size:(i + 1) * self.batch_size])
+        x, y = self.x[idx], self.y[idx]
+        if self.augment:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+            for fn in self.augment:
+                x = fn(x, gen)
+        self.step += 1
+        return x.to(self.device), y.to(self.device)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+    def eval_batches(self, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The first n batches of the validation set (fewer if it is smaller), the same every time."""
+        x, y = to_float(self.val.images), torch.from_numpy(self.val.labels)
+        B = self.batch_size
+        return [(x[i:i + B].to(self.device), y[i:i + B].to(self.device)) for i in range(0, min(len(x), n * B), B)]
+
+
+def image_batches(cfg: ImageDataConfig, seed: int, device: torch.device) -> ImageBatches:
+    train, val = open_images(cfg)
+    return ImageBatches(train, val, cfg.batch_size, seed, device, [AUGMENTATIONS[a] for a in cfg.augment])

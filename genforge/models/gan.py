@@ -1,0 +1,125 @@
+"""Generative adversarial networks: a generator G(z[, y]) and a discriminator D(x[, y]).
+
+"dcgan" is the DCGAN baseline (Radford et al. 2016): batch norm in both nets, the
+non-saturating loss. "sn" is the modern stable variant: spectral normalisation in D (Miyato et
+al. 2018), usually with the hinge loss and an R1 penalty (Mescheder et al. 2018) and an EMA of G
+(the loop keeps it: train.ema_decay). Class-conditional with conditional: true: G reads a class
+embedding next to z, D is a projection discriminator (Miyato & Koyama 2018).
+G outputs tanh images in [-1, 1]; `sample` returns them in [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from genforge.errors import ConfigError
+
+
+@dataclass
+class GANConfig:
+    arch: Literal["dcgan", "sn"] = "sn"
+    image_size: int = 0  # 0: the data's
+    channels: int = 0  # 0: the data's
+    latent_dim: int = 64
+    g_width: int = 64  # channels of G's last hidden layer (the one before has 2x)
+    d_width: int = 64  # channels of D's first convolution (the second has 2x)
+    num_classes: int = 0  # 0: the data's
+    conditional: bool = False  # class-conditional G and D
+    loss: Literal["ns", "hinge"] = "hinge"  # non-saturating (Goodfellow et al. 2014) or hinge (Lim & Ye 2017)
+    r1_gamma: float = 0.0  # weight of the R1 gradient penalty on real images (0: off)
+    d_lr_scale: float = 1.0  # D's learning rate is train.lr times this (two time-scale updates)
+
+    def __post_init__(self):
+        if self.conditional and self.num_classes == 1:
+            raise ConfigError("model.conditional=true needs labelled data with 2+ classes")
+        if self.image_size % 4:
+            raise ConfigError(f"model.image_size={self.image_size}: the GAN needs a multiple of 4")
+        if self.r1_gamma < 0 or self.num_classes < 0 or self.d_lr_scale <= 0:
+            raise ConfigError("model.r1_gamma >= 0, model.num_classes >= 0 and model.d_lr_scale > 0 are required")
+
+    @property
+    def n_cond(self) -> int:
+        """Classes G and D are conditioned on (0: unconditional)."""
+        return self.num_classes if self.conditional else 0
+
+
+class Generator(nn.Module):
+    def __init__(self, c: GANConfig):
+        super().__init__()
+        self.config = c
+        s, w = c.image_size // 4, c.g_width
+        z_in = c.latent_dim * (2 if c.n_cond else 1)
+        self.embed = nn.Embedding(c.n_cond, c.latent_dim) if c.n_cond else None
+        self.net = nn.Sequential(
+            nn.Linear(z_in, 2 * w * s * s, bias=False), nn.BatchNorm1d(2 * w * s * s), nn.ReLU(),
+            nn.Unflatten(1, (2 * w, s, s)),
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),  # (B, w, 2s, 2s)
+            nn.ConvTranspose2d(w, c.channels, 4, 2, 1), nn.Tanh())  # (B, C, 4s, 4s)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], dim=1)
+        return self.net(z)  # (B, C, H, W) in [-1, 1]
+
+    @torch.no_grad()
+    def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               truncation: float | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) in [0, 1]. cond: class labels (n,) for a conditional G (default
+        0, 1, 2, ... cycling); truncation t redraws latents until |z_i| <= t (Brock et al. 2019)."""
+        device = next(self.parameters()).device
+        z = truncated_normal(n, self.config.latent_dim, truncation, generator).to(device)
+        y = None
+        if self.config.n_cond:
+            y = (torch.arange(n) % self.config.n_cond) if cond is None else torch.as_tensor(cond).expand(n)
+            y = y.to(device)
+        return (self(z, y) + 1) / 2
+
+
+class Discriminator(nn.Module):
+    def __init__(self, c: GANConfig):
+        super().__init__()
+        self.config = c
+        s, w = c.image_size // 4, c.d_width
+        sn = spectral_norm if c.arch == "sn" else (lambda m: m)
+        norm = nn.BatchNorm2d(2 * w) if c.arch == "dcgan" else nn.Identity()
+        self.body = nn.Sequential(
+            sn(nn.Conv2d(c.channels, w, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, w, 2s, 2s)
+            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), norm, nn.LeakyReLU(0.2),  # (B, 2w, s, s)
+            nn.Flatten())
+        self.out = sn(nn.Linear(2 * w * s * s, 1))
+        self.embed = sn(nn.Embedding(c.n_cond, 2 * w * s * s)) if c.n_cond else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.body(x)  # (B, F)
+        logit = self.out(h).squeeze(1)  # (B,)
+        if self.embed is not None:  # projection: + <embed(y), h>
+            logit = logit + (self.embed(y) * h).sum(1)
+        return logit
+
+
+class GAN(nn.Module):
+    """G and D together, so a checkpoint's family builds both; the objective trains them apart."""
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        self.config = config
+        self.g, self.d = Generator(config), Discriminator(config)
+
+
+def truncated_normal(n: int, dim: int, truncation: float | None, generator: torch.Generator | None) -> torch.Tensor:
+    """(n, dim) standard normal draws; with truncation t, entries beyond +-t are redrawn."""
+    z = torch.randn(n, dim, generator=generator)
+    if truncation is None:
+        return z
+    if truncation <= 0:
+        raise ConfigError(f"truncation={truncation} must be > 0")
+    for _ in range(100):
+        bad = z.abs() > truncation
+        if not bad.any():
+            break
+        z[bad] = torch.randn(int(bad.sum()), generator=generator)
+    return z.clamp(-truncation, truncation)

@@ -1,0 +1,94 @@
+"""Variational autoencoder (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
+
+Two architectures: "mlp" is the pytorch/examples MNIST VAE (784-400-20, ReLU), "conv" a small
+convolutional encoder/decoder (two stride-2 convolutions each way). The decoder outputs Bernoulli
+logits or a Gaussian mean with one learned log standard deviation (objectives/vae.py scores them).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from genforge.errors import ConfigError
+
+
+@dataclass
+class VAEConfig:
+    arch: Literal["conv", "mlp"] = "conv"
+    image_size: int = 0  # 0: the data's
+    channels: int = 0  # 0: the data's
+    latent_dim: int = 16
+    hidden: int = 400  # mlp: hidden units; conv: units of the dense layer after the convolutions
+    width: int = 32  # conv: channels of the first convolution (the second has 2x)
+    decoder: Literal["bernoulli", "gaussian"] = "bernoulli"
+    beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO
+    iwae_k: int = 0  # importance samples for the NLL bound reported at each eval (0: skip)
+    num_classes: int = 0  # the data's classes (kept for sampling tools; the VAE is unconditional)
+
+    def __post_init__(self):
+        if self.arch == "conv" and self.image_size % 4:
+            raise ConfigError(f"model.image_size={self.image_size}: the conv VAE needs a multiple of 4")
+        if self.latent_dim < 1 or self.beta < 0 or self.iwae_k < 0:
+            raise ConfigError("model.latent_dim >= 1, model.beta >= 0 and model.iwae_k >= 0 are required")
+
+
+# named presets: "examples" is pytorch/examples' MNIST VAE (bench/vae_vs_examples.py)
+SIZES = {"examples": {"arch": "mlp", "hidden": 400, "latent_dim": 20},
+         "conv-small": {"arch": "conv", "width": 32, "hidden": 256}}
+
+
+class VAE(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = c = config
+        n_pix = c.channels * c.image_size ** 2
+        if c.arch == "mlp":
+            self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n_pix, c.hidden), nn.ReLU())
+            self.decoder = nn.Sequential(nn.Linear(c.latent_dim, c.hidden), nn.ReLU(), nn.Linear(c.hidden, n_pix),
+                                         nn.Unflatten(1, (c.channels, c.image_size, c.image_size)))
+        else:
+            s, w = c.image_size // 4, c.width
+            self.encoder = nn.Sequential(
+                nn.Conv2d(c.channels, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.ReLU(),
+                nn.Flatten(), nn.Linear(2 * w * s * s, c.hidden), nn.ReLU())
+            self.decoder = nn.Sequential(
+                nn.Linear(c.latent_dim, c.hidden), nn.ReLU(), nn.Linear(c.hidden, 2 * w * s * s), nn.ReLU(),
+                nn.Unflatten(1, (2 * w, s, s)), nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(w, c.channels, 4, 2, 1))
+        self.to_stats = nn.Linear(c.hidden, 2 * c.latent_dim)  # mu and log-variance of q(z|x)
+        if c.decoder == "gaussian":
+            self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))  # of p(x|z), shared by all pixels
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each (B, latent_dim), of q(z|x) for images x (B, C, H, W) in [0, 1]."""
+        mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's output for z (B, latent_dim): logits (Bernoulli) or means (Gaussian), (B, C, H, W)."""
+        return self.decoder(z)
+
+    def mean_image(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] clipped to [0, 1], (B, C, H, W): what a picture of z shows."""
+        out = self.decode(z)
+        return torch.sigmoid(out) if self.config.decoder == "bernoulli" else out.clamp(0, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
+        return self.decode(z), mu, logvar
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean_image(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               truncation: float | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I) (scaled by `truncation` if given)."""
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.to_stats.weight.device)
+        return self.mean_image(z * (truncation or 1.0))

@@ -1,0 +1,105 @@
+"""The GAN objective: two phases, "d" then "g", each stepping its own optimizer on the same batch.
+
+Losses on raw discriminator outputs (logits):
+  non-saturating (Goodfellow et al. 2014, sec. 3):  L_D = softplus(-D(x)) + softplus(D(G(z))),
+                                                    L_G = softplus(-D(G(z)))
+  hinge (Lim & Ye 2017; Miyato et al. 2018):        L_D = relu(1 - D(x)) + relu(1 + D(G(z))),
+                                                    L_G = -D(G(z))
+  R1 (Mescheder et al. 2018, eq. 9):                 gamma/2 * E ||grad_x D(x)||^2 on real x
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from genforge.models.gan import GAN
+
+
+def d_loss_fn(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def g_loss_fn(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean() if kind == "hinge" else F.softplus(-fake).mean()
+
+
+def r1_penalty(d, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E ||grad_x D(x)||^2, D(x)) for real images x; the penalty keeps its graph for backward."""
+    x = x.detach().requires_grad_(True)
+    logits = d(x, y)
+    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean(), logits
+
+
+class GANObjective:
+    phases = ("d", "g")
+    ema_module = "g"
+
+    def __init__(self, model: GAN, scorer=None, class_names: list[str] | None = None):
+        self.model, self.g, self.d, self.c = model, model.g, model.d, model.config
+        self.lr_scales = {"d": self.c.d_lr_scale}  # the loop multiplies the scheduled lr per phase
+        self.scorer = scorer  # a classifier (genforge/models/classifier.py) for coverage and FID at eval
+        self.class_names = class_names
+
+    def parameters(self, phase: str):
+        return (self.d if phase == "d" else self.g).parameters()
+
+    def modules(self) -> dict:
+        return {"g": self.g, "d": self.d}
+
+    def _fake(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.c.latent_dim, device=device)
+        y = torch.randint(0, self.c.n_cond, (n,), device=device) if self.c.n_cond else None
+        return self.g(z, y), y
+
+    def loss(self, batch, phase: str):
+        x, y = batch
+        x = x.float() * 2 - 1  # (B, C, H, W) in [-1, 1], as G's tanh
+        y = y if self.c.n_cond else None
+        if phase == "d":
+            with torch.no_grad():
+                fake, fy = self._fake(len(x), x.device)
+            if self.c.r1_gamma:
+                r1, real = r1_penalty(self.d, x, y)
+            else:
+                r1, real = torch.zeros((), device=x.device), self.d(x, y)
+            out = self.d(fake, fy)
+            loss = d_loss_fn(self.c.loss, real, out) + self.c.r1_gamma / 2 * r1
+            return loss, {"loss": loss.detach(), "real": real.mean().detach(), "fake": out.mean().detach(),
+                          "r1": r1.detach(), "tokens": len(x)}
+        fake, fy = self._fake(len(x), x.device)
+        self.d.requires_grad_(False)  # G's step needs no gradients in D (its optimizer would not clear them)
+        try:
+            out = self.d(fake, fy)
+        finally:
+            self.d.requires_grad_(True)
+        loss = g_loss_fn(self.c.loss, out)
+        return loss, {"loss": loss.detach()}
+
+    def evaluate(self, batches) -> dict[str, float]:
+        """D/G losses on validation images, sample diversity and, with a scorer, FID and class
+        coverage; prints a warning when the samples look mode-collapsed."""
+        from genforge.eval.image_metrics import sample_report
+
+        gen = torch.Generator().manual_seed(0)
+        reals, d_losses, g_losses = [], [], []
+        for x, y in batches:
+            x2 = x.float() * 2 - 1
+            yc = y if self.c.n_cond else None
+            z = torch.randn(len(x), self.c.latent_dim, generator=gen).to(x.device)
+            fy = torch.randint(0, self.c.n_cond, (len(x),), generator=gen).to(x.device) if self.c.n_cond else None
+            out = self.d(self.g(z, fy), fy)
+            d_losses.append(float(d_loss_fn(self.c.loss, self.d(x2, yc), out)))
+            g_losses.append(float(g_loss_fn(self.c.loss, out)))
+            reals.append(x.float())
+        real = torch.cat(reals)
+        fake = self.g.sample(len(real), generator=gen)
+        values = {"val_d_loss": sum(d_losses) / len(d_losses), "val_g_loss": sum(g_losses) / len(g_losses)}
+        report = sample_report(fake, real, self.scorer, self.class_names)
+        for line in report.pop("warnings"):
+            print(f"genforge: {line}", file=sys.stderr, flush=True)
+        return {**values, **report}

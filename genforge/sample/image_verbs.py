@@ -1,0 +1,81 @@
+"""What the CLI's image verbs do: `generate` (a grid of samples, reconstructions or a traversal)
+and `interpolate` (a PNG strip or an animated GIF) from a VAE or GAN checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genforge.errors import GenforgeError
+from genforge.sample import images as img
+from genforge.train import checkpoint as ckpt_io
+
+
+def checkpoint_family(ckpt: str | Path) -> str | None:
+    """The family in a checkpoint's config.json (None if it names none)."""
+    return ckpt_io.read_config(ckpt_io.resolve(ckpt)).get("family")
+
+
+def generate_grid(ckpt: str | Path, out: str | Path, num_samples: int = 64, cls: int | None = None, seed: int = 0,
+                  truncation: float | None = None, show: str = "samples", device: str = "cpu") -> Path:
+    """Write a PNG grid: `samples`, `reconstructions` (VAE: validation images above their
+    reconstructions) or `traversal` (rows: latent dimensions). Returns the path."""
+    model, config, _ = img.load_image_model(ckpt, device)
+    family = config["family"]
+    if family == "classifier":
+        raise GenforgeError(f"{ckpt}: a classifier checkpoint generates nothing (use a vae or gan checkpoint)")
+    if show == "reconstructions":
+        if family != "vae":
+            raise GenforgeError("--show reconstructions: only a VAE reconstructs its inputs")
+        x = _inputs(config, num_samples).to(device)
+        pics, nrow = torch.cat([x, model.reconstruct(x)]), len(x)
+    elif show == "traversal":
+        pics, nrow = img.traverse(model, family, seed=seed), 9
+    else:
+        pics, nrow = img.sample_images(model, num_samples, cls, seed, truncation), None
+    return img.save_grid(pics, out, nrow, scale=_scale(pics))
+
+
+def interpolate_to(ckpt: str | Path, out: str | Path, steps: int = 10, seed: int = 0, cls: int | None = None,
+                   device: str = "cpu") -> Path:
+    """Write an interpolation as a PNG strip (.png) or an animated GIF (.gif). A VAE goes between
+    two validation images of different classes; a GAN between two latent draws."""
+    model, config, _ = img.load_image_model(ckpt, device)
+    family = config["family"]
+    inputs = _pair(config, seed) if family == "vae" else None
+    frames = img.interpolate(model, family, steps, seed, inputs, cls)
+    out = Path(out)
+    if out.suffix.lower() == ".gif":
+        return img.save_gif(frames, out)
+    if out.suffix.lower() != ".png":
+        raise GenforgeError(f"--out {out}: expected a .png (strip) or .gif (animation) file name")
+    return img.save_grid(frames, out, nrow=len(frames), scale=_scale(frames))
+
+
+def _scale(pics: torch.Tensor) -> int:
+    return max(1, 64 // pics.shape[-1])  # small images (8x8 digits) are enlarged to be seen
+
+
+def _inputs(config: dict, n: int) -> torch.Tensor:
+    from genforge.data.image_batches import to_float
+    from genforge.eval.image_eval import real_images
+
+    val, _ = real_images(config)
+    return to_float(val.images[:n])
+
+
+def _pair(config: dict, seed: int) -> torch.Tensor | None:
+    """Two validation images (of different classes when labelled), or None if the data is gone."""
+    from genforge.data.image_batches import to_float
+    from genforge.errors import DataError
+    from genforge.eval.image_eval import real_images
+
+    try:
+        val, _ = real_images(config)
+    except DataError:
+        return None  # the training data is not here: interpolate between prior draws
+    g = torch.Generator().manual_seed(seed)
+    i = int(torch.randint(len(val), (1,), generator=g))
+    others = [j for j in range(len(val)) if val.labels[j] != val.labels[i]] or [j for j in range(len(val)) if j != i]
+    j = others[int(torch.randint(len(others), (1,), generator=g))]
+    return to_float(val.images[[i, j]])

@@ -1,0 +1,145 @@
+"""Pictures from image models: sample grids, reconstructions, latent interpolation (a PNG strip
+or an animated GIF) and latent traversals. Models need `sample(n, cond, generator, truncation)`;
+a VAE also `encode` and `mean_image`, a GAN generator `forward(z, y)`. Never imports training code.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genforge.errors import CheckpointError, GenforgeError
+from genforge.train import checkpoint as ckpt_io
+
+IMAGE_FAMILIES = ("vae", "gan", "classifier")
+
+
+def load_image_model(ckpt: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict, Path]:
+    """(model in eval mode, config.json, checkpoint dir): a VAE, or a GAN's generator (its EMA
+    weights when the run kept an EMA), or a classifier."""
+    from genforge.config import from_dict
+    from genforge.models import FAMILIES
+
+    path = ckpt_io.resolve(ckpt)
+    config = ckpt_io.read_config(path)
+    family = config.get("family")
+    if family not in IMAGE_FAMILIES:
+        raise CheckpointError(f"{path / 'config.json'}: family {family!r} is not an image model ({', '.join(IMAGE_FAMILIES)})")
+    model = FAMILIES[family].build(from_dict(FAMILIES[family].config, config.get("model") or {}, "model"))
+    if family == "gan":
+        ckpt_io.load_module(model.g, path / "g.safetensors")
+        model = model.g
+    else:
+        ckpt_io.load_module(model, path / "model.safetensors")
+    return model.to(device).eval(), config, path
+
+
+def to_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """(N, C, H, W) images in [0, 1] -> one uint8 picture (rows, cols[, 3]) with `nrow` per row."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = np.zeros((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), np.uint8)
+    pix = (images.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = pix[i]
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
+    """Write images (N, C, H, W) in [0, 1] as one PNG grid; return its path."""
+    from PIL import Image
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pic = Image.fromarray(to_grid(images, nrow))
+    if scale > 1:
+        pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
+    pic.save(out)
+    return out
+
+
+def save_gif(frames: torch.Tensor, out: str | Path, scale: int = 4, ms: int = 120) -> Path:
+    """An animated GIF of frames (T, C, H, W) in [0, 1], played forward then back."""
+    from PIL import Image
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pics = [Image.fromarray(to_grid(f[None], 1, pad=0)) for f in frames]
+    pics = [p.resize((p.width * scale, p.height * scale), Image.NEAREST) for p in pics]
+    pics = pics + pics[-2:0:-1]
+    pics[0].save(out, save_all=True, append_images=pics[1:], duration=ms, loop=0)
+    return out
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between latents a and b (D,) at t (T,) -> (T, D): stays where the
+    Gaussian prior has its mass (White 2016), unlike a straight line."""
+    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1, 1))
+    if omega.abs() < 1e-6:
+        return torch.lerp(a[None], b[None], t[:, None])
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so)[:, None] * a + (torch.sin(t * omega) / so)[:, None] * b
+
+
+@torch.no_grad()
+def interpolate(model: torch.nn.Module, family: str, steps: int = 10, seed: int = 0,
+                inputs: torch.Tensor | None = None, cls: int | None = None) -> torch.Tensor:
+    """(steps, C, H, W) images along a latent path: a VAE between the encodings of two inputs
+    (2, C, H, W) (or two prior draws), a GAN between two latent draws (slerp)."""
+    if steps < 2:
+        raise GenforgeError(f"steps={steps}: an interpolation needs at least 2")
+    gen = torch.Generator().manual_seed(seed)
+    dim = model.config.latent_dim
+    device = next(model.parameters()).device
+    t = torch.linspace(0, 1, steps)
+    if family == "vae":
+        if inputs is not None:
+            a, b = model.encode(inputs.float().to(device))[0].cpu()
+            z = torch.lerp(a[None], b[None], t[:, None])  # the posterior means: a straight line
+        else:
+            z = slerp(*torch.randn(2, dim, generator=gen), t)
+        return model.mean_image(z.to(device))
+    if family != "gan":
+        raise GenforgeError(f"family {family!r} has no latent space to interpolate")
+    z = slerp(*torch.randn(2, dim, generator=gen), t).to(device)
+    y = None
+    if model.config.n_cond:
+        y = torch.full((steps,), cls if cls is not None else 0, dtype=torch.long, device=device)
+    return (model(z, y) + 1) / 2
+
+
+@torch.no_grad()
+def traverse(model: torch.nn.Module, family: str, dims: int = 8, steps: int = 9, span: float = 2.5,
+             seed: int = 0) -> torch.Tensor:
+    """(dims * steps, C, H, W): row i varies latent dimension i from -span to +span around one draw."""
+    gen = torch.Generator().manual_seed(seed)
+    dim = model.config.latent_dim
+    base = torch.zeros(dim) if family == "vae" else torch.randn(dim, generator=gen)
+    dims = min(dims, dim)
+    z = base.repeat(dims * steps, 1)
+    values = torch.linspace(-span, span, steps)
+    for i in range(dims):
+        z[i * steps:(i + 1) * steps, i] = values
+    z = z.to(next(model.parameters()).device)
+    if family == "vae":
+        return model.mean_image(z)
+    y = torch.zeros(len(z), dtype=torch.long, device=z.device) if model.config.n_cond else None
+    return (model(z, y) + 1) / 2
+
+
+def sample_images(model: torch.nn.Module, n: int, cls: int | None = None, seed: int = 0,
+                  truncation: float | None = None) -> torch.Tensor:
+    """n samples (n, C, H, W) in [0, 1]; cls picks the class of a conditional GAN."""
+    num_classes = model.config.num_classes
+    if cls is not None:
+        if not getattr(model.config, "n_cond", 0):
+            raise GenforgeError(f"--class {cls}: this model is not class-conditional (train a GAN with model.conditional=true)")
+        if not 0 <= cls < num_classes:
+            raise GenforgeError(f"--class {cls}: expected a class id in 0..{num_classes - 1}")
+    gen = torch.Generator().manual_seed(seed)
+    cond = None if cls is None else torch.tensor(cls)
+    return model.sample(n, cond=cond, generator=gen, truncation=truncation)

@@ -1,0 +1,281 @@
+"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions (JSON or SSE),
+/v1/images/generations. Every request is checked against the server's limits before it takes
+one of the concurrency slots; with none free it gets 429 at once."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from fastapi import APIRouter, Request
+from starlette.responses import StreamingResponse
+
+from genforge.errors import DataError
+from genforge.serve.chat import render_chat
+from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded_stream
+from genforge.serve.errors import APIError, error_body
+from genforge.serve.images import generate_images
+from genforge.serve.registry import Served
+from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
+from genforge.serve.state import ServerState
+
+
+def router(state: ServerState) -> APIRouter:
+    """The /v1 routes over state's models, limits and engine."""
+    r = APIRouter()
+
+    @r.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": s.id, "object": "model", "created": s.created, "owned_by": "genforge",
+                                            "kind": s.kind, "context_length": s.context} for s in state.models.values()]}
+
+    @r.get("/v1/models/{model_id:path}")
+    async def model(model_id: str):
+        s = _model(state, model_id, None)
+        return {"id": s.id, "object": "model", "created": s.created, "owned_by": "genforge"}
+
+    @r.post("/v1/completions")
+    async def completions(req: CompletionRequest, request: Request):
+        served = _model(state, req.model, "text")
+        prompts = _prompts(req.prompt, served)
+        return await _generate(state, request, served, req, prompts, req.max_tokens, [], chat=False)
+
+    @r.post("/v1/chat/completions")
+    async def chat(req: ChatRequest, request: Request):
+        served = _model(state, req.model, "text")
+        prompt, stop = render_chat([m.model_dump() for m in req.messages], served.chat_template)
+        limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        max_tokens = state.limits.max_tokens if limit is None else limit
+        return await _generate(state, request, served, req, [prompt], max_tokens, stop, chat=True)
+
+    @r.post("/v1/images/generations")
+    async def images(req: ImageRequest, request: Request):
+        served = _model(state, req.model, "image")
+        if req.n > state.limits.max_images:
+            raise APIError(400, f"n={req.n}: at most {state.limits.max_images} images per request", "n")
+        return await _one_shot(state, request, lambda: generate_images(served.model, req.n, req.seed),
+                               lambda pngs: {"created": int(time.time()), "data": [{"b64_json": p} for p in pngs]})
+
+    return r
+
+
+def _model(state: ServerState, model_id: str, kind: str | None) -> Served:
+    served = state.models.get(model_id)
+    if served is None:
+        raise APIError(404, f"The model {model_id!r} does not exist; GET /v1/models lists them", "model",
+                       "model_not_found")
+    if kind and served.kind != kind:
+        raise APIError(400, f"model {model_id!r} is a {served.kind} model; this route needs a {kind} model", "model")
+    return served
+
+
+def _prompts(prompt, served: Served) -> list[str]:
+    """The request's prompts as text (token id arrays are decoded with the model's tokenizer)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        return [""]
+    tok = served.model.tokenizer
+    if isinstance(prompt[0], int):
+        prompt = [prompt]
+    out = []
+    for p in prompt:
+        if isinstance(p, str):
+            out.append(p)
+        elif any(not 0 <= i < tok.vocab_size for i in p):
+            raise APIError(400, f"prompt: token ids must be in [0, {tok.vocab_size})", "prompt")
+        else:
+            out.append(tok.decode(p))
+    return out
+
+
+def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str], max_tokens: int,
+           stop: list[str], field: str) -> list[int]:
+    """Refuse what the limits or the model cannot take (400); returns each prompt's token count."""
+    lim = state.limits
+    if (unsupported := req.unsupported()) is not None:
+        raise APIError(400, f"{unsupported}: not supported by this server", unsupported, "unsupported_parameter")
+    if len(prompts) > lim.max_prompts:
+        raise APIError(400, f"prompt: {len(prompts)} prompts, at most {lim.max_prompts} per request", "prompt")
+    if req.n * len(prompts) > lim.max_n:
+        raise APIError(400, f"n={req.n} x {len(prompts)} prompts: at most {lim.max_n} choices per request", "n")
+    if max_tokens > lim.max_tokens:
+        raise APIError(400, f"max_tokens={max_tokens}: at most {lim.max_tokens} on this server", "max_tokens")
+    if len(stop) > lim.max_stop:
+        raise APIError(400, f"stop: {len(stop)} strings, at most {lim.max_stop}", "stop")
+    if any(not s or len(s) > lim.max_stop_chars for s in stop):
+        raise APIError(400, f"stop: each string must have 1 to {lim.max_stop_chars} characters", "stop")
+    tok, counts = served.model.tokenizer, []
+    for p in prompts:
+        try:
+            n = len(tok.encode(p))
+        except DataError as e:
+            raise APIError(400, f"{field}: {e}", field) from None
+        if n > served.context:
+            raise APIError(400, f"This model's maximum context length is {served.context} tokens; the {field} "
+                           f"take {n}", field, "context_length_exceeded")
+        counts.append(n)
+    return counts
+
+
+def _acquire(state: ServerState) -> None:
+    if not state.slots.try_acquire():
+        raise APIError(429, f"The server is busy ({state.limits.max_concurrent} generations running); retry shortly",
+                       None, "rate_limit_exceeded")
+
+
+async def _generate(state: ServerState, request: Request, served: Served, req: Sampling, prompts: list[str],
+                    max_tokens: int, template_stop: list[str], chat: bool):
+    stop = req.stop_list()
+    prompt_tokens = _check(state, served, req, prompts, max_tokens, stop, "messages" if chat else "prompt")
+    stop = stop + [s for s in template_stop if s not in stop]
+    jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j)
+            for i, p in enumerate(prompts) for j in range(req.n)]
+    sampling = dict(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
+                    repetition_penalty=req.repetition_penalty)
+    guard = Guard(state.limits.timeout_s)
+
+    def make():
+        for index, prompt, seed in jobs:
+            for piece in guarded_stream(served.model, prompt, guard, max_tokens, stop, seed, **sampling):
+                yield index, piece
+            yield index, None
+
+    _acquire(state)
+    stream = state.engine.start(make, guard, state.slots.release)
+    reply = _Reply(served, chat, max_tokens, sum(prompt_tokens) * req.n)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return _SSE(reply.events(stream, len(jobs), include_usage), stream.cancel)
+    texts = await _collect(request, stream, len(jobs))
+    return reply.whole(texts)
+
+
+async def _collect(request: Request, stream, n: int) -> list[str]:
+    """All pieces of a generation, cancelling it when the client disconnects first."""
+    texts = [""] * n
+    watch = asyncio.create_task(_watch_disconnect(request, stream))
+    try:
+        async for index, piece in stream:
+            if piece is not None:
+                texts[index] += piece
+    except GenerationTimeout:
+        raise APIError(504, "The generation ran past the server's per-request timeout", None, "timeout") from None
+    except Cancelled:  # the client is gone: nobody reads this answer (nginx's "client closed request")
+        raise APIError(499, "client closed the request", None, "client_closed") from None
+    finally:
+        watch.cancel()
+        stream.cancel()
+    return texts
+
+
+async def _watch_disconnect(request: Request, stream) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.1)
+    stream.cancel()
+
+
+async def _one_shot(state: ServerState, request: Request, fn, respond):
+    guard = Guard(state.limits.timeout_s)
+    _acquire(state)
+    stream = state.engine.start(lambda: iter([fn()]), guard, state.slots.release)
+    try:
+        async for result in stream:
+            return respond(result)
+    except GenerationTimeout:
+        raise APIError(504, "The generation ran past the server's per-request timeout", None, "timeout") from None
+    raise Cancelled()
+
+
+def _more_of(stream, index: int) -> str:
+    """The text pieces of choice index already waiting in stream, taken out: when the client reads
+    slower than the model writes, one event carries them all instead of one event per token."""
+    more = []
+    while stream.pending and stream.pending[0][1] is None and isinstance(stream.pending[0][0], tuple):
+        i, piece = stream.pending[0][0]
+        if i != index or piece is None:
+            break
+        more.append(piece)
+        stream.pending.popleft()
+    return "".join(more)
+
+
+class _SSE(StreamingResponse):
+    """Server-sent events whose generation is cancelled however the response ends (done or client gone)."""
+
+    def __init__(self, events, on_close):
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+class _Reply:
+    """OpenAI's response objects for one request: whole (JSON) or as stream chunks."""
+
+    def __init__(self, served: Served, chat: bool, max_tokens: int, prompt_tokens: int):
+        self.served, self.chat, self.max_tokens, self.prompt_tokens = served, chat, max_tokens, prompt_tokens
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.object = "chat.completion" if chat else "text_completion"
+
+    def _tokens(self, text: str) -> int:
+        return len(self.served.model.tokenizer.tok.encode(text, add_special_tokens=False).ids)
+
+    def _finish(self, completion_tokens: int) -> str:
+        return "length" if completion_tokens >= self.max_tokens else "stop"
+
+    def _usage(self, completion_tokens: int) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": self.prompt_tokens + completion_tokens}
+
+    def _head(self, obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.served.id}
+
+    def whole(self, texts: list[str]) -> dict:
+        counts = [self._tokens(t) for t in texts]
+        if self.chat:
+            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None,
+                        "finish_reason": self._finish(c)} for i, (t, c) in enumerate(zip(texts, counts))]
+        else:
+            choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": self._finish(c)}
+                       for i, (t, c) in enumerate(zip(texts, counts))]
+        return {**self._head(self.object), "choices": choices, "usage": self._usage(sum(counts))}
+
+    def _chunk(self, index: int, text: str | None, finish: str | None, first: bool = False) -> str:
+        if self.chat:
+            delta = {"role": "assistant", "content": ""} if first else {} if text is None else {"content": text}
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            body = {**self._head("chat.completion.chunk"), "choices": [choice]}
+        else:
+            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+            body = {**self._head("text_completion"), "choices": [choice]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    async def events(self, stream, n: int, include_usage: bool):
+        texts = [""] * n
+        try:
+            if self.chat:
+                for i in range(n):
+                    yield self._chunk(i, None, None, first=True)
+            async for index, piece in stream:
+                if piece is None:
+                    yield self._chunk(index, None, self._finish(self._tokens(texts[index])))
+                else:
+                    piece += _more_of(stream, index)
+                    texts[index] += piece
+                    yield self._chunk(index, piece, None)
+        except GenerationTimeout:
+            body = error_body(504, "The generation ran past the server's per-request timeout", None, "timeout")
+            yield f"data: {json.dumps(body)}\n\n"
+            return
+        if include_usage:
+            usage = {**self._head(self.object + ".chunk" if self.chat else self.object), "choices": [],
+                     "usage": self._usage(sum(self._tokens(t) for t in texts))}
+            yield f"data: {json.dumps(usage)}\n\n"
+        yield "data: [DONE]\n\n"

@@ -1,0 +1,83 @@
+// The playground: lists models, streams /v1/completions (SSE) into #output as plain text
+// (textContent, never HTML: model output is untrusted), queues prompts for the reviewers.
+"use strict";
+const $ = (id) => document.getElementById(id);
+let controller = null;
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("api_key").value.trim();
+  if (key) h["Authorization"] = "Bearer " + key;
+  return h;
+}
+
+function say(text) { $("status").textContent = text; }
+
+async function errorText(resp) {
+  try { return (await resp.json()).error.message; } catch (e) { return resp.status + " " + resp.statusText; }
+}
+
+async function loadModels() {
+  const resp = await fetch("/v1/models", { headers: headers() });
+  if (!resp.ok) { say(await errorText(resp)); return; }
+  const select = $("model");
+  select.replaceChildren();
+  for (const m of (await resp.json()).data.filter((m) => m.kind !== "image")) {
+    const option = document.createElement("option");
+    option.value = m.id;
+    option.textContent = m.id;
+    select.appendChild(option);
+  }
+}
+
+async function generate() {
+  const body = {
+    model: $("model").value, prompt: $("prompt-box").value, stream: true,
+    temperature: Number($("temperature").value), top_p: Number($("top_p").value),
+    max_tokens: Number($("max_tokens").value),
+  };
+  if ($("seed").value !== "") body.seed = Number($("seed").value);
+  $("output").textContent = "";
+  controller = new AbortController();
+  $("generate").disabled = true; $("stop").disabled = false; say("generating…");
+  try {
+    const resp = await fetch("/v1/completions", { method: "POST", headers: headers(), body: JSON.stringify(body),
+                                                  signal: controller.signal });
+    if (!resp.ok) { say(await errorText(resp)); return; }
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const line = buffer.slice(0, cut).replace(/^data: /, "");
+        buffer = buffer.slice(cut + 2);
+        if (line === "[DONE]") { say("done"); continue; }
+        const event = JSON.parse(line);
+        if (event.error) { say(event.error.message); continue; }
+        $("output").textContent += event.choices[0].text;
+      }
+    }
+  } catch (e) {
+    say(e.name === "AbortError" ? "stopped" : String(e));
+  } finally {
+    $("generate").disabled = false; $("stop").disabled = true; controller = null;
+  }
+}
+
+async function toReview() {
+  const resp = await fetch("/playground/review-prompt", { method: "POST", headers: headers(),
+                                                          body: JSON.stringify({ prompt: $("prompt-box").value }) });
+  say(resp.ok ? "queued for review" : await errorText(resp));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("generate").addEventListener("click", generate);
+  $("stop").addEventListener("click", () => controller && controller.abort());
+  $("to-review").addEventListener("click", toReview);
+  $("api_key").addEventListener("change", loadModels);
+  loadModels();
+});
