@@ -44,6 +44,17 @@ def load_template(folder: Path) -> tuple[str, str, str]:
     return template or DEFAULT_TEMPLATE, eos or EOT, bos or ""
 
 
+def stored_template(folder: Path) -> dict | None:
+    """{"jinja", "eos", "bos"} when the tokenizer in folder carries its own chat template (an SFT
+    run's, or an imported chat model's), else None; the server renders chats with it."""
+    folder = Path(folder)
+    side = folder / "tokenizer_config.json"
+    if not (folder / "chat_template.jinja").is_file() and not (side.is_file() and json.loads(side.read_text()).get("chat_template")):
+        return None
+    template, eos, bos = load_template(folder)
+    return {"jinja": template, "eos": eos, "bos": bos}
+
+
 def save_template(folder: Path, template: str, eos: str) -> Path:
     """Write (or update) tokenizer_config.json in folder with the chat template and eos token."""
     file = Path(folder) / "tokenizer_config.json"

@@ -12,6 +12,10 @@ DEFAULT_TEMPLATE = {"message": "{role}: {content}\n", "generation": "assistant:"
 
 def render_chat(messages: list[dict], template: dict | None = None) -> tuple[str, list[str]]:
     """(prompt text, stop strings that end the assistant's turn) for OpenAI-style messages."""
+    if template and "jinja" in template:  # a tokenizer's chat template (genforge/finetune/template.py)
+        from genforge.finetune.template import render
+
+        return render(template["jinja"], messages, True, template["eos"], template.get("bos", "")), [template["eos"]]
     t = template or DEFAULT_TEMPLATE
     text = "".join(t["message"].format(role=m["role"], content=m["content"]) for m in messages)
     return text + t["generation"], list(t.get("stop", []))

@@ -40,6 +40,10 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
     path = ckpt_io.resolve(ckpt)
     if (path / "tokenizer.json").is_file():
         template = ckpt_io.read_config(path).get("chat_template")
+        if not isinstance(template, dict):  # the tokenizer's own Jinja template (SFT runs, imported chat models)
+            from genforge.finetune.template import stored_template
+
+            template = stored_template(path)
         served = Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
                         template if isinstance(template, dict) else None)
     else:

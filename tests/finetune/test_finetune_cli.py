@@ -151,3 +151,19 @@ def test_bad_labels(tmp_path, base_ckpts, capsys):
     data.write_text('{"text": "the fox", "label": "fox"}\n{"text": "the dog", "label": [1]}\n')
     rc = main(["finetune", str(base_ckpts["bert"]), "--data", str(data), "--out", str(tmp_path / "r"), *FAST])
     assert rc == 2 and "l.jsonl:2: \"label\" must be a string or an integer" in capsys.readouterr().err
+
+
+def test_server_renders_chats_with_the_trained_template(tmp_path, base_ckpts, chat_file, capsys):
+    """An SFT checkpoint is served with the template its replies were trained in."""
+    pytest.importorskip("fastapi")
+    from genforge.finetune.template import DEFAULT_TEMPLATE, render
+    from genforge.serve.chat import render_chat
+    from genforge.serve.registry import load_served
+
+    finetune(capsys, base_ckpts["gpt2"], chat_file, tmp_path / "run", iters=2)
+    served = load_served(str(tmp_path / "run"), device="cpu")
+    messages = [{"role": "user", "content": "the fox?"}]
+    prompt, stop = render_chat(messages, served.chat_template)
+    assert prompt == render(DEFAULT_TEMPLATE, messages, add_generation_prompt=True) == "User: the fox?\nAssistant:"
+    assert stop == ["<|endoftext|>"]
+    assert load_served(str(base_ckpts["gpt2"]), device="cpu").chat_template is None  # no template: serve's default
