@@ -85,24 +85,8 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
     device = resolve_device(cfg.device)
     tok_dir = out / "tokenizer"
     _copy_tokenizer(base, tok_dir)
-    if base_config["family"] == "encoder":
-        from genforge.finetune.tasks import classify_task
-
-        task = classify_task(model, Path(data), tok_dir, opts, cfg, device)
-    elif base_config["family"] == "gpt":
-        from genforge.finetune.tasks import decoder_task
-
-        task = decoder_task(model, Path(data), tok_dir, out, opts, cfg, device)
-    else:
-        raise ConfigError(f"{base / 'config.json'}: family {base_config['family']!r} cannot be fine-tuned yet")
-    model = task.model
-    settings = None
-    if opts.method == "freeze":
-        freeze(model, opts.freeze_layers, opts.freeze_embeddings)
-    elif opts.method == "lora":
-        settings = lora.lora_settings(opts.lora_r, opts.lora_alpha, opts.lora_dropout, opts.target_modules,
-                                      ["head"] if task.name == "classify" else None)
-        model = lora.wrap(model, settings)
+    task = _task(model, base_config["family"], base, Path(data), tok_dir, out, opts, cfg, device)
+    model, settings = _apply_method(task, opts)
     objective = task.objective(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     task.extra.update(trainable_params=trainable, total_params=sum(p.numel() for p in model.parameters()))
@@ -116,6 +100,29 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
     if settings:
         lora.save_adapter(model, out / "adapter")
     return final
+
+
+def _task(model, family: str, base: Path, data: Path, tok_dir: Path, out: Path, opts, cfg, device):
+    if family == "encoder":
+        from genforge.finetune.tasks import classify_task
+
+        return classify_task(model, data, tok_dir, opts, cfg, device)
+    if family == "gpt":
+        from genforge.finetune.tasks import decoder_task
+
+        return decoder_task(model, data, tok_dir, out, opts, cfg, device)
+    raise ConfigError(f"{base / 'config.json'}: family {family!r} cannot be fine-tuned yet")
+
+
+def _apply_method(task, opts: FinetuneOptions) -> tuple[nn.Module, dict | None]:
+    """(the model to train, the LoRA settings or None): frozen layers, or PEFT adapters around it."""
+    if opts.method == "freeze":
+        freeze(task.model, opts.freeze_layers, opts.freeze_embeddings)
+    if opts.method != "lora":
+        return task.model, None
+    settings = lora.lora_settings(opts.lora_r, opts.lora_alpha, opts.lora_dropout, opts.target_modules,
+                                  ["head"] if task.name == "classify" else None)
+    return lora.wrap(task.model, settings), settings
 
 
 def freeze(model: nn.Module, n_layers: int, embeddings: bool) -> None:
