@@ -94,6 +94,11 @@ def test_lora_sft_merge_export_and_chat(tmp_path, base_ckpts, chat_file, capsys,
             torch.testing.assert_close(model.eval()(idx)[0], want, atol=1e-5, rtol=1e-5)
     ok(capsys, ["export", "hf", tmp_path / "merged", "--out", tmp_path / "hf"])
     assert (tmp_path / "hf" / "tokenizer_config.json").is_file()
+    ok(capsys, ["export", "hf", ckpt, "--out", tmp_path / "hf-lora"])  # a LoRA checkpoint exports merged
+    transformers = pytest.importorskip("transformers")
+    with torch.no_grad():
+        hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf-lora").eval()
+        torch.testing.assert_close(hf(idx).logits, want, atol=1e-4, rtol=1e-4)
     # chat: two user lines piped in, two streamed replies, the history in the second prompt
     monkeypatch.setattr("sys.stdin", io.StringIO("the fox?\nthe dog?\n"))
     text = ok(capsys, ["chat", tmp_path / "merged", "--max-new-tokens", "12", "--seed", "0", "--device", "cpu"])
