@@ -81,12 +81,17 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 def import_hf(source: str | Path, out: str | Path) -> Path:
     """Write the genforge checkpoint of an HF directory (or hub repo id) at out; return out."""
     folder = resolve_source(source)
-    model, _, hf_config = read_hf_dir(folder)
+    model, tok, hf_config = read_hf_dir(folder)
     family = "encoder" if hf_config.get("model_type") == "bert" else "gpt"
     config = {"genforge_version": genforge.__version__, "family": family, "model": dataclasses.asdict(model.config),
               "tokenizer": "tokenizer.json", "hf": {"source": str(source), "architecture": _architecture(hf_config)},
               "step": 0}
-    out = ckpt_io.save_checkpoint(Path(out), config, {"model": model}, folder / "tokenizer.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        tok_file = folder / "tokenizer.json"  # the file itself, byte for byte; else the one built from vocab.txt
+        if not tok_file.is_file():
+            tok_file = Path(tmp) / "tokenizer.json"
+            tok.save(str(tok_file))
+        out = ckpt_io.save_checkpoint(Path(out), config, {"model": model}, tok_file)
     for name in SIDE_FILES:  # the chat template, special tokens, generation defaults travel along
         if (folder / name).is_file():
             shutil.copyfile(folder / name, out / name)

@@ -12,8 +12,11 @@ from genforge.errors import CheckpointError
 
 
 def load_tokenizer(folder: Path) -> tokenizers.Tokenizer:
-    """The folder's tokenizer.json; CheckpointError naming the file when it is missing or bad."""
+    """The folder's tokenizer.json (or, for older BERT checkpoints, one built from vocab.txt);
+    CheckpointError naming the file when it is missing or bad."""
     file = Path(folder) / "tokenizer.json"
+    if not file.is_file() and (Path(folder) / "vocab.txt").is_file():
+        return _wordpiece(Path(folder))
     if not file.is_file():
         raise CheckpointError(f"{file}: tokenizer missing (genforge reads the fast-tokenizer file tokenizer.json; "
                               "save one with AutoTokenizer.from_pretrained(...).save_pretrained(DIR))")
@@ -24,6 +27,17 @@ def load_tokenizer(folder: Path) -> tokenizers.Tokenizer:
     tok.no_padding()  # padding and truncation are chosen per call (encode_batch), not by the file
     tok.no_truncation()
     return tok
+
+
+def _wordpiece(folder: Path) -> tokenizers.Tokenizer:
+    """BERT's WordPiece tokenizer from vocab.txt, lower-casing as tokenizer_config.json says."""
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    lower = tokenizer_config(folder).get("do_lower_case", True)
+    try:
+        return BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=lower)._tokenizer
+    except Exception as e:  # tokenizers raises bare Exceptions
+        raise CheckpointError(f"{folder / 'vocab.txt'}: not a WordPiece vocabulary ({str(e).splitlines()[0]})") from None
 
 
 def tokenizer_config(folder: Path) -> dict:

@@ -182,3 +182,17 @@ def test_sentencepiece_style_tokenizer_is_not_taken_for_char(tmp_path):
     ours = GenforgeTokenizer.from_file(tmp_path / "tokenizer.json")
     assert ours.kind == "bpe" and ours.eot_id == tok.token_to_id("</s>")
     assert ours.decode(ours.encode("the lazy fox")) == "the lazy fox"
+
+
+def test_bert_with_only_vocab_txt(tmp_path, hf_dirs):
+    """Older BERT checkpoints ship vocab.txt, not tokenizer.json: the WordPiece tokenizer is built from it."""
+    folder = copy(hf_dirs, "bert", tmp_path)
+    vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+    (folder / "vocab.txt").write_text("".join(t + "\n" for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])))
+    (folder / "tokenizer.json").unlink()
+    ckpt = import_hf(folder, tmp_path / "ckpt")
+    from genforge.hf.tokenizer import encode_batch, load_tokenizer
+
+    idx, _ = encode_batch(load_tokenizer(ckpt), ["The lazy DOG"], 16)
+    want, _ = encode_batch(load_tokenizer(hf_dirs["bert"]), ["The lazy DOG"], 16)
+    assert idx.tolist() == want.tolist()
