@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from genforge.finetune.template import DEFAULT_TEMPLATE, load_template, render
+from genforge.finetune.template import DEFAULT_TEMPLATE, load_bos, load_template, render
 
 
 def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temperature: float = 0.7,
@@ -17,7 +17,8 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
 
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     lm = genforge.load(ckpt, device=device)
-    template, eos, bos = load_template(lm.path)
+    template, eos = load_template(lm.path)
+    bos = load_bos(lm.path)
     start = [{"role": "system", "content": system}] if system else []
     messages = list(start)
     # a model that never learned to end its reply stops where genforge's template starts the next turn

@@ -100,10 +100,11 @@ def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device) -
     from genforge.data.tokenizer import Tokenizer
     from genforge.finetune.run import split
     from genforge.finetune.sft_data import SFTBatches, pack, read_examples
-    from genforge.finetune.template import load_template, save_template
+    from genforge.finetune.template import load_bos, load_template, save_template
     from genforge.objectives.sft import SFTObjective
 
-    template, eos, bos = load_template(tok_dir)
+    template, eos = load_template(tok_dir)
+    bos = load_bos(tok_dir)
     if opts.chat_template:
         path = Path(opts.chat_template)
         if not path.is_file():

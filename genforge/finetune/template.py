@@ -29,30 +29,31 @@ DEFAULT_TEMPLATE = (
 )
 
 
-def load_template(folder: Path) -> tuple[str, str, str]:
-    """(chat template, eos token, bos token) stored with the tokenizer in folder; genforge's
-    template and end-of-text token when none is, and no bos token."""
-    file = Path(folder) / "tokenizer_config.json"
-    config = json.loads(file.read_text()) if file.is_file() else {}
+def load_template(folder: Path) -> tuple[str, str]:
+    """(chat template, eos token) stored with the tokenizer in folder; genforge's template and
+    end-of-text token when none is."""
+    config = _tokenizer_config(folder)
     template = config.get("chat_template")
     if isinstance(template, list):  # named templates: take the default one
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     if not template and (Path(folder) / "chat_template.jinja").is_file():
         template = (Path(folder) / "chat_template.jinja").read_text()
-    eos, bos = (config.get(k) for k in ("eos_token", "bos_token"))
-    eos, bos = (t.get("content") if isinstance(t, dict) else t for t in (eos, bos))
-    return template or DEFAULT_TEMPLATE, eos or EOT, bos or ""
+    return template or DEFAULT_TEMPLATE, _token(config.get("eos_token")) or EOT
 
 
-def stored_template(folder: Path) -> dict | None:
-    """{"jinja", "eos", "bos"} when the tokenizer in folder carries its own chat template (an SFT
-    run's, or an imported chat model's), else None; the server renders chats with it."""
-    folder = Path(folder)
-    side = folder / "tokenizer_config.json"
-    if not (folder / "chat_template.jinja").is_file() and not (side.is_file() and json.loads(side.read_text()).get("chat_template")):
-        return None
-    template, eos, bos = load_template(folder)
-    return {"jinja": template, "eos": eos, "bos": bos}
+def load_bos(folder: Path) -> str:
+    """The bos token that tokenizer_config.json in folder names ("" when none): templates that
+    start with {{ bos_token }} get it, as in transformers."""
+    return _token(_tokenizer_config(folder).get("bos_token")) or ""
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    file = Path(folder) / "tokenizer_config.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def _token(value) -> str | None:
+    return value.get("content") if isinstance(value, dict) else value
 
 
 def save_template(folder: Path, template: str, eos: str) -> Path:

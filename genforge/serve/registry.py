@@ -2,6 +2,7 @@
 with `sample(n, cond=None, generator=None) -> (B, C, H, W)` in [0, 1]), each under an id."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +41,13 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
     path = ckpt_io.resolve(ckpt)
     if (path / "tokenizer.json").is_file():
         template = ckpt_io.read_config(path).get("chat_template")
-        if not isinstance(template, dict):  # the tokenizer's own Jinja template (SFT runs, imported chat models)
-            from genforge.finetune.template import stored_template
+        tok_config = path / "tokenizer_config.json"
+        if (path / "chat_template.jinja").is_file() or (
+                tok_config.is_file() and "chat_template" in json.loads(tok_config.read_text())):
+            from genforge.finetune.template import load_template  # a tuned chat model's own Jinja template
 
-            template = stored_template(path)
+            jinja, eos = load_template(path)
+            template = {"jinja": jinja, "eos": eos}
         served = Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
                         template if isinstance(template, dict) else None)
     else:

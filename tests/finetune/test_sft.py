@@ -113,13 +113,13 @@ ZEPHYR = ("{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + 
 def test_stored_template_renders_as_in_transformers(tmp_path, template, eos, bos):
     """The template saved with the tokenizer renders in transformers' apply_chat_template exactly as here."""
     transformers = pytest.importorskip("transformers")
-    from genforge.finetune.template import load_template, save_template
+    from genforge.finetune.template import load_bos, load_template, save_template
 
     TOK.save(tmp_path / "tokenizer.json")
     save_template(tmp_path, template, eos)
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "bos_token": bos or None}))
-    assert load_template(tmp_path) == (template, eos, bos)
+    assert load_template(tmp_path) == (template, eos) and load_bos(tmp_path) == bos
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
     for gen in (False, True):
         messages = MESSAGES[:-1] if gen else MESSAGES

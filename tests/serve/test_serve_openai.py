@@ -220,3 +220,20 @@ def test_chat_template_from_the_checkpoint(tmp_path, serve_ckpt, make_server):
                                             max_tokens=12, seed=2)
     want = served.model.generate("<user>hi\n<assistant>", 12, temperature=1.0, seed=2, stop=["<user>"])
     assert c.choices[0].message.content == want
+
+
+def test_a_tuned_chat_models_jinja_template_wins(tmp_path, serve_ckpt):
+    """A checkpoint that carries a Jinja chat template with its tokenizer (SFT, HF import) is
+    prompted the way it was trained, and stops at its end-of-turn token."""
+    from genforge.finetune.template import DEFAULT_TEMPLATE, render, save_template
+    from genforge.serve.registry import load_served
+
+    ckpt = tmp_path / "run" / "step-0000020"
+    shutil.copytree(serve_ckpt, ckpt)
+    save_template(ckpt, DEFAULT_TEMPLATE, "<|eot|>")
+    served = load_served(str(ckpt), "cpu")
+    assert served.chat_template == {"jinja": DEFAULT_TEMPLATE, "eos": "<|eot|>"}
+    messages = [{"role": "user", "content": "hi"}]
+    prompt, stop = render_chat(messages, served.chat_template)
+    assert prompt == render(DEFAULT_TEMPLATE, messages, add_generation_prompt=True, eos="<|eot|>")
+    assert prompt == "User: hi\nAssistant:" and stop == ["<|eot|>"]
