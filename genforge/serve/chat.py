@@ -5,7 +5,7 @@ then `assistant:` for the model to continue; generation stops where the model st
 user turn. A checkpoint whose config.json carries `chat_template` ({role}/{content} line format
 plus a generation prefix) uses that instead; one tuned by `genforge finetune` on chat data (or
 imported from Hugging Face) carries a Jinja template in tokenizer_config.json, which wins
-(`{"jinja": template, "eos": eos token}`, rendered as genforge/finetune/template.py does).
+(`{"jinja": template, "eos": eos token, "bos": bos token}`, rendered as genforge/finetune/template.py does).
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def render_chat(messages: list[dict], template: dict | None = None) -> tuple[str
     if template and "jinja" in template:
         from genforge.finetune.template import render
 
-        return render(template["jinja"], messages, add_generation_prompt=True, eos=template["eos"]), [template["eos"]]
+        prompt = render(template["jinja"], messages, add_generation_prompt=True, eos=template["eos"],
+                        bos=template.get("bos", ""))
+        return prompt, [template["eos"]]
     t = template or DEFAULT_TEMPLATE
     text = "".join(t["message"].format(role=m["role"], content=m["content"]) for m in messages)
     return text + t["generation"], list(t.get("stop", []))

@@ -44,10 +44,10 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
         tok_config = path / "tokenizer_config.json"
         if (path / "chat_template.jinja").is_file() or (
                 tok_config.is_file() and "chat_template" in json.loads(tok_config.read_text())):
-            from genforge.finetune.template import load_template  # a tuned chat model's own Jinja template
+            from genforge.finetune.template import load_bos, load_template  # a tuned chat model's own Jinja template
 
             jinja, eos = load_template(path)
-            template = {"jinja": jinja, "eos": eos}
+            template = {"jinja": jinja, "eos": eos, "bos": load_bos(path)}
         served = Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
                         template if isinstance(template, dict) else None)
     else:

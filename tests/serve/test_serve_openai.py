@@ -232,7 +232,7 @@ def test_a_tuned_chat_models_jinja_template_wins(tmp_path, serve_ckpt):
     shutil.copytree(serve_ckpt, ckpt)
     save_template(ckpt, DEFAULT_TEMPLATE, "<|eot|>")
     served = load_served(str(ckpt), "cpu")
-    assert served.chat_template == {"jinja": DEFAULT_TEMPLATE, "eos": "<|eot|>"}
+    assert served.chat_template == {"jinja": DEFAULT_TEMPLATE, "eos": "<|eot|>", "bos": ""}
     messages = [{"role": "user", "content": "hi"}]
     prompt, stop = render_chat(messages, served.chat_template)
     assert prompt == render(DEFAULT_TEMPLATE, messages, add_generation_prompt=True, eos="<|eot|>")
