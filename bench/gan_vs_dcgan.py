@@ -7,7 +7,7 @@ The reference re-implements pytorch/examples dcgan/main.py at MNIST's 28x28 (the
 collapsed here within 100 iterations): G = ConvTranspose + BatchNorm + ReLU, tanh out; D = Conv +
 LeakyReLU(0.2) (+ BatchNorm), sigmoid out; weights N(0, 0.02); BCE on real=1 / fake=0, G trained
 against label 1; Adam(2e-4, betas=(0.5, 0.999)), batch 64, nz 100 -- the examples' "tuned"
-defaults. genforge trains configs/gan/mnist.yaml (spectral norm, hinge, R1, EMA of G,
+defaults. genforge trains configs/gan/mnist.yaml (spectral norm, hinge, D at 2x the lr, EMA of G,
 class-conditional) with `genforge train` for the same budget. Runs alternate A B.
 Both are scored by one function: FID of --samples generated images against MNIST test images in
 the features of a genforge-trained MNIST classifier (trained first when --classifier is not
@@ -155,11 +155,11 @@ def main() -> None:
             g, it = run_ours(work, args.mnist, args.minutes, r, args.threads)
             fake = torch.cat([g.sample(500, generator=torch.Generator().manual_seed(i)) for i in range(0, args.samples, 500)])
             ours.append((*score(fake[:args.samples], real, clf), it))
-            print(f"genforge (sn+hinge+R1+EMA, conditional) run {r}: {it} iterations  FID {ours[-1][0]:.2f}  "
+            print(f"genforge (configs/gan/mnist.yaml) run {r}: {it} iterations  FID {ours[-1][0]:.2f}  "
                   f"classes {ours[-1][1]}/10", flush=True)
             from genforge.sample.images import save_grid
 
-            save_grid(fake[:64], work.parent / "gf-gan-bench-ours.png")
+            save_grid(fake[:64], Path(tempfile.gettempdir()) / "gf-gan-bench-ours.png")  # a look at the samples
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = lambda runs, i: statistics.median(x[i] for x in runs)

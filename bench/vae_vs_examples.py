@@ -211,7 +211,9 @@ def main() -> None:
                   f"-ELBO {elbo:.2f}, IWAE k={args.iwae_k} NLL {nll:.2f} nats on {args.nll_test_images} images", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = lambda runs, key: statistics.median(r[key] for r in runs)
+    def med(runs, key):  # --repeats 0 runs the NLL part alone
+        return statistics.median(r[key] for r in runs) if runs else float("nan")
+
     print(f"ratio_img_s={med(ours, 'img_s') / med(refs, 'img_s'):.3f} test_loss_ours={med(ours, 'test_loss'):.2f} "
           f"test_loss_ref={med(refs, 'test_loss'):.2f} nll_nats={nll:.2f}")
 

@@ -1,6 +1,7 @@
 """Image families in the one loop: a GAN trains both phases with their own optimizers and resumes
 exactly; a VAE run logs its ELBO terms and NLL; configs that contradict the data are refused."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,3 +73,10 @@ def test_config_must_fit_the_data(tmp_path):
         load_config(None, ["family=gan", "model.image_size=10"])
     with pytest.raises(ConfigError, match="model.lossy: unknown config key"):
         load_config(None, ["family=gan", "model.lossy=ns"])
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for family in ("vae", "gan", "classifier")
+                                        for p in (Path(__file__).parents[2] / "configs" / family).glob("*.yaml")))
+def test_image_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.family in ("vae", "gan", "classifier") and cfg.train.out_dir.startswith("runs/")
