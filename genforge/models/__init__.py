@@ -7,13 +7,16 @@ from typing import Callable
 
 from torch import nn
 
+from genforge.align.pairs import PreferenceDataConfig
 from genforge.config import DataConfig
 from genforge.data.image_batches import ImageDataConfig
 from genforge.models.classifier import Classifier, ClassifierConfig
 from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.reward import RewardConfig, RewardModel
 from genforge.models.vae import VAE, VAEConfig
+from genforge.objectives.dpo import DPOConfig
 
 
 @dataclass(frozen=True)
@@ -29,4 +32,12 @@ FAMILIES: dict[str, Family] = {
     "vae": Family(VAEConfig, VAE, ImageDataConfig),
     "gan": Family(GANConfig, GAN, ImageDataConfig),
     "classifier": Family(ClassifierConfig, Classifier, ImageDataConfig),
+    "reward": Family(RewardConfig, RewardModel, PreferenceDataConfig),
+    "dpo": Family(DPOConfig, lambda cfg: _dpo_policy(cfg), PreferenceDataConfig),
 }
+
+
+def _dpo_policy(cfg: DPOConfig) -> nn.Module:
+    from genforge.align.runs import dpo_policy  # here: it loads the base checkpoint through genforge.finetune
+
+    return dpo_policy(cfg)
