@@ -38,15 +38,24 @@ class DPOConfig:
             raise ConfigError("model.label_smoothing applies to loss=sigmoid only")
 
 
+def token_logps(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids[:, t+1] | ids[:, :t+1]) for each position (B, L-1) of token ids (B, L)."""
+    logits, _ = model(ids[:, :-1])  # (B, L-1, V): position t predicts token t+1
+    return torch.gather(logits.float().log_softmax(-1), 2, ids[:, 1:, None])[..., 0]  # (B, L-1)
+
+
+def response_mask(ids: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """(B, L-1) bool, aligned with token_logps: True where the predicted token is in [start, length)."""
+    pos = torch.arange(1, ids.size(1), device=ids.device)  # the position of each predicted token
+    return (pos >= start[:, None]) & (pos < length[:, None])
+
+
 def response_logps(model: nn.Module, ids: torch.Tensor, start: torch.Tensor, length: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of log p(token) over each row's response tokens (B,), their count (B,)) for rows of
     token ids (B, L) whose response occupies [start, length)."""
-    logits, _ = model(ids[:, :-1])  # (B, L-1, V): position t predicts token t+1
-    logp = torch.gather(logits.float().log_softmax(-1), 2, ids[:, 1:, None])[..., 0]  # (B, L-1)
-    pos = torch.arange(1, ids.size(1), device=ids.device)  # the position of each predicted token
-    mask = (pos >= start[:, None]) & (pos < length[:, None])  # (B, L-1)
-    return (logp * mask).sum(-1), mask.sum(-1)
+    mask = response_mask(ids, start, length)
+    return (token_logps(model, ids) * mask).sum(-1), mask.sum(-1)
 
 
 def dpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
