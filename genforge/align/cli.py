@@ -36,7 +36,9 @@ def add_align(sub) -> None:
                             val_fraction=a.val_fraction, seed=a.seed, device=a.device)
         rule = load_rule(a.rule) if a.rule else None
         report = align(a.ckpt, a.feedback, a.out, opts, rule, a.val_data, progress=not a.no_progress)
-        print((open(f"{a.out}/report.md").read()).split("\n\n![report]")[0])
+        from pathlib import Path
+
+        print((Path(a.out) / "report.md").read_text().split("\n\n![report]")[0])
         print(f"checkpoint: {report['checkpoint']}")
 
     p.set_defaults(func=run)

@@ -112,7 +112,7 @@ class PPOTrainer:
     def score(self, r: Rollouts) -> torch.Tensor:
         """The reward of each rollout (B,)."""
         if isinstance(self.reward, nn.Module):
-            return self.reward.score(r.ids, r.length).float()
+            return self.reward.score(r.ids, r.start, r.length).float()
         return torch.tensor([float(self.reward(p, t)) for p, t in zip(r.prompts, r.texts)], device=r.ids.device)
 
     def step(self, prompts: list[str]) -> dict[str, float]:
@@ -169,6 +169,7 @@ def train_ppo(trainer: PPOTrainer, prompts: list[str], out: str | Path, config: 
     cfg, out = trainer.cfg, Path(out)
     if not prompts:
         raise ConfigError("PPO needs at least one prompt")
+    (out / "metrics.csv").unlink(missing_ok=True)  # a fresh run: PPO does not resume, its log starts over
     log = RunLog(out)
     rng = np.random.default_rng(cfg.seed)
     order: list[int] = []

@@ -14,7 +14,6 @@ from genforge.align.ppo import PPOConfig, PPOTrainer, RewardFn, train_ppo
 from genforge.data.tokenizer import Tokenizer
 from genforge.errors import CheckpointError, DataError
 from genforge.finetune.load import load_checkpoint_model
-from genforge.train import checkpoint as ckpt_io
 
 
 def check_same_tokenizer(policy_dir: Path, reward_dir: Path) -> None:

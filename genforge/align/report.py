@@ -72,13 +72,14 @@ def evaluate(base: Path, new: Path, rm_path: Path, prompts: list[str], held_pair
     old_model, old = _samples(base, prompts, opts, opts.device)
     new_model, fresh = _samples(new, prompts, opts, opts.device)
     with torch.no_grad():
-        old_scores = rm.score(old.ids, old.length).tolist()
-        new_scores = rm.score(fresh.ids, fresh.length).tolist()
+        old_scores = rm.score(old.ids, old.start, old.length).tolist()
+        new_scores = rm.score(fresh.ids, fresh.start, fresh.length).tolist()
         mask = response_mask(fresh.ids, fresh.start, fresh.length)
         kl = ((token_logps(new_model, fresh.ids) - token_logps(old_model, fresh.ids)) * mask).sum(1)
         arrays = encode_pairs(held_pairs, Tokenizer.from_file(base / "tokenizer.json"), rm.config.gpt.block_size)
         t = {k: torch.from_numpy(v).to(opts.device) for k, v in arrays.items()}
-        rm_acc = float((rm.score(t["chosen"], t["chosen_len"]) > rm.score(t["rejected"], t["rejected_len"])).float().mean())
+        chosen, rejected = (rm.score(t[s], t[f"{s}_start"], t[f"{s}_len"]) for s in ("chosen", "rejected"))
+        rm_acc = float((chosen > rejected).float().mean())
     report = {"prompts": len(prompts), "samples": len(new_scores), "rm_accuracy": rm_acc,
               "winrate_rm": win_rate(new_scores, old_scores), "kl_to_reference": float(kl.mean()),
               "reward_old": old_scores, "reward_new": new_scores,
@@ -114,8 +115,8 @@ def write_report(report: dict, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     lines = [f"# genforge align: {report['method']}", "",
              f"- checkpoint: {report['checkpoint']} (from {report['base']})",
-             f"- pairs: {report['pairs']['train']} trained, {report['pairs']['held_out']} held out; "
-             f"{report['prompts']} held-out prompts x samples = {report['samples']} comparisons",
+             (f"- pairs: {report['pairs']['train']} trained, {report['pairs']['held_out']} held out; "
+              f"{report['prompts']} held-out prompts x samples = {report['samples']} comparisons"),
              f"- reward model held-out pairwise accuracy: {report['rm_accuracy']:.3f}",
              f"- win rate vs the old checkpoint, by the reward model: {report['winrate_rm']:.3f}"]
     if "winrate_rule" in report:

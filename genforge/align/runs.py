@@ -44,11 +44,11 @@ def _summary(cfg: RunConfig, data: PreferenceBatches) -> dict:
 
 def run_reward(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     """A reward model: the base decoder's trunk plus a fresh scalar head, trained by Bradley–Terry."""
-    from genforge.models.reward import RewardConfig, RewardModel
+    from genforge.models.reward import RewardModel
     from genforge.objectives.reward import RewardObjective
 
     base_model, _, path = load_base(cfg.model.base)
-    rcfg = RewardConfig(base=str(path), gpt=base_model.config)
+    rcfg = dataclasses.replace(cfg.model, base=str(path), gpt=base_model.config)
     torch.manual_seed(cfg.train.seed)  # the head's init follows train.seed
     model = RewardModel(rcfg)
     model.gpt.load_state_dict(base_model.state_dict())

@@ -1,10 +1,16 @@
-"""A reward model: the SFT decoder with a scalar value head read at the last token. It reads the
-policy's own tokens (PPO scores rollouts without decoding and re-encoding them) and starts from
-what the policy already knows about the text. Trained by objectives/reward.py.
+"""A reward model: the SFT decoder with a scalar value head. It reads the policy's own tokens
+(PPO scores rollouts without decoding and re-encoding them) and starts from what the policy
+already knows about the text. Trained by objectives/reward.py.
+
+The score of a response is the mean of the head's values over its tokens (pool=mean: a quality
+spread over the text, like the number of lines, is a sum of local evidence and is learnt from
+few pairs), or the value after its last token (pool=last, the usual sequence-classification
+reward model, e.g. TRL's).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -17,6 +23,7 @@ from genforge.models.gpt import GPT, GPTConfig
 class RewardConfig:
     base: str = ""  # the decoder checkpoint whose trunk and tokenizer the reward model starts from
     gpt: GPTConfig | None = None  # filled in from base's config.json
+    pool: Literal["mean", "last"] = "mean"  # over the response's tokens, or its last token
 
 
 def trunk(gpt: GPT, idx: torch.Tensor) -> torch.Tensor:
@@ -48,14 +55,16 @@ class RewardModel(nn.Module):
         """A scalar after every token (B, T)."""
         return self.head(trunk(self.gpt, idx))[..., 0]
 
-    def score(self, idx: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        """The reward of each row (B,): the value after its last real token (length - 1)."""
+    def score(self, idx: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """The reward (B,) of each row of idx (B, L) whose response is the tokens [start, length)."""
         block = self.config.gpt.block_size
-        if idx.size(1) > block:  # keep the end: the reward reads the whole response's last token
+        if idx.size(1) > block:  # keep each row's end: the reward reads the whole response
             shift = (length - block).clamp(min=0)
-            if bool((shift > 0).any()):
-                idx = torch.stack([row[s : s + block] for row, s in zip(idx, shift.tolist())])
-                length = length - shift
-            idx = idx[:, :block]
+            idx = torch.stack([row[s : s + block] for row, s in zip(idx, shift.tolist())])
+            start, length = (start - shift).clamp(min=0), length - shift
         v = self.values(idx)  # (B, T)
-        return v.gather(1, (length - 1).clamp(min=0)[:, None])[:, 0]
+        if self.config.pool == "last":
+            return v.gather(1, (length - 1).clamp(min=0)[:, None])[:, 0]
+        pos = torch.arange(idx.size(1), device=idx.device)
+        mask = ((pos >= start[:, None]) & (pos < length[:, None])).to(v.dtype)  # (B, T) the response tokens
+        return (v * mask).sum(1) / mask.sum(1).clamp(min=1)

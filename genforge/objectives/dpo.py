@@ -126,6 +126,7 @@ class DPOObjective:
         for batch in batches:
             loss, metrics = self.loss(batch)
             b = int(batch["index"].numel())
+            metrics.pop("tokens")
             for k, v in {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items()}}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * b
             n += b

@@ -32,8 +32,7 @@ class RewardObjective:
         return {"model": self.model}
 
     def loss(self, batch: dict, phase: str = "main"):
-        r_chosen = self.model.score(batch["chosen"], batch["chosen_len"])
-        r_rejected = self.model.score(batch["rejected"], batch["rejected_len"])
+        r_chosen, r_rejected = _scores(self.model, batch)
         loss, metrics = bt_loss(r_chosen.float(), r_rejected.float())
         return loss, {"loss": loss.detach(), **metrics, "tokens": int(batch["index"].numel())}
 
@@ -41,9 +40,14 @@ class RewardObjective:
         """Held-out loss and pairwise accuracy over every held-out pair (ties count as wrong)."""
         total, correct, n = 0.0, 0, 0
         for batch in batches:
-            margin = (self.model.score(batch["chosen"], batch["chosen_len"])
-                      - self.model.score(batch["rejected"], batch["rejected_len"])).float()
+            r_chosen, r_rejected = _scores(self.model, batch)
+            margin = (r_chosen - r_rejected).float()
             total += float(-F.logsigmoid(margin).sum())
             correct += int((margin > 0).sum())
             n += margin.numel()
         return {"val_loss": total / max(n, 1), "val_acc": correct / max(n, 1)}
+
+
+def _scores(model: RewardModel, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rewards (B,) of a batch's chosen and rejected sides."""
+    return tuple(model.score(batch[side], batch[f"{side}_start"], batch[f"{side}_len"]) for side in ("chosen", "rejected"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-WORDS = "the quick brown fox jumps over a lazy dog".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
 
 
 def make_pairs(n: int, seed: int = 0) -> list[dict]:

@@ -6,12 +6,10 @@ import json
 import random
 import sqlite3
 
-import pytest
-
 from genforge.align.feedback import open_db
 from genforge.cli import main
 
-WORDS = "the quick brown fox jumps over a lazy dog".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
 
 
 def make_db(path, n_prompts: int = 10, pairs_per_prompt: int = 3, choice=None):

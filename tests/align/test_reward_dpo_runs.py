@@ -4,12 +4,12 @@ resume exactly, and bad preference files give one-line errors."""
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
 from genforge.cli import main
 from genforge.config import load_config
-from genforge.errors import DataError
 from genforge.train import checkpoint as ckpt_io
 from genforge.train.log import read_metrics
 from genforge.train.run import run
@@ -24,14 +24,16 @@ def _metrics(run_dir) -> dict[str, list[float]]:
     return out
 
 
-def test_reward_model_trains_through_the_cli(tmp_path, tiny_ckpt, prefs_file, capsys):
+@pytest.mark.parametrize(("pool", "least"), [("last", 0.9), ("mean", 0.75)])
+def test_reward_model_trains_through_the_cli(tmp_path, tiny_ckpt, prefs_file, pool, least):
     out = tmp_path / "rm"
     rc = main(["train", "configs/reward/shakespeare.yaml", *pref_overrides(tiny_ckpt, prefs_file, out, 40),
-               "train.lr=3e-3", "--no-progress"])
+               "train.lr=3e-3", f"model.pool={pool}", "--no-progress"])
     assert rc == 0
     cfg = ckpt_io.read_config(ckpt_io.resolve(out))
     assert cfg["family"] == "reward" and cfg["data"]["val_pairs"] == 12 and cfg["data"]["train_pairs"] == 48
-    assert _metrics(out)["val_acc"][-1] >= 0.9  # '!' vs '?' at the end is easy; chance is 0.5
+    # '!' vs '?' at the end: read directly by the last token, diluted in the mean; chance is 0.5
+    assert _metrics(out)["val_acc"][-1] >= least
     from genforge.finetune.load import load_checkpoint_model
 
     model, _, _ = load_checkpoint_model(out)  # the reward checkpoint loads back as a RewardModel
