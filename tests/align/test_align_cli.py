@@ -88,9 +88,10 @@ def test_align_bad_databases(tmp_path, tiny_ckpt, capsys):
 def test_align_refuses_a_reward_model_with_another_tokenizer(tmp_path, tiny_ckpt, capsys):
     import shutil
 
+    from align_helpers import make_pairs, pref_overrides, write_jsonl
+
     from genforge.config import load_config
     from genforge.train.run import run
-    from tests.align.conftest import make_pairs, pref_overrides, write_jsonl
 
     prefs = write_jsonl(tmp_path / "p.jsonl", make_pairs(10))
     rm = run(load_config("configs/reward/shakespeare.yaml", pref_overrides(tiny_ckpt, prefs, tmp_path / "rm", 1)),

@@ -7,13 +7,18 @@ import json
 
 import pytest
 import torch
+from align_helpers import make_pairs, pref_overrides, write_jsonl
 
 from genforge.cli import main
 from genforge.config import load_config
 from genforge.train import checkpoint as ckpt_io
 from genforge.train.log import read_metrics
 from genforge.train.run import run
-from tests.align.conftest import pref_overrides, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def prefs_file(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("prefs") / "prefs.jsonl", make_pairs(60))
 
 
 def _metrics(run_dir) -> dict[str, list[float]]:

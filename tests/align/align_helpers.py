@@ -1,12 +1,11 @@
-"""Preference fixtures: pairs whose chosen side follows a simple rule (it ends in '!', the
-rejected one in '?'), written in TRL's jsonl format, for the tiny checkpoint of tests/conftest.py."""
+"""Preference helpers: pairs whose chosen side follows a simple rule (it ends in '!', the
+rejected one in '?'), written in TRL's jsonl format, for the tiny checkpoint of tests/conftest.py.
+(Not named conftest.py: tests elsewhere import `conftest` by name.)"""
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
-
-import pytest
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
 
@@ -25,11 +24,6 @@ def make_pairs(n: int, seed: int = 0) -> list[dict]:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
-
-
-@pytest.fixture(scope="session")
-def prefs_file(tmp_path_factory) -> Path:
-    return write_jsonl(tmp_path_factory.mktemp("prefs") / "prefs.jsonl", make_pairs(60))
 
 
 def pref_overrides(base: Path, prefs: Path, out: Path, max_iters: int = 30) -> list[str]:
