@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from genforge.align import ppo_math
-from genforge.align.ppo import PPOConfig, _apply, _opt_cfg, rollout
+from genforge.align.ppo import PPOConfig, apply_update, optimizer_settings, rollout
 from genforge.errors import ConfigError
 from genforge.objectives.dpo import response_mask, token_logps
 
@@ -71,7 +71,7 @@ class GRPOTrainer:
         self.policy, self.tokenizer, self.rewards, self.cfg = policy.eval(), tokenizer, list(rewards), cfg
         self.reference = copy.deepcopy(policy).requires_grad_(False)
         device = next(policy.parameters()).device
-        self.opt = build_optimizer(policy.parameters(), _opt_cfg(cfg.lr, cfg.grad_clip), device)
+        self.opt = build_optimizer(policy.parameters(), optimizer_settings(cfg.lr, cfg.grad_clip), device)
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self._sampling = PPOConfig(samples_per_prompt=cfg.group_size, max_new_tokens=cfg.max_new_tokens,
                                    temperature=cfg.temperature)
@@ -91,6 +91,6 @@ class GRPOTrainer:
             logps = token_logps(self.policy, r.ids)
             pg, m = ppo_math.policy_loss(logps, old_logps, adv.expand_as(logps), mask, cfg.clip)
             kl = ppo_math.masked_mean(k3_kl(logps, ref_logps), mask)
-            _apply(pg + cfg.beta * kl, self.policy, self.opt, cfg.grad_clip)
+            apply_update(pg + cfg.beta * kl, self.policy, self.opt, cfg.grad_clip)
         return {"score": float(scores.mean()), "policy_loss": pg.item(), "kl": kl.item(),
                 "clip_frac": m["clip_frac"].item()}

@@ -103,8 +103,8 @@ class PPOTrainer:
         for m in (policy, self.reference, value, *([reward] if isinstance(reward, nn.Module) else [])):
             m.eval()
         device = next(policy.parameters()).device
-        self.opt = build_optimizer(policy.parameters(), _opt_cfg(cfg.lr, cfg.grad_clip), device)
-        self.value_opt = build_optimizer(value.parameters(), _opt_cfg(cfg.value_lr, cfg.grad_clip), device)
+        self.opt = build_optimizer(policy.parameters(), optimizer_settings(cfg.lr, cfg.grad_clip), device)
+        self.value_opt = build_optimizer(value.parameters(), optimizer_settings(cfg.value_lr, cfg.grad_clip), device)
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # minibatch order
 
@@ -142,21 +142,21 @@ class PPOTrainer:
     def _update(self, ids, mask, old_logps, old_values, adv, returns) -> dict[str, float]:
         logps = token_logps(self.policy, ids)
         loss, m = ppo_math.policy_loss(logps, old_logps, adv, mask, self.cfg.clip)
-        _apply(loss, self.policy, self.opt, self.cfg.grad_clip)
+        apply_update(loss, self.policy, self.opt, self.cfg.grad_clip)
         values = self.value.values(ids[:, :-1]).float()
         vloss = ppo_math.value_loss(values, old_values, returns, mask, self.cfg.value_clip)
-        _apply(vloss, self.value, self.value_opt, self.cfg.grad_clip)
+        apply_update(vloss, self.value, self.value_opt, self.cfg.grad_clip)
         return {"policy_loss": loss.item(), "value_loss": vloss.item(), "clip_frac": m["clip_frac"].item()}
 
 
-def _apply(loss: torch.Tensor, module: nn.Module, opt, grad_clip: float) -> None:
+def apply_update(loss: torch.Tensor, module: nn.Module, opt, grad_clip: float) -> None:
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 
-def _opt_cfg(lr: float, grad_clip: float) -> TrainConfig:
+def optimizer_settings(lr: float, grad_clip: float) -> TrainConfig:
     """AdamW settings for build_optimizer: no weight decay (it would pull weights off the SFT model)."""
     return TrainConfig(lr=lr, min_lr=0.0, weight_decay=0.0, grad_clip=grad_clip)
 
