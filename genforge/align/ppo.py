@@ -150,6 +150,7 @@ class PPOTrainer:
 
 
 def apply_update(loss: torch.Tensor, module: nn.Module, opt, grad_clip: float) -> None:
+    """Backward, clip module's gradients to grad_clip, step, clear."""
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], grad_clip)
     opt.step()

@@ -14,7 +14,6 @@ import torch
 
 from genforge.align.pairs import PreferenceBatches, open_preferences
 from genforge.config import RunConfig
-from genforge.data.tokenizer import Tokenizer
 from genforge.errors import ConfigError
 from genforge.train import checkpoint as ckpt_io
 from genforge.train.device import resolve_device
@@ -34,6 +33,8 @@ def load_base(base: str) -> tuple[torch.nn.Module, dict, Path]:
 
 
 def _data(cfg: RunConfig, path: Path, block_size: int) -> PreferenceBatches:
+    from genforge.data.tokenizer import Tokenizer  # here: `genforge train` of other families needs no tokenizer library
+
     tok = Tokenizer.from_file(path / "tokenizer.json")
     return open_preferences(cfg.data, tok, block_size, cfg.train.seed, resolve_device(cfg.train.device))
 
