@@ -26,6 +26,12 @@ class Family:
     data: type = DataConfig
 
 
+def _dpo_policy(cfg: DPOConfig) -> nn.Module:
+    from genforge.align.runs import dpo_policy  # here: it loads the base checkpoint through genforge.finetune
+
+    return dpo_policy(cfg)
+
+
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
     "encoder": Family(EncoderConfig, Encoder),
@@ -33,11 +39,5 @@ FAMILIES: dict[str, Family] = {
     "gan": Family(GANConfig, GAN, ImageDataConfig),
     "classifier": Family(ClassifierConfig, Classifier, ImageDataConfig),
     "reward": Family(RewardConfig, RewardModel, PreferenceDataConfig),
-    "dpo": Family(DPOConfig, lambda cfg: _dpo_policy(cfg), PreferenceDataConfig),
+    "dpo": Family(DPOConfig, _dpo_policy, PreferenceDataConfig),
 }
-
-
-def _dpo_policy(cfg: DPOConfig) -> nn.Module:
-    from genforge.align.runs import dpo_policy  # here: it loads the base checkpoint through genforge.finetune
-
-    return dpo_policy(cfg)
