@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     for add in (_quickstart, _prepare, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
+    _align(sub)
     args, extra = parser.parse_known_args(argv)
     # `train CONFIG --resume key=value`: overrides may follow options
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
@@ -338,6 +339,12 @@ def _finetune_verbs(sub):
 
     for add in (add_import, add_export, add_finetune, add_merge, add_chat):
         add(sub)
+
+
+def _align(sub):
+    from genforge.align.cli import add_align  # ratings -> reward model -> DPO/PPO -> report
+
+    add_align(sub)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ from typing import Callable
 
 from torch import nn
 
+from genforge.align.pairs import PreferenceDataConfig
 from genforge.config import DataConfig
 from genforge.data.image_batches import ImageDataConfig
 from genforge.models.classifier import Classifier, ClassifierConfig
 from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.reward import RewardConfig, RewardModel
 from genforge.models.vae import VAE, VAEConfig
+from genforge.objectives.dpo import DPOConfig
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,18 @@ class Family:
     data: type = DataConfig
 
 
+def _dpo_policy(cfg: DPOConfig) -> nn.Module:
+    from genforge.align.runs import dpo_policy  # here: it loads the base checkpoint through genforge.finetune
+
+    return dpo_policy(cfg)
+
+
 FAMILIES: dict[str, Family] = {
     "gpt": Family(GPTConfig, GPT),
     "encoder": Family(EncoderConfig, Encoder),
     "vae": Family(VAEConfig, VAE, ImageDataConfig),
     "gan": Family(GANConfig, GAN, ImageDataConfig),
     "classifier": Family(ClassifierConfig, Classifier, ImageDataConfig),
+    "reward": Family(RewardConfig, RewardModel, PreferenceDataConfig),
+    "dpo": Family(DPOConfig, _dpo_policy, PreferenceDataConfig),
 }

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from genforge.align.runs import run_dpo, run_reward
 from genforge.config import RunConfig
 from genforge.data.batches import TokenBatches
 from genforge.data.shards import TokenData
@@ -65,3 +66,4 @@ def open_token_data(cfg: RunConfig) -> TokenData:
 
 # family -> function(cfg, resume, progress) -> final checkpoint directory
 RUNNERS = {"gpt": run_lm, "vae": run_images, "gan": run_images, "classifier": run_images}
+RUNNERS.update(reward=run_reward, dpo=run_dpo)  # preference pairs: genforge/align/runs.py

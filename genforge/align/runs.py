@@ -1,0 +1,80 @@
+"""`genforge train` runners for the preference families: `reward` (a Bradley–Terry reward model)
+and `dpo` (a policy optimised by DPO/IPO). Both start from a decoder checkpoint (model.base), read
+a preference jsonl (data.path) with that checkpoint's tokenizer and train in the one loop.
+
+A DPO checkpoint is a plain `gpt` checkpoint (sample, serve, eval and finetune read it as the
+SFT model), with the run's DPO settings under "dpo" in config.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from genforge.align.pairs import PreferenceBatches, open_preferences
+from genforge.config import RunConfig
+from genforge.errors import ConfigError
+from genforge.train import checkpoint as ckpt_io
+from genforge.train.device import resolve_device
+from genforge.train.loop import train
+
+
+def load_base(base: str) -> tuple[torch.nn.Module, dict, Path]:
+    """(decoder model, config.json, checkpoint dir) of model.base; ConfigError if it is not a decoder."""
+    from genforge.finetune.load import load_checkpoint_model
+
+    if not base:
+        raise ConfigError("model.base: required (the SFT decoder checkpoint to start from)")
+    family = ckpt_io.read_config(ckpt_io.resolve(base)).get("family")
+    if family != "gpt":
+        raise ConfigError(f"model.base={base}: family {family!r}, expected a decoder (gpt) checkpoint")
+    return load_checkpoint_model(base)
+
+
+def _data(cfg: RunConfig, path: Path, block_size: int) -> PreferenceBatches:
+    from genforge.data.tokenizer import Tokenizer  # here: `genforge train` of other families needs no tokenizer library
+
+    tok = Tokenizer.from_file(path / "tokenizer.json")
+    return open_preferences(cfg.data, tok, block_size, cfg.train.seed, resolve_device(cfg.train.device))
+
+
+def _summary(cfg: RunConfig, data: PreferenceBatches) -> dict:
+    return {"prefs": cfg.data.path, "train_pairs": len(data.train["index"]), "val_pairs": len(data.val["index"])}
+
+
+def run_reward(cfg: RunConfig, resume: bool, progress: bool) -> Path:
+    """A reward model: the base decoder's trunk plus a fresh scalar head, trained by Bradley–Terry."""
+    from genforge.models.reward import RewardModel
+    from genforge.objectives.reward import RewardObjective
+
+    base_model, _, path = load_base(cfg.model.base)
+    rcfg = dataclasses.replace(cfg.model, base=str(path), gpt=base_model.config)
+    torch.manual_seed(cfg.train.seed)  # the head's init follows train.seed
+    model = RewardModel(rcfg)
+    model.gpt.load_state_dict(base_model.state_dict())
+    data = _data(cfg, path, rcfg.gpt.block_size)
+    config = {"family": "reward", "model": dataclasses.asdict(rcfg), "tokenizer": "tokenizer.json",
+              "data": _summary(cfg, data), "run": cfg.to_dict()}
+    return train(RewardObjective(model), data, cfg.train, Path(cfg.train.out_dir), resume=resume, config=config,
+                 tokenizer=path / "tokenizer.json", progress=progress)
+
+
+def run_dpo(cfg: RunConfig, resume: bool, progress: bool) -> Path:
+    """The base decoder optimised by DPO against a frozen copy of itself (or its precomputed log-probs)."""
+    from genforge.objectives.dpo import DPOObjective
+
+    policy, base_config, path = load_base(cfg.model.base)
+    data = _data(cfg, path, policy.config.block_size)
+    precomputed = data.all_batches() if cfg.model.reference == "precomputed" else None
+    objective = DPOObjective(policy, cfg.model, precomputed)
+    config = {"family": "gpt", "model": dataclasses.asdict(policy.config), "tokenizer": "tokenizer.json",
+              "data": base_config.get("data", {}),  # the original data: `genforge eval` finds its validation split
+              "dpo": {**dataclasses.asdict(cfg.model), **_summary(cfg, data)}, "run": cfg.to_dict()}
+    return train(objective, data, cfg.train, Path(cfg.train.out_dir), resume=resume, config=config,
+                 tokenizer=path / "tokenizer.json", progress=progress)
+
+
+def dpo_policy(cfg) -> torch.nn.Module:
+    """The `dpo` family's model: the base checkpoint's decoder (what a DPO run starts from)."""
+    return load_base(cfg.base)[0]
