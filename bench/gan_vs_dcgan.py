@@ -162,7 +162,8 @@ def main() -> None:
             save_grid(fake[:64], Path(tempfile.gettempdir()) / "gf-gan-bench-ours.png")  # a look at the samples
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = lambda runs, i: statistics.median(x[i] for x in runs)
+    def med(runs, i):
+        return statistics.median(x[i] for x in runs)
     print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} classes_covered={med(ours, 1):.0f}/{med(refs, 1):.0f}")
 
 

@@ -121,7 +121,7 @@ def run(cmd: list[str], cwd: Path, env: dict, parse) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t0
     if status != 0:
-        sys.exit(f"{' '.join(cmd[:4])} failed:\n" + "".join(l for _, l in lines[-20:]))
+        sys.exit(f"{' '.join(cmd[:4])} failed:\n" + "".join(text for _, text in lines[-20:]))
     result = parse(lines)
     result.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024)
     result["tok_s"] = TOKENS_PER_ITER / (statistics.median(result["ms"]) / 1000)

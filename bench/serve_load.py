@@ -66,7 +66,7 @@ def start_server(ckpt: Path, threads: int) -> tuple[subprocess.Popen, str]:
             return proc, url
         except httpx.HTTPError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.2)
 
 

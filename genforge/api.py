@@ -1,8 +1,8 @@
 """The Python API: `genforge.load(ckpt)` -> TextModel."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -13,7 +13,6 @@ from genforge.sample.decode_linear import for_decoding
 from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
 from genforge.train import checkpoint as ckpt_io
 from genforge.train.device import resolve_device
-
 
 # From this size on, CPU decoding is bound by streaming weights, and for_decoding's layouts win
 # (GPT-2 small: 1.3x in fp32, 2.3x in bf16); below it, per-op overhead dominates and the plain model is as fast.
@@ -52,8 +51,8 @@ class TextModel:
         self.model, self.tokenizer, self.path = model, tokenizer, path
 
     @classmethod
-    def load(cls, ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> "TextModel":
-        model, config, path = load_model(ckpt, device, dtype)
+    def load(cls, ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> TextModel:
+        model, _, path = load_model(ckpt, device, dtype)
         tok_file = path / "tokenizer.json"
         if not tok_file.is_file():
             raise CheckpointError(f"{path}: no tokenizer.json; this checkpoint cannot generate text")

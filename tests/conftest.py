@@ -15,8 +15,7 @@ from genforge.config import RunConfig, load_config
 # other processes hold the cores, torch's spinning worker threads make each op ~100x slower.
 torch.set_num_threads(1)
 
-WORDS = ("the quick brown fox jumps over a lazy dog while seven bold wizards quietly judge "
-         "my sphinx of black quartz and five boxing kings vex each jolly zebra").split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "bold", "wizards", "quietly", "judge", "my", "sphinx", "of", "black", "quartz", "and", "five", "boxing", "kings", "vex", "each", "jolly", "zebra"]
 
 
 def make_text(n_lines: int, seed: int = 0) -> str:

@@ -64,7 +64,7 @@ def feedback_stats(db: FeedbackDB) -> dict:
     for r in rows:
         if r["model_a"] == r["model_b"]:  # two samples of one model say nothing about models
             continue
-        for slot, other in (("a", "b"), ("b", "a")):
+        for slot in ("a", "b"):
             games[r[f"model_{slot}"]] += 1
             wins[r[f"model_{slot}"]] += 1.0 if r["choice"] == slot else 0.5 if r["choice"] == "tie" else 0.0
     stats["win_rate"] = {m: {"games": games[m], "win_rate": wins[m] / games[m]} for m in sorted(games)}

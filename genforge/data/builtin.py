@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from genforge.errors import DataError
 

@@ -60,7 +60,7 @@ class ShardWriter:
 
     def _open(self) -> None:
         self._name = f"{self.split}-{len(self.shards):05d}.bin"
-        self._file = open(self.out / f"{self._name}.partial", "wb")
+        self._file = open(self.out / f"{self._name}.partial", "wb")  # noqa: SIM115 (open until the shard is full)
         self._hash, self._tokens, self._sources = hashlib.sha256(), 0, {}
 
     def _close(self) -> None:

@@ -7,8 +7,8 @@ Both end the vocabulary with the end-of-text token `<|endoftext|>` that separate
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -32,7 +32,7 @@ class Tokenizer:
         self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind == "char" else None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Tokenizer":
+    def from_file(cls, path: str | Path) -> Tokenizer:
         try:
             return cls(tokenizers.Tokenizer.from_file(str(path)), _eos_token(Path(path)))
         except FileNotFoundError:

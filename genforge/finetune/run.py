@@ -146,7 +146,7 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 2:
         raise DataError(f"need at least 2 examples to hold some out for validation, got {n}")
     order = np.random.default_rng(seed).permutation(n)
-    k = max(1, int(round(n * fraction)))
+    k = max(1, round(n * fraction))
     return order[:-k], order[-k:]
 
 

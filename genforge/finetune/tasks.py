@@ -3,9 +3,9 @@ batches, the objective. One builder per kind of task."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
@@ -127,5 +127,5 @@ def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device) -
     if not (Y != -100).any():
         raise DataError(f"{data}: no trained tokens (every reply was cut off by block_size={block})")
     batches = SFTBatches((X, Y, D), (vX, vY, vD), opts.batch_size, cfg.seed, device)
-    return Task("sft", model, batches, SFTObjective, {"block_size": block, "rows": int(len(X)),
+    return Task("sft", model, batches, SFTObjective, {"block_size": block, "rows": len(X),
                                                          "trained_tokens": int(np.sum(Y != -100))})

@@ -2,8 +2,8 @@
 and the data config class its training runs read (the `data:` section of a run config)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

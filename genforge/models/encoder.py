@@ -100,8 +100,8 @@ class Encoder(nn.Module):
     def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None,
                 token_type: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (B, T, C) of token ids idx (B, T); mask (B, T) True on real tokens."""
-        B, T = idx.shape
-        if T > self.config.block_size:
+        _, T = idx.shape
+        if self.config.block_size < T:
             raise ValueError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}")
         e = self.embeddings
         types = token_type if token_type is not None else torch.zeros_like(idx)

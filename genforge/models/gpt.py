@@ -138,7 +138,7 @@ class GPT(nn.Module):
         doc_ids (B, T): several documents packed in a row (training, no cache): a token attends
         only to earlier tokens of its own document, and positions restart at each document, so
         each one computes what it would alone."""
-        B, T = idx.shape
+        _, T = idx.shape
         if pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.config.block_size}")
         mask = positions = None

@@ -3,4 +3,4 @@ from genforge.nn.attention import CausalSelfAttention, KVCache
 from genforge.nn.mlp import MLP, SwiGLU
 from genforge.nn.positions import RotaryEmbedding
 
-__all__ = ["CausalSelfAttention", "KVCache", "MLP", "SwiGLU", "RotaryEmbedding"]
+__all__ = ["MLP", "CausalSelfAttention", "KVCache", "RotaryEmbedding", "SwiGLU"]

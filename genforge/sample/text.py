@@ -6,7 +6,7 @@ Works with any model exposing `forward(idx, cache=None, pos=0) -> (logits, cache
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 

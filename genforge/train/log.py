@@ -19,7 +19,7 @@ class RunLog:
         out.mkdir(parents=True, exist_ok=True)
         self.csv_path = out / "metrics.csv"
         new = not self.csv_path.exists()
-        self._file = open(self.csv_path, "a", newline="")
+        self._file = open(self.csv_path, "a", newline="")  # noqa: SIM115 (open for the run)
         self._csv = csv.writer(self._file)
         if new:
             self._csv.writerow(["step", "name", "value"])
@@ -50,7 +50,7 @@ class RunLog:
             w = csv.writer(f)
             w.writerow(["step", "name", "value"])
             w.writerows([s, n, v] for s, n, v in rows if s <= step)
-        self._file = open(self.csv_path, "a", newline="")
+        self._file = open(self.csv_path, "a", newline="")  # noqa: SIM115 (open for the run)
         self._csv = csv.writer(self._file)
 
     def plot(self, path: Path | None = None, wait: bool = False) -> Path | None:

@@ -8,7 +8,7 @@ torch, another device type) torch.optim.AdamW is used instead. state_dict() has 
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -39,7 +39,7 @@ def test_prepare_empty_corpus(tmp_path, capsys):
 
 def test_prepare_non_utf8_then_errors_replace(tmp_path, capsys):
     src = tmp_path / "latin1.txt"
-    src.write_bytes("Les mis".encode() + b"\xe9rables\n" * 30)
+    src.write_bytes(b"Les mis" + b"\xe9rables\n" * 30)
     fails(capsys, ["prepare", src, "--out", tmp_path / "out"], "latin1.txt", "byte offset 7", "--errors replace")
     assert not (tmp_path / "out").exists()
     assert main(["prepare", str(src), "--out", str(tmp_path / "out"), "--errors", "replace"]) == 0

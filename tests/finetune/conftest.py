@@ -25,7 +25,7 @@ def base_ckpts(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def text_file(tmp_path_factory) -> Path:
     rng = random.Random(0)
-    words = "the quick brown fox jumps over lazy dog".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
     path = tmp_path_factory.mktemp("text") / "small.txt"
     path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) + "." for _ in range(200)))
     return path
@@ -35,7 +35,7 @@ def text_file(tmp_path_factory) -> Path:
 def chat_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("chat") / "chat.jsonl"
     rows = []
-    for i in range(24):
+    for _ in range(24):
         rows.append({"messages": [{"role": "system", "content": "BE QUICK."},
                                   {"role": "user", "content": "the fox?"}, {"role": "assistant", "content": "jumps over."},
                                   {"role": "user", "content": "the dog?"}, {"role": "assistant", "content": "lazy."}]})

@@ -31,7 +31,7 @@ def randomized(cfg: dict) -> GPT:
     torch.manual_seed(0)
     model = GPT(GPTConfig(**cfg)).eval()
     with torch.no_grad():  # norms and biases away from their 1/0 init, so a wrong mapping shows
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     return model

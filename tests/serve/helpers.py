@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import httpx
 import torch
 
-WORDS = "the quick brown fox jumps over a lazy dog while seven bold wizards judge my sphinx".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "bold", "wizards", "judge", "my", "sphinx"]
 
 
 def chat_text(n: int, seed: int = 0) -> str:

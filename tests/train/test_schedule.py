@@ -1,4 +1,5 @@
 """The learning-rate schedule equals nanoGPT's get_lr (karpathy/nanoGPT train.py)."""
+import itertools
 import math
 
 import pytest
@@ -34,5 +35,5 @@ def test_shape():
     assert lrs[9] == pytest.approx(10 / 11)  # warmup never quite reaches lr...
     assert lrs[10] == 1.0  # ...then decay starts at lr
     assert lrs[55] == pytest.approx(0.55)  # halfway through the cosine: midway between lr and min_lr
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[100:] == [0.1] * 20
