@@ -51,7 +51,14 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
         served = Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
                         template if isinstance(template, dict) else None)
     else:
-        model = load_model(path, device, dtype)[0]
+        from genforge.sample.images import IMAGE_FAMILIES, load_image_model
+
+        if ckpt_io.read_config(path).get("family") in IMAGE_FAMILIES:  # a GAN serves its (EMA) generator
+            from genforge.train.device import resolve_device
+
+            model = load_image_model(path, str(resolve_device(device)))[0]
+        else:
+            model = load_model(path, device, dtype)[0]
         if not callable(getattr(model, "sample", None)):
             raise CheckpointError(f"{path}: neither a text model (no tokenizer.json) nor an image model (no sample())")
         served = Served(name or model_id(path), "image", model, str(path))
