@@ -1,6 +1,7 @@
 """The image verbs end to end on tiny configs over the embedded digits: train (vae, gan,
 classifier), generate, interpolate, eval; and their bad-input errors."""
 import pytest
+import torch
 from PIL import Image
 
 from genforge.cli import main
@@ -111,3 +112,12 @@ def test_served_image_models_return_pngs(runs):
         assert pngs == generate_images(served.model, 2, seed=0)  # seeded: the same images
         image = Image.open(io.BytesIO(base64.b64decode(pngs[0])))
         assert image.format == "PNG" and image.size[0] > 1
+
+
+def test_python_api_loads_image_models(runs):
+    import genforge
+
+    for family in ("vae", "gan"):
+        model = genforge.load(runs[family], device="cpu")
+        images = model.sample(3, generator=torch.Generator().manual_seed(0))
+        assert images.shape[0] == 3 and images.dim() == 4 and 0 <= images.min() and images.max() <= 1
