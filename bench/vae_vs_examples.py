@@ -1,7 +1,7 @@
 """genforge's VAE vs the pytorch/examples MNIST VAE, side by side in one process.
 
     python bench/vae_vs_examples.py [--mnist ../shared/data/mnist] [--epochs 3] [--repeats 1]
-                                    [--nll-minutes 5] [--threads 2]
+                                    [--nll-iters 0] [--nll-minutes 0] [--threads 2]
 
 The reference is pytorch/examples' vae/main.py re-implemented here (torchvision is not installed):
 a Dataset that turns each uint8 image into a PIL image and then a tensor (torchvision's MNIST +
@@ -12,8 +12,8 @@ train`'s loop: batch 128, Adam 1e-3 (AdamW with weight_decay 0, constant lr), 3 
 Runs alternate A B A B; images/s counts training steps only (data loading included, evaluation
 excluded) on both sides. Test losses of both final models are measured by one function here.
 
-Then genforge's own best VAE (configs/vae/mnist.yaml, dynamically binarised, for --nll-minutes of
-wall clock) and its IWAE bound (k=--iwae-k) on a fixed binarisation of test images: the NLL in
+Then genforge's own best VAE (configs/vae/mnist.yaml, dynamically binarised, for its max_iters or
+--nll-iters steps) and its IWAE bound (k=--iwae-k) on a fixed binarisation of test images: the NLL in
 nats of the literature's binarised-MNIST protocol. The last line is
     ratio_img_s=... test_loss_ours=... test_loss_ref=... nll_nats=...
 """
@@ -150,15 +150,18 @@ def ours_forward(model):
     return f
 
 
-def best_vae_nll(work: Path, mnist: str, minutes: float, k: int, n_test: int, threads: int) -> tuple[float, float, float]:
-    """(IWAE NLL, negative ELBO, CPU seconds) of configs/vae/mnist.yaml trained for `minutes`."""
+def best_vae_nll(work: Path, mnist: str, iters: int, minutes: float, k: int, n_test: int,
+                 threads: int) -> tuple[float, float, float, float]:
+    """(IWAE NLL, its standard error over the test images, negative ELBO, CPU seconds) of
+    configs/vae/mnist.yaml trained for `iters` steps (0: the config's) or at most `minutes`."""
     from genforge.config import load_config
     from genforge.objectives.vae import iwae_nll
     from genforge.sample.images import load_image_model
     from genforge.train.run import run
 
     cfg = load_config(ROOT / "configs/vae/mnist.yaml", [
-        f"data.source={mnist}", "data.augment=[binarize]", f"train.max_minutes={minutes}", "train.max_iters=1000000",
+        f"data.source={mnist}", "data.augment=[binarize]", *([f"train.max_minutes={minutes}"] if minutes else []),
+        *([f"train.max_iters={iters}"] if iters else []),
         "train.eval_interval=2000", "train.eval_iters=2", "model.iwae_k=0", f"train.threads={threads}",
         "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / 'best'}"])
     cpu0 = time.process_time()
@@ -169,9 +172,9 @@ def best_vae_nll(work: Path, mnist: str, minutes: float, k: int, n_test: int, th
     x = torch.bernoulli(torch.from_numpy(test.images[:n_test]).float() / 255, generator=torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        nll = torch.cat([iwae_nll(model, x[i:i + 50], k, gen) for i in range(0, len(x), 50)]).mean()
+        nll = torch.cat([iwae_nll(model, x[i:i + 50], k, gen) for i in range(0, len(x), 50)])
         elbo = torch.cat([iwae_nll(model, x[i:i + 50], 1, gen) for i in range(0, len(x), 50)]).mean()
-    return float(nll), float(elbo), cpu
+    return float(nll.mean()), float(nll.std() / len(nll) ** 0.5), float(elbo), cpu
 
 
 def main() -> None:
@@ -180,7 +183,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1, help="A B pairs (medians over them)")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--nll-minutes", type=float, default=5.0, help="wall-clock budget of the best-VAE run (0: skip)")
+    ap.add_argument("--nll-iters", type=int, default=0, help="steps of the best-VAE run (0: the config's; -1: skip it)")
+    ap.add_argument("--nll-minutes", type=float, default=0.0, help="wall-clock cap of the best-VAE run (0: none)")
     ap.add_argument("--iwae-k", type=int, default=1000)
     ap.add_argument("--nll-test-images", type=int, default=1000)
     args = ap.parse_args()
@@ -205,10 +209,11 @@ def main() -> None:
             print(f"genforge  run {r}: {mine['img_s']:,.0f} img/s  {mine['seconds']:.1f} s wall (incl. evals)  "
                   f"test loss {mine['test_loss']:.2f}  (per epoch, in-run: {per_epoch})", flush=True)
         nll = float("nan")
-        if args.nll_minutes > 0:
-            nll, elbo, cpu = best_vae_nll(work, args.mnist, args.nll_minutes, args.iwae_k, args.nll_test_images, args.threads)
-            print(f"best VAE (configs/vae/mnist.yaml, {args.nll_minutes:g} min wall, {cpu:.0f} s CPU): binarised test "
-                  f"-ELBO {elbo:.2f}, IWAE k={args.iwae_k} NLL {nll:.2f} nats on {args.nll_test_images} images", flush=True)
+        if args.nll_iters >= 0:
+            nll, se, elbo, cpu = best_vae_nll(work, args.mnist, args.nll_iters, args.nll_minutes, args.iwae_k,
+                                              args.nll_test_images, args.threads)
+            print(f"best VAE (configs/vae/mnist.yaml, {cpu:.0f} s CPU in training): binarised test -ELBO {elbo:.2f}, "
+                  f"IWAE k={args.iwae_k} NLL {nll:.2f} +- {se:.2f} (s.e.) nats on {args.nll_test_images} images", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     def med(runs, key):  # --repeats 0 runs the NLL part alone

@@ -70,7 +70,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             if main and not progress:
                 print(f"step {step}: {_fmt(values)}", flush=True)
         if step % cfg.eval_interval == 0 or last:
-            values = dist_mod.mean(_evaluate(objective, data, cfg, run.device, run.dtype), run.dist, run.device)
+            values = dist_mod.mean(_evaluate(objective, data, cfg, run.device, run.dtype, run.ema), run.dist, run.device)
             log.scalars(step, values)
             if main:
                 bar.write(f"step {step}: {_fmt(values)}")
@@ -171,15 +171,32 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, 
     return finite
 
 
-def _evaluate(objective, data, cfg, device, dtype) -> dict[str, float]:
+def _evaluate(objective, data, cfg, device, dtype, ema=None) -> dict[str, float]:
     modules = objective.modules().values()
     for m in modules:
         m.eval()
-    with torch.no_grad(), autocast(device, dtype):
+    with torch.no_grad(), autocast(device, dtype), _ema_weights(objective, ema):
         values = objective.evaluate(data.eval_batches(cfg.eval_iters))
     for m in modules:
         m.train()
     return values
+
+
+@contextlib.contextmanager
+def _ema_weights(objective, ema):
+    """Evaluation scores the EMA weights, the ones checkpoints keep for inference: they are copied
+    into the objective's module (which every objective's evaluate already uses) and the raw
+    weights are copied back afterwards, in place, so optimizers keep their parameters."""
+    if ema is None:
+        yield
+        return
+    target = dist_mod.unwrap(objective.modules()[objective.ema_module])
+    raw = {name: t.detach().clone() for name, t in target.state_dict().items()}
+    target.load_state_dict(ema.module.state_dict())
+    try:
+        yield
+    finally:
+        target.load_state_dict(raw)
 
 
 class _Window:

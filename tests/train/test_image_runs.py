@@ -80,3 +80,27 @@ def test_config_must_fit_the_data(tmp_path):
 def test_image_configs_load(path):
     cfg = load_config(path)
     assert cfg.family in ("vae", "gan", "classifier") and cfg.train.out_dir.startswith("runs/")
+
+
+def test_evaluation_scores_the_ema_generator_and_leaves_training_alone(tmp_path):
+    from genforge.data.image_batches import image_batches
+    from genforge.objectives.gan import GANObjective
+    from genforge.train.checkpoint import load_module
+
+    every = run(gan_config(tmp_path / "every", "train.eval_interval=1"), progress=False)
+    once = run(gan_config(tmp_path / "once", "train.eval_interval=6"), progress=False)
+    raw = [load_file(str(p / "state" / "raw-g.safetensors")) for p in (every, once)]
+    assert all(torch.equal(raw[0][k], raw[1][k]) for k in raw[0])  # evals put the raw weights back
+    cfg = gan_config(tmp_path / "every")
+    gan = GAN(from_dict(GANConfig, json.loads((every / "config.json").read_text())["model"], "model"))
+    load_module(gan.g, every / "g.safetensors")  # the EMA generator
+    load_module(gan.d, every / "d.safetensors")
+    gan.eval()
+    with torch.no_grad():
+        want = GANObjective(gan).evaluate(image_batches(cfg.data, cfg.train.seed, torch.device("cpu")).eval_batches(1))
+    logged = {n: v for s, n, v in read_metrics(tmp_path / "every" / "metrics.csv") if s == 6}
+    assert logged["val_g_loss"] == pytest.approx(want["val_g_loss"], rel=1e-5)
+    load_module(gan.g, every / "state" / "raw-g.safetensors")
+    with torch.no_grad():
+        raw_score = GANObjective(gan).evaluate(image_batches(cfg.data, cfg.train.seed, torch.device("cpu")).eval_batches(1))
+    assert raw_score["val_g_loss"] != pytest.approx(want["val_g_loss"], rel=1e-5)  # the test can tell them apart
