@@ -8,13 +8,13 @@ objectives derive the response mask from those. Batches are drawn by a generator
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genforge.data.jsonl import jsonl_records
 from genforge.errors import ConfigError, DataError
 from genforge.sample.text import prompt_ids
 
@@ -42,20 +42,14 @@ def read_preferences(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: preference file not found (make one with `genforge feedback export DB --out FILE`)")
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for where, rec in jsonl_records(path):
         if not isinstance(rec, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object with prompt, chosen, rejected")
+            raise DataError(f"{where}: expected a JSON object with prompt, chosen, rejected")
         if not isinstance(rec.get("prompt"), str):
-            raise DataError(f"{path}:{n}: the pair's prompt is missing (expected a string field 'prompt')")
+            raise DataError(f"{where}: the pair's prompt is missing (expected a string field 'prompt')")
         for key in ("chosen", "rejected"):
             if not isinstance(rec.get(key), str):
-                raise DataError(f"{path}:{n}: field {key!r} is missing or not a string")
+                raise DataError(f"{where}: field {key!r} is missing or not a string")
         records.append(rec)
     if not records:
         raise DataError(f"{path}: no preference pairs (the feedback has no ratings, or only ties)")

@@ -2,12 +2,12 @@
 is a string or an integer), tokenized with the encoder's own tokenizer ([CLS] ... [SEP])."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genforge.data.jsonl import jsonl_records
 from genforge.errors import DataError
 from genforge.hf.tokenizer import encode_batch
 
@@ -17,21 +17,14 @@ def read_labelled(path: Path) -> tuple[list[str], list]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise DataError(f"{path}:{n}: expected an object with a string \"text\" and a \"label\"")
-            label = record.get("label")
-            if not isinstance(label, (str, int)) or isinstance(label, bool):
-                raise DataError(f"{path}:{n}: \"label\" must be a string or an integer, got {label!r}")
-            texts.append(record["text"])
-            labels.append(label)
+    for where, record in jsonl_records(path):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise DataError(f"{where}: expected an object with a string \"text\" and a \"label\"")
+        label = record.get("label")
+        if not isinstance(label, (str, int)) or isinstance(label, bool):
+            raise DataError(f"{where}: \"label\" must be a string or an integer, got {label!r}")
+        texts.append(record["text"])
+        labels.append(label)
     if not texts:
         raise DataError(f"{path}: no examples")
     return texts, labels

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genforge.data.jsonl import jsonl_records
 from genforge.errors import DataError
 from genforge.finetune.template import check_messages, segments
 
@@ -40,25 +41,16 @@ def is_chat_jsonl(path: Path) -> bool:
 def read_examples(path: Path, tokenizer, template: str, eos: str, bos: str = "") -> list[tuple[list[int], list[bool]]]:
     """(token ids, trained flags) of each record of a chat jsonl file; DataError naming file:line."""
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not valid JSON ({e.msg})") from None
-            pieces = _pieces(record, where, template, eos, bos)
-            ids, flags = [], []
-            for text, trained in pieces:
-                problem = tokenizer.unknown_char(text)
-                if problem:
-                    raise DataError(f"{where}: {problem}")
-                t = tokenizer.encode(text)
-                ids += t
-                flags += [trained] * len(t)
-            examples.append((ids, flags))
+    for where, record in jsonl_records(path):
+        ids, flags = [], []
+        for text, trained in _pieces(record, where, template, eos, bos):
+            problem = tokenizer.unknown_char(text)
+            if problem:
+                raise DataError(f"{where}: {problem}")
+            t = tokenizer.encode(text)
+            ids += t
+            flags += [trained] * len(t)
+        examples.append((ids, flags))
     if not examples:
         raise DataError(f"{path}: no examples")
     return examples
