@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,9 @@ from pathlib import Path
 
 import httpx
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serve import start_server as serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,24 +67,8 @@ def review_prompts(n: int, seed: int = 0) -> list[str]:
 
 
 def start_server(ckpt: Path, db: Path, prompts: Path, max_tokens: int, threads: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "genforge.cli", "serve", f"sft={ckpt}", "--port", str(port),
-                             "--feedback-db", str(db), "--prompts", str(prompts), "--pairs-per-prompt", "2",
-                             "--review-max-tokens", str(max_tokens), "--review-temperature", "1.0", "--device", "cpu"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"{url}/health").raise_for_status()
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-            time.sleep(0.2)
+    return serve([f"sft={ckpt}", "--feedback-db", str(db), "--prompts", str(prompts), "--pairs-per-prompt", "2",
+                  "--review-max-tokens", str(max_tokens), "--review-temperature", "1.0"], threads)
 
 
 def simulated_reviewer(url: str, token: str, budget: int) -> dict[str, int]:

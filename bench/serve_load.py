@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,9 @@ from pathlib import Path
 
 import httpx
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serve import start_server as serve
 
 PROMPT = "The "
 LEVELS = (1, 4, 16)
@@ -51,23 +52,7 @@ def tiny_checkpoint(root: Path) -> Path:
 
 
 def start_server(ckpt: Path, threads: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "genforge.cli", "serve", f"tiny={ckpt}", "--port", str(port),
-                             "--max-concurrent", str(max(LEVELS)), "--device", "cpu"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"{url}/health").raise_for_status()
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-            time.sleep(0.2)
+    return serve([f"tiny={ckpt}", "--max-concurrent", str(max(LEVELS))], threads)
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, max_tokens: int, seed: int) -> tuple[float, float]:
