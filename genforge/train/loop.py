@@ -21,7 +21,7 @@ from genforge.train import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
 from genforge.train.device import autocast, resolve_device, resolve_dtype
 from genforge.train.log import RunLog
-from genforge.train.optim import build_optimizer
+from genforge.train.optim import AdamW, build_optimizer
 from genforge.train.schedule import lr_at
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
@@ -60,6 +60,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
         bar.update(1)
         last = step == cfg.max_iters or time.monotonic() > deadline
         if step % cfg.log_interval == 0 or last:
+            run.check_bad_steps(step)
             values = run.window.flush(lr)
             tok_s = values.pop("tok_s", None)  # per rank; the run's throughput is the sum
             values = dist_mod.mean(values, run.dist, run.device)
@@ -107,7 +108,7 @@ class _Run:
         self.ema = _make_ema(objective, cfg)
         self.meta = {"genforge_version": genforge.__version__, **(config or {})}
         self.window = _Window()
-        self.bad_steps = 0
+        self.streak = self.worst = torch.zeros((), device=self.device)
         self.started = time.monotonic()
 
     def _schedule_step(self, step: int) -> int:
@@ -126,23 +127,30 @@ class _Run:
         cfg, t0 = self.cfg, time.perf_counter()
         lr = lr_at(self._schedule_step(step), cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)
         batches = [next(self.data) for _ in range(cfg.grad_accum)]
-        ok = True
+        bad = torch.zeros((), device=self.device)
         for phase, opt in self.optimizers.items():
-            ok &= _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype, self.window,
-                              self.scalers.get(phase))
-        self.bad_steps = 0 if ok else self.bad_steps + 1
-        if self.bad_steps >= MAX_BAD_STEPS:
-            raise GenforgeError(f"step {step}: gradients were NaN/inf for {self.bad_steps} steps in a row; "
-                                f"lower train.lr (now {cfg.lr}) or check the data")
-        if self.ema is not None and ok:
+            bad = torch.maximum(bad, _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype,
+                                                 self.window, self.scalers.get(phase)))
+        # consecutive skipped steps, counted on the device (reading a GPU value each step would
+        # stall the pipeline); check_bad_steps reads the longest streak once per log line
+        self.streak = (self.streak + 1) * bad
+        self.worst = torch.maximum(self.worst, self.streak)
+        if self.ema is not None:  # a skipped step left the weights as they were
             self.ema.update_parameters(dist_mod.unwrap(self.objective.modules()[self.objective.ema_module]))
         self.window.add_time(time.perf_counter() - t0)
         return lr
 
+    def check_bad_steps(self, step: int) -> None:
+        worst, self.worst = int(self.worst), torch.zeros((), device=self.device)
+        if worst >= MAX_BAD_STEPS:
+            raise GenforgeError(f"step {step}: gradients were NaN/inf for {worst} steps in a row; "
+                                f"lower train.lr (now {self.cfg.lr}) or check the data")
 
-def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, scaler=None) -> bool:
-    """Accumulate gradients over the micro-batches, clip, step. False if they were not finite
-    (with a GradScaler: only once its scale fell below 1, i.e. not a mere fp16 overflow)."""
+
+def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, scaler=None) -> torch.Tensor:
+    """Accumulate gradients over the micro-batches, clip, step. Returns 1.0 (a 0-d tensor) if the
+    gradients were not finite and the step was skipped (with a GradScaler: only once its scale
+    fell below 1, i.e. not a mere fp16 overflow), else 0.0."""
     scale = getattr(objective, "lr_scales", {}).get(phase, 1.0)  # e.g. a GAN's discriminator learning faster
     for group in opt.param_groups:
         group["lr"] = lr * scale
@@ -160,15 +168,18 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, 
     if scaler:
         scaler.unscale_(opt)  # clip the true gradients
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-    finite = bool(torch.isfinite(dist_mod.full(norm)))
+    bad = (~torch.isfinite(dist_mod.full(norm))).float()
     if scaler:
         scaler.step(opt)  # skips the step when the gradients overflowed, and lowers the scale
         scaler.update()
-        finite = finite or scaler.get_scale() >= 1.0
-    elif finite:
+        if scaler.get_scale() >= 1.0:  # a mere fp16 overflow, not a broken run
+            bad = torch.zeros_like(bad)
+    elif isinstance(opt, AdamW):
+        opt.step(found_inf=bad)  # the kernel skips a non-finite step on the device
+    elif not bad:
         opt.step()
     opt.zero_grad(set_to_none=True)
-    return finite
+    return bad
 
 
 def _evaluate(objective, data, cfg, device, dtype, ema=None) -> dict[str, float]:

@@ -39,7 +39,9 @@ class AdamW:
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, found_inf: torch.Tensor | None = None) -> None:
+        """One update; where found_inf (a 0-d float tensor) is nonzero the kernel leaves parameters
+        and moments as they are and the step count is taken back, decided on the device: no sync."""
         for g in self.param_groups:
             params = [p for p in g["params"] if p.grad is not None]
             for key in {(p.device, p.dtype) for p in params}:  # the kernel takes one device and dtype per call
@@ -47,10 +49,13 @@ class AdamW:
                 states = [self._state(p) for p in same]
                 steps = [s["step"] for s in states]
                 torch._foreach_add_(steps, 1)
+                inf = None if found_inf is None else found_inf.to(key[0], torch.float32)
                 torch._fused_adamw_(
                     same, [p.grad for p in same], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                     [], steps, amsgrad=False, lr=g["lr"], beta1=g["betas"][0], beta2=g["betas"][1],
-                    weight_decay=g["weight_decay"], eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
+                    weight_decay=g["weight_decay"], eps=g["eps"], maximize=False, grad_scale=None, found_inf=inf)
+                if inf is not None:
+                    torch._foreach_sub_(steps, [inf] * len(steps))
 
     def _state(self, p: nn.Parameter) -> dict[str, torch.Tensor]:
         if p not in self.state:

@@ -29,8 +29,8 @@ def step(objective, scaler):
     opt = build_optimizer(objective.model.parameters(), cfg, torch.device("cpu"))
     before = objective.model.weight.detach().clone()
     x = torch.randn(4, 8)
-    ok = _phase_step(objective, "main", opt, [x], 1e-2, cfg, torch.device("cpu"), torch.float16, _Window(), scaler)
-    return ok, (objective.model.weight.detach() - before).abs().max().item()
+    bad = _phase_step(objective, "main", opt, [x], 1e-2, cfg, torch.device("cpu"), torch.float16, _Window(), scaler)
+    return not bad, (objective.model.weight.detach() - before).abs().max().item()
 
 
 def test_scaled_fp16_gradients_do_not_underflow():
