@@ -229,7 +229,10 @@ class _Window:
         self.seconds += seconds
 
     def flush(self, lr: float) -> dict[str, float]:
+        t0 = time.perf_counter()
         values = {k: float(v) / self.counts[k] for k, v in self.sums.items()}  # float() syncs once here
+        # on a GPU the steps only queued their kernels: the wait for them here is training time too
+        self.seconds += time.perf_counter() - t0
         values["lr"] = lr
         if self.items:
             values["tok_s"] = self.items / max(self.seconds, 1e-9)
