@@ -32,7 +32,7 @@ class Tokenizer:
         model = tok.to_str()
         self.kind = "char" if _is_char(model) else "bpe"
         self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind == "char" else None
-        self._fast: FastBPE | None | bool = False  # built on first use (False: not yet)
+        self._fast: FastBPE | bool | None = False  # built on first use (False: not yet)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
