@@ -112,6 +112,8 @@ def why_not(data: dict) -> str | None:
     model, pre = data.get("model") or {}, data.get("pre_tokenizer") or {}
     if data.get("normalizer") is not None:
         return "it has a normalizer"
+    if data.get("truncation") or data.get("padding"):
+        return "it truncates or pads"
     if pre.get("type") != "ByteLevel" or not pre.get("use_regex", True):
         return "its pre-tokenizer is not ByteLevel with the GPT-2 regex"
     if model.get("type") != "BPE":

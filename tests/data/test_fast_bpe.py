@@ -131,6 +131,8 @@ def test_random_merge_lists_same_ids():
     (lambda t: setattr(t.model, "ignore_merges", True), "ignore_merges"),
     (lambda t: t.add_tokens([tokenizers.AddedToken("<x>", lstrip=True)]), "lstrip"),
     (lambda t: t.add_special_tokens([EOT + "!"]), "prefix"),
+    (lambda t: t.enable_truncation(8), "truncates"),
+    (lambda t: t.enable_padding(length=8), "pads"),
 ])
 def test_other_tokenizers_keep_the_tokenizers_engine(change, reason):
     tok = train_tokenizer("bpe:300", corpus()).tok
