@@ -16,8 +16,10 @@ tokenizer.json.
 Each timed run is a fresh subprocess (Python start and imports included), wall clock from spawn
 to exit; the `datasets` cache (HF_DATASETS_CACHE and cache_dir) is a new temporary directory per
 run, so no run reuses another's Arrow files. Runs alternate ours, ref, ours, ref, ...; a side's
-number is its median; MB/s = input MB / seconds. Both sides must produce the same number of
-tokens (train + val for ours); the script says so when they do not. The last line is
+number is its median; MB/s = input MB / seconds. Both sides must produce the same tokens: the
+same count of every id (train + val for ours); the script says so when they do not. Ours encodes
+with tiktoken where that gives the ids of `tokenizers` exactly (genforge/data/fast_bpe.py); set
+GENFORGE_BPE_ENGINE=tokenizers to time it on `tokenizers` instead. The last line is
     ratio_mb_s=... ours_mb_s=... ref_mb_s=...
 (ratio = ours / ref).
 """
@@ -80,7 +82,7 @@ def bench(work: Path, mb: float, workers: int, repeats: int) -> None:
     print(f"datasets {datasets.__version__}, tokenizers {tokenizers.__version__}, workers={workers}, "
           f"repeats={repeats}, cpus={os.cpu_count()}")
     times: dict[str, list[float]] = {"ours": [], "ref": []}
-    tokens: dict[str, int] = {}
+    hists: dict[str, np.ndarray] = {}
     for r in range(repeats):
         for side in ("ours", "ref"):
             out = work / f"out-{side}"
@@ -95,23 +97,34 @@ def bench(work: Path, mb: float, workers: int, repeats: int) -> None:
                        str(out), str(cache)]
             env = dict(os.environ, HF_DATASETS_CACHE=str(cache), HF_DATASETS_OFFLINE="1",
                        TOKENIZERS_PARALLELISM="false")
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), _children_cpu()
             proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
-            dt = time.perf_counter() - t
+            dt, cpu = time.perf_counter() - t, _children_cpu() - cpu
             if proc.returncode:
                 sys.exit(f"{side} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
             times[side].append(dt)
-            tokens[side] = count_tokens(side, out)
-            print(f"run {r + 1} {side:4s}: {dt:7.2f} s  {size / 1e6 / dt:6.2f} MB/s  {tokens[side]:,} tokens")
+            hists[side] = token_histogram(side, out)
+            print(f"run {r + 1} {side:4s}: {dt:7.2f} s  {size / 1e6 / dt:6.2f} MB/s  {hists[side].sum():,} tokens  "
+                  f"(CPU {cpu:.2f} s in all processes)")
             shutil.rmtree(cache, ignore_errors=True)
-    if tokens["ours"] == tokens["ref"]:
-        print(f"token counts match: {tokens['ours']:,}")
+    if np.array_equal(hists["ours"], hists["ref"]):
+        print(f"token counts match: {hists['ours'].sum():,}, and so does the count of every id")
     else:
-        print(f"TOKEN COUNTS DIFFER: ours {tokens['ours']:,} vs ref {tokens['ref']:,}")
+        print(f"TOKENS DIFFER: ours {hists['ours'].sum():,} vs ref {hists['ref'].sum():,}, "
+              f"{int((hists['ours'] != hists['ref']).sum())} ids with other counts")
     rates = {side: size / 1e6 / statistics.median(ts) for side, ts in times.items()}
     for side, ts in times.items():
         print(f"{side}: median {statistics.median(ts):.2f} s ({', '.join(f'{t:.2f}' for t in ts)}), {rates[side]:.2f} MB/s")
     print(f"ratio_mb_s={rates['ours'] / rates['ref']:.2f} ours_mb_s={rates['ours']:.2f} ref_mb_s={rates['ref']:.2f}")
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (theirs included): on a shared
+    machine this moves less with other people's load than wall time does."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def genforge_cli() -> str:
@@ -134,11 +147,15 @@ def train_once(path: Path) -> None:
     train_tokenizer(TOKENIZER, sample()).save(path)
 
 
-def count_tokens(side: str, out: Path) -> int:
+def token_histogram(side: str, out: Path) -> np.ndarray:
+    """How often each id occurs in a side's output (ours splits documents into train and val, so
+    the order differs; the counts of every id must not)."""
     if side == "ref":
-        return (out / "tokens.bin").stat().st_size // 2
-    manifest = json.loads((out / "manifest.json").read_text())
-    return sum(s["tokens"] for shards in manifest["splits"].values() for s in shards)
+        files = [out / "tokens.bin"]
+    else:
+        manifest = json.loads((out / "manifest.json").read_text())
+        files = [out / s["file"] for shards in manifest["splits"].values() for s in shards]
+    return sum(np.bincount(np.fromfile(f, dtype=np.uint16), minlength=1 << 16) for f in files)
 
 
 _tok = None

@@ -63,8 +63,8 @@ def encode_documents(tok: Tokenizer, work: list[tuple[str, list[Piece]]], dtype:
         group.append(part)
         size += len(part[2])
         if size >= ENCODE_CHARS or k == len(parts) - 1:
-            for (i, j, _), ids in zip(group, tok.encode_batch([t for _, _, t in group])):
-                results[i][j].append(np.array(ids, dtype=dtype))
+            for (i, j, _), ids in zip(group, tok.encode_arrays([t for _, _, t in group], dtype)):
+                results[i][j].append(ids)
             group, size = [], 0
     eot = np.array([tok.eot_id], dtype=dtype)
     return [r if isinstance(r, str) else [np.concatenate([*arrays, eot]) for arrays in r] for r in results]

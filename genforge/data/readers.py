@@ -21,6 +21,7 @@ import glob
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -215,7 +216,15 @@ def _jsonl_record(path: Path, lineno: int, raw: bytes, field: str, errors: str) 
     text = record.get(field) if isinstance(record, dict) else None
     if not isinstance(text, str):
         return Record(str(path), where, None, f"field {field!r} missing or not a string", n)
+    if "\\u" in line and (m := _LONE_SURROGATE.search(text)):  # a \ud800 escape: no character, no UTF-8
+        if errors != "replace":
+            return Record(str(path), where, None, f"field {field!r} has a lone surrogate \\u{ord(m.group()):04x} at "
+                          f"character {m.start()} (fix the file or pass --errors replace)", n)
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     return Record(str(path), where, text, nbytes=n)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _cell_record(file: str, where: str, value, field: str, errors: str) -> Record:

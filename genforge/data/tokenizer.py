@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from genforge.data.fast_bpe import FastBPE, fast_engine
 from genforge.errors import DataError
 
 EOT = "<|endoftext|>"
@@ -30,6 +32,7 @@ class Tokenizer:
         model = tok.to_str()
         self.kind = "char" if _is_char(model) else "bpe"
         self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind == "char" else None
+        self._fast: FastBPE | bool | None = False  # built on first use (False: not yet)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
@@ -49,11 +52,26 @@ class Tokenizer:
         problem = self.unknown_char(text)
         if problem:
             raise DataError(problem)
-        return self.tok.encode(text, add_special_tokens=False).ids
+        fast = self.fast
+        return fast.encode(text).tolist() if fast else self.tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text (no vocabulary check: call unknown_char first for char)."""
         return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_arrays(self, texts: list[str], dtype: np.dtype) -> list[np.ndarray]:
+        """Token ids of each text as arrays; by tiktoken when that gives the same ids (fast_bpe.py)."""
+        fast = self.fast
+        if fast:
+            return [fast.encode(t).astype(dtype, copy=False) for t in texts]
+        return [np.array(ids, dtype=dtype) for ids in self.encode_batch(texts)]
+
+    @property
+    def fast(self) -> FastBPE | None:
+        """The tiktoken engine for this tokenizer, or None where it would not give the same ids."""
+        if self._fast is False:
+            self._fast = fast_engine(self.tok) if self.kind == "bpe" else None
+        return self._fast
 
     def unknown_char(self, text: str) -> str | None:
         """Why a char tokenizer cannot encode text (its first unknown character), or None."""

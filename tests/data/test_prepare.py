@@ -105,6 +105,16 @@ def test_invalid_utf8_names_byte_offset_and_replace_mode(tmp_path):
     assert "caf\ufffd au lait" in decoded_split(data, "train")
 
 
+def test_lone_surrogate_in_jsonl_is_a_bad_record(tmp_path):
+    src = tmp_path / "s.jsonl"
+    src.write_text('{"text": "good text here"}\n{"text": "ab\\ud800cd"}\n{"text": "\\ud83d\\ude00 pair"}\n')
+    with pytest.raises(DataError, match=r"s.jsonl:2: field 'text' has a lone surrogate \\ud800 at character 2"):
+        prepare(str(src), "bpe:300", tmp_path / "out", field="text")
+    data = TokenData(prepare(str(src), "bpe:300", tmp_path / "out", field="text", errors="replace"))
+    text = decoded_split(data, "train")  # each document's last 10 % is in val
+    assert "ab\ufffdc" in text and "\U0001f600 pai" in text
+
+
 def test_failure_leaves_previous_output_unchanged(tmp_path, corpus_file):
     out = prepare(str(corpus_file), "char", tmp_path / "out")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
