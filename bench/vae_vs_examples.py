@@ -214,7 +214,7 @@ def best_vae(args, work: Path) -> float:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     x = binarized_test(args.mnist, args.nll_test_images)
     nll, se, elbo = test_nll(ckpt, x, args.iwae_k, args.nll_device)
-    print(f"best VAE ({args.nll_config}, {ckpt.name}, {cpu:.0f} s CPU in training): binarised test -ELBO {elbo:.2f}, "
+    print(f"best VAE ({ckpt.parent if args.nll_ckpt else args.nll_config}, {ckpt.name}, {cpu:.0f} s CPU in training): binarised test -ELBO {elbo:.2f}, "
           f"IWAE k={args.iwae_k} NLL {nll:.2f} +- {se:.2f} (s.e.) nats on {len(x)} images "
           f"(fixed binarisation: seed 0; evaluated on {args.nll_device})", flush=True)
     return nll
