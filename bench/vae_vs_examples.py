@@ -12,14 +12,17 @@ train`'s loop: batch 128, Adam 1e-3 (AdamW with weight_decay 0, constant lr), 3 
 Runs alternate A B A B; images/s counts training steps only (data loading included, evaluation
 excluded) on both sides. Test losses of both final models are measured by one function here.
 
-Then genforge's own best VAE (configs/vae/mnist.yaml, dynamically binarised, for its max_iters or
---nll-iters steps) and its IWAE bound (k=--iwae-k) on a fixed binarisation of test images: the NLL in
-nats of the literature's binarised-MNIST protocol. The last line is
+Then genforge's own best VAE (--nll-config, configs/vae/mnist_best.yaml, dynamically binarised, for
+its max_iters or --nll-iters steps, on the CPU) and its IWAE bound (k=--iwae-k) on the first
+--nll-test-images test images binarised once with a fixed seed (0): the NLL in nats of the
+literature's binarised-MNIST protocol. --nll-out keeps that run (with its training CPU seconds) and
+--nll-ckpt evaluates a kept one, e.g. on all 10,000 test images with --nll-device cuda. The last line is
     ratio_img_s=... test_loss_ours=... test_loss_ref=... nll_nats=...
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -150,31 +153,71 @@ def ours_forward(model):
     return f
 
 
-def best_vae_nll(work: Path, mnist: str, iters: int, minutes: float, k: int, n_test: int,
-                 threads: int) -> tuple[float, float, float, float]:
-    """(IWAE NLL, its standard error over the test images, negative ELBO, CPU seconds) of
-    configs/vae/mnist.yaml trained for `iters` steps (0: the config's) or at most `minutes`."""
+def train_best(out: Path, config: Path, mnist: str, iters: int, minutes: float, threads: int) -> tuple[Path, float]:
+    """Train `config` (dynamically binarised MNIST) into `out` for `iters` steps (0: the config's) or at
+    most `minutes`; (final checkpoint, CPU seconds of training), the seconds also in out/cpu_seconds.json."""
     from genforge.config import load_config
-    from genforge.objectives.vae import iwae_nll
-    from genforge.sample.images import load_image_model
     from genforge.train.run import run
 
-    cfg = load_config(ROOT / "configs/vae/mnist.yaml", [
+    cfg = load_config(config, [
         f"data.source={mnist}", "data.augment=[binarize]", *([f"train.max_minutes={minutes}"] if minutes else []),
         *([f"train.max_iters={iters}"] if iters else []),
         "train.eval_interval=2000", "train.eval_iters=2", "model.iwae_k=0", f"train.threads={threads}",
-        "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / 'best'}"])
+        "train.device=cpu", "train.dtype=float32", f"train.out_dir={out}"])
     cpu0 = time.process_time()
     ckpt = run(cfg, progress=False)
     cpu = time.process_time() - cpu0
-    model, _, _ = load_image_model(ckpt)
+    (out / "cpu_seconds.json").write_text(json.dumps({"cpu_seconds": cpu, "threads": threads, "checkpoint": ckpt.name}))
+    return ckpt, cpu
+
+
+def kept_run(out: Path) -> tuple[Path, float]:
+    """(final checkpoint, training CPU seconds) of a run train_best kept (--nll-out)."""
+    meta_path = out / "cpu_seconds.json"
+    if not meta_path.is_file():
+        sys.exit(f"{out}: no cpu_seconds.json; train it first with --nll-out {out}")
+    meta = json.loads(meta_path.read_text())
+    return out / meta["checkpoint"], float(meta["cpu_seconds"])
+
+
+def binarized_test(mnist: str, n_test: int) -> torch.Tensor:
+    """The first n_test test images, binarised once with a fixed seed: each pixel 1 with probability
+    its grey level (torch.bernoulli, generator seed 0), (n, 1, 28, 28)."""
     test = read_idx_pair(*find_idx(Path(mnist), "test"))
-    x = torch.bernoulli(torch.from_numpy(test.images[:n_test]).float() / 255, generator=torch.Generator().manual_seed(0))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        nll = torch.cat([iwae_nll(model, x[i:i + 50], k, gen) for i in range(0, len(x), 50)])
-        elbo = torch.cat([iwae_nll(model, x[i:i + 50], 1, gen) for i in range(0, len(x), 50)]).mean()
-    return float(nll.mean()), float(nll.std() / len(nll) ** 0.5), float(elbo), cpu
+    grey = torch.from_numpy(test.images[:n_test]).float() / 255
+    return torch.bernoulli(grey, generator=torch.Generator().manual_seed(0))
+
+
+@torch.no_grad()
+def test_nll(ckpt: Path, x: torch.Tensor, k: int, device: str) -> tuple[float, float, float]:
+    """(IWAE k NLL, its standard error over the images, negative ELBO), nats per image."""
+    from genforge.objectives.vae import iwae_nll
+    from genforge.sample.images import load_image_model
+
+    model, _, _ = load_image_model(ckpt)
+    model = model.to(device).eval()
+    gen = torch.Generator().manual_seed(1)  # CPU noise: the same draws on any device
+    step = 500 if device != "cpu" else 50
+    nll = torch.cat([iwae_nll(model, x[i:i + step].to(device), k, gen).cpu() for i in range(0, len(x), step)])
+    elbo = torch.cat([iwae_nll(model, x[i:i + step].to(device), 1, gen).cpu() for i in range(0, len(x), step)])
+    return float(nll.mean()), float(nll.std() / len(nll) ** 0.5), float(elbo.mean())
+
+
+def best_vae(args, work: Path) -> float:
+    """Train (or reload with --nll-ckpt) the best VAE and print its IWAE NLL; returns the NLL."""
+    if args.nll_ckpt:
+        ckpt, cpu = kept_run(Path(args.nll_ckpt))
+    else:
+        out = Path(args.nll_out) if args.nll_out else work / "best"
+        ckpt, cpu = train_best(out, Path(args.nll_config), args.mnist, args.nll_iters, args.nll_minutes, args.threads)
+    if args.nll_device != "cpu":  # full fp32 on the GPU too: TF32 would shift the bound
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    x = binarized_test(args.mnist, args.nll_test_images)
+    nll, se, elbo = test_nll(ckpt, x, args.iwae_k, args.nll_device)
+    print(f"best VAE ({ckpt.parent if args.nll_ckpt else args.nll_config}, {ckpt.name}, {cpu:.0f} s CPU in training): binarised test -ELBO {elbo:.2f}, "
+          f"IWAE k={args.iwae_k} NLL {nll:.2f} +- {se:.2f} (s.e.) nats on {len(x)} images "
+          f"(fixed binarisation: seed 0; evaluated on {args.nll_device})", flush=True)
+    return nll
 
 
 def main() -> None:
@@ -186,7 +229,11 @@ def main() -> None:
     ap.add_argument("--nll-iters", type=int, default=0, help="steps of the best-VAE run (0: the config's; -1: skip it)")
     ap.add_argument("--nll-minutes", type=float, default=0.0, help="wall-clock cap of the best-VAE run (0: none)")
     ap.add_argument("--iwae-k", type=int, default=1000)
-    ap.add_argument("--nll-test-images", type=int, default=1000)
+    ap.add_argument("--nll-test-images", type=int, default=1000, help="the first N test images (10000: all)")
+    ap.add_argument("--nll-config", default=str(ROOT / "configs/vae/mnist_best.yaml"))
+    ap.add_argument("--nll-out", default="", help="keep the best-VAE run here (default: a temporary folder)")
+    ap.add_argument("--nll-ckpt", default="", help="evaluate a run kept with --nll-out instead of training")
+    ap.add_argument("--nll-device", default="cpu", help="device of the IWAE evaluation (training is on the CPU)")
     args = ap.parse_args()
     if find_idx(Path(args.mnist), "train") is None:
         sys.exit(f"{args.mnist}: no MNIST IDX files (train-images-idx3-ubyte[.gz]); pass --mnist")
@@ -210,10 +257,7 @@ def main() -> None:
                   f"test loss {mine['test_loss']:.2f}  (per epoch, in-run: {per_epoch})", flush=True)
         nll = float("nan")
         if args.nll_iters >= 0:
-            nll, se, elbo, cpu = best_vae_nll(work, args.mnist, args.nll_iters, args.nll_minutes, args.iwae_k,
-                                              args.nll_test_images, args.threads)
-            print(f"best VAE (configs/vae/mnist.yaml, {cpu:.0f} s CPU in training): binarised test -ELBO {elbo:.2f}, "
-                  f"IWAE k={args.iwae_k} NLL {nll:.2f} +- {se:.2f} (s.e.) nats on {args.nll_test_images} images", flush=True)
+            nll = best_vae(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     def med(runs, key):  # --repeats 0 runs the NLL part alone

@@ -1,8 +1,9 @@
 """Variational autoencoder (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
 
 Two architectures: "mlp" is the pytorch/examples MNIST VAE (784-400-20, ReLU), "conv" a small
-convolutional encoder/decoder (two stride-2 convolutions each way). The decoder outputs Bernoulli
-logits or a Gaussian mean with one learned log standard deviation (objectives/vae.py scores them).
+convolutional encoder/decoder (two stride-2 convolutions each way, optionally `blocks` residual
+blocks at each resolution). The decoder outputs Bernoulli logits or a Gaussian mean with one learned
+log standard deviation (objectives/vae.py scores them).
 """
 from __future__ import annotations
 
@@ -24,21 +25,42 @@ class VAEConfig:
     latent_dim: int = 16
     hidden: int = 400  # mlp: hidden units; conv: units of the dense layer after the convolutions
     width: int = 32  # conv: channels of the first convolution (the second has 2x)
+    blocks: int = 0  # conv: residual blocks (3x3 conv, ReLU, 3x3 conv, + input) at each resolution, both ways
     decoder: Literal["bernoulli", "gaussian"] = "bernoulli"
     beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO
     iwae_k: int = 0  # importance samples for the NLL bound reported at each eval (0: skip)
+    train_k: int = 1  # importance samples in the training loss: 1 the ELBO, k > 1 the IWAE bound (Burda et al.)
     num_classes: int = 0  # the data's classes (kept for sampling tools; the VAE is unconditional)
 
     def __post_init__(self):
         if self.arch == "conv" and self.image_size % 4:
             raise ConfigError(f"model.image_size={self.image_size}: the conv VAE needs a multiple of 4")
-        if self.latent_dim < 1 or self.beta < 0 or self.iwae_k < 0:
-            raise ConfigError("model.latent_dim >= 1, model.beta >= 0 and model.iwae_k >= 0 are required")
+        if self.latent_dim < 1 or self.beta < 0 or self.iwae_k < 0 or self.blocks < 0 or self.train_k < 1:
+            raise ConfigError("model.latent_dim >= 1, model.beta >= 0, model.iwae_k >= 0, model.blocks >= 0 and "
+                              "model.train_k >= 1 are required")
+        if self.train_k > 1 and self.beta != 1.0:
+            raise ConfigError(f"model.train_k={self.train_k} trains the IWAE bound, which has no KL weight: "
+                              f"model.beta must be 1 (got {self.beta})")
 
 
 # named presets: "examples" is pytorch/examples' MNIST VAE (bench/vae_vs_examples.py)
 SIZES = {"examples": {"arch": "mlp", "hidden": 400, "latent_dim": 20},
          "conv-small": {"arch": "conv", "width": 32, "hidden": 256}}
+
+
+class ResBlock(nn.Module):
+    """x + conv(relu(conv(relu(x)))), 3x3, same channels and size: depth without a bottleneck."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(ch, ch, 3, 1, 1), nn.ReLU(), nn.Conv2d(ch, ch, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _res(ch: int, n: int) -> list[nn.Module]:
+    return [ResBlock(ch) for _ in range(n)]
 
 
 class VAE(nn.Module):
@@ -51,14 +73,15 @@ class VAE(nn.Module):
             self.decoder = nn.Sequential(nn.Linear(c.latent_dim, c.hidden), nn.ReLU(), nn.Linear(c.hidden, n_pix),
                                          nn.Unflatten(1, (c.channels, c.image_size, c.image_size)))
         else:
-            s, w = c.image_size // 4, c.width
+            s, w, b = c.image_size // 4, c.width, c.blocks
+            # blocks=0 keeps the plain layer list (and so the parameter names of older checkpoints)
             self.encoder = nn.Sequential(
-                nn.Conv2d(c.channels, w, 4, 2, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.ReLU(),
-                nn.Flatten(), nn.Linear(2 * w * s * s, c.hidden), nn.ReLU())
+                nn.Conv2d(c.channels, w, 4, 2, 1), *_res(w, b), nn.ReLU(), nn.Conv2d(w, 2 * w, 4, 2, 1),
+                *_res(2 * w, b), nn.ReLU(), nn.Flatten(), nn.Linear(2 * w * s * s, c.hidden), nn.ReLU())
             self.decoder = nn.Sequential(
-                nn.Linear(c.latent_dim, c.hidden), nn.ReLU(), nn.Linear(c.hidden, 2 * w * s * s), nn.ReLU(),
-                nn.Unflatten(1, (2 * w, s, s)), nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(),
-                nn.ConvTranspose2d(w, c.channels, 4, 2, 1))
+                nn.Linear(c.latent_dim, c.hidden), nn.ReLU(), nn.Linear(c.hidden, 2 * w * s * s),
+                nn.Unflatten(1, (2 * w, s, s)), *_res(2 * w, b), nn.ReLU(), nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
+                *_res(w, b), nn.ReLU(), nn.ConvTranspose2d(w, c.channels, 4, 2, 1))
         self.to_stats = nn.Linear(c.hidden, 2 * c.latent_dim)  # mu and log-variance of q(z|x)
         if c.decoder == "gaussian":
             self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))  # of p(x|z), shared by all pixels

@@ -27,21 +27,28 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
 
 
+def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log p(x|z), log p(z), log q(z|x)), each (n, B), for z = mu + eps * std with eps (n, B, D):
+    log w = log p(x|z) + log p(z) - log q(z|x) is an importance weight of p(x)."""
+    n = len(eps)
+    z = mu + eps * torch.exp(0.5 * logvar)  # (n, B, D)
+    out = model.decode(z.flatten(0, 1))  # (n*B, C, H, W)
+    lp_x = log_px(model, out, x.repeat(n, 1, 1, 1)).view(n, -1)
+    lp_z = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
+    lq_z = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)
+    return lp_x, lp_z, lq_z
+
+
 def iwae_nll(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
              chunk: int = 64) -> torch.Tensor:
     """-log (1/k sum_i p(x, z_i) / q(z_i|x)), z_i ~ q(z|x): an upper bound on -log p(x) per image (B,)
     in nats; k=1 is the negative ELBO, larger k is tighter."""
     mu, logvar = model.encode(x)  # (B, D)
-    std = torch.exp(0.5 * logvar)
     log_w = []
     for start in range(0, k, chunk):
-        n = min(chunk, k - start)
-        eps = torch.randn(n, *mu.shape, generator=generator).to(mu.device)  # (n, B, D)
-        z = mu + eps * std
-        out = model.decode(z.flatten(0, 1))  # (n*B, C, H, W)
-        lp_x = log_px(model, out, x.repeat(n, 1, 1, 1)).view(n, -1)  # (n, B)
-        lp_z = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
-        lq_z = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)
+        eps = torch.randn(min(chunk, k - start), *mu.shape, generator=generator).to(mu.device)  # (n, B, D)
+        lp_x, lp_z, lq_z = log_weights(model, x, mu, logvar, eps)
         log_w.append(lp_x + lp_z - lq_z)
     return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
 
@@ -66,9 +73,23 @@ class VAEObjective:
 
     def loss(self, batch, phase: str = "main"):
         x = batch[0].float()  # (B, C, H, W) in [0, 1]
+        if self.model.config.train_k > 1:
+            return self.iwae_loss(x)
         rec, kl = self.terms(x)
         loss = (rec + self.model.config.beta * kl).mean()
         return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "kl": kl.mean().detach(), "tokens": len(x)}
+
+    def iwae_loss(self, x: torch.Tensor):
+        """The IWAE bound with model.train_k samples per image, averaged over the batch (Burda et al.
+        2016, eq. 8), reparameterised so its gradient flows into encoder and decoder; rec and kl are
+        the single-sample terms averaged over the k samples (kl a Monte Carlo estimate)."""
+        mu, logvar = self.model.encode(x)  # (B, D)
+        eps = torch.randn(self.model.config.train_k, *mu.shape, device=mu.device)  # (k, B, D)
+        lp_x, lp_z, lq_z = log_weights(self.model, x, mu, logvar, eps)  # each (k, B)
+        bound = torch.logsumexp(lp_x + lp_z - lq_z, dim=0) - math.log(len(eps))  # (B,)
+        loss = -bound.mean()
+        return loss, {"loss": loss.detach(), "rec": -lp_x.mean().detach(), "kl": (lq_z - lp_z).mean().detach(),
+                      "tokens": len(x)}
 
     def evaluate(self, batches) -> dict[str, float]:
         """val_loss is the negative ELBO (beta=1) in nats per image; val_nll the IWAE bound when
