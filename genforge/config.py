@@ -44,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for hidden weight matrices, AdamW for the rest
+    muon_lr_scale: float = 1.0  # Muon's lr = this x the schedule's (its updates are RMS-matched to AdamW's)
     grad_clip: float = 1.0  # 0 disables clipping
     grad_accum: int = 1
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -70,6 +72,10 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
         if self.fsdp and self.ema_decay:
             raise ConfigError("train.ema_decay with train.fsdp=true is not supported yet")
+        if self.muon_lr_scale <= 0:
+            raise ConfigError(f"train.muon_lr_scale={self.muon_lr_scale} must be > 0")
+        if self.fsdp and self.optimizer == "muon":  # Newton-Schulz needs whole matrices, FSDP holds shards
+            raise ConfigError("train.optimizer=muon with train.fsdp=true is not supported; use DDP or adamw")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from genforge.train import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
 from genforge.train.device import autocast, resolve_device, resolve_dtype
 from genforge.train.log import RunLog
-from genforge.train.optim import AdamW, build_optimizer
+from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
@@ -35,7 +35,8 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     step, ckpt = _restore(run.out, objective, data, run.ema) if resume else (0, None)
     dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
     # optimizers after wrapping: FSDP replaces the parameters by their shards
-    run.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, run.device) for ph in objective.phases}
+    hidden = hidden_matrices(objective.modules().values()) if cfg.optimizer == "muon" else set()
+    run.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, run.device, hidden) for ph in objective.phases}
     if run.dtype == torch.float16:  # fp16 gradients underflow without loss scaling; bf16 has fp32's range
         run.scalers = {ph: torch.amp.GradScaler(run.device.type) for ph in objective.phases}
     if ckpt is not None:
@@ -153,7 +154,7 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, 
     fell below 1, i.e. not a mere fp16 overflow), else 0.0."""
     scale = getattr(objective, "lr_scales", {}).get(phase, 1.0)  # e.g. a GAN's discriminator learning faster
     for group in opt.param_groups:
-        group["lr"] = lr * scale
+        group["lr"] = lr * scale * group.get("lr_scale", 1.0)
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, batch in enumerate(batches):
         with contextlib.ExitStack() as stack:
@@ -325,7 +326,8 @@ def _unflatten_optimizer(tensors: dict, groups: list[dict]) -> dict:
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     for g in groups:
-        g["betas"] = tuple(g["betas"])
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
     return {"state": state, "param_groups": groups}
 
 

@@ -1,4 +1,5 @@
-"""AdamW (Loshchilov & Hutter 2019) with weight decay on matrices only (not on norms, biases).
+"""AdamW (Loshchilov & Hutter 2019) with weight decay on matrices only (not on norms, biases);
+optionally Muon (Jordan et al. 2024, torch.optim.Muon) for the hidden weight matrices.
 
 genforge's AdamW drives PyTorch's fused multi-tensor kernel (`torch._fused_adamw_`, the one
 `torch.optim.AdamW(fused=True)` runs) directly. The same arithmetic, but constructing a
@@ -17,16 +18,73 @@ from genforge.config import TrainConfig
 from genforge.train.dist import shard_like
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: torch.device):
-    """AdamW over the trainable params: decay on tensors of 2+ dimensions, none on the rest."""
+def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: torch.device,
+                    hidden: set[nn.Parameter] = frozenset()):
+    """AdamW over the trainable params: decay on tensors of 2+ dimensions, none on the rest. With
+    cfg.optimizer == "muon", the params in `hidden` (see hidden_matrices) go to Muon instead."""
     params = [p for p in params if p.requires_grad]
+    muon = [p for p in params if p in hidden] if cfg.optimizer == "muon" else []
+    params = [p for p in params if p not in set(muon)]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     if hasattr(torch, "_fused_adamw_") and device.type in ("cpu", "cuda"):
-        return AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        adamw = AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    else:
+        adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return MuonAdamW(muon, adamw, cfg) if muon else adamw
+
+
+def hidden_matrices(modules: Iterable[nn.Module]) -> set[nn.Parameter]:
+    """The weights of the linear layers inside the networks, not of their output heads (lm_head,
+    head, v_head, ...): the matrices Muon orthogonalises. Embeddings, norms and biases stay AdamW's."""
+    return {m.weight for module in modules for name, m in module.named_modules()
+            if isinstance(m, nn.Linear) and "head" not in name.rsplit(".", 1)[-1]}
+
+
+class MuonAdamW:
+    """Muon for the hidden matrices and AdamW for the rest, behind the one optimizer interface.
+    Muon's updates are scaled to AdamW's RMS (adjust_lr_fn="match_rms_adamw", Liu et al. 2025), so
+    one schedule drives both; its groups carry lr_scale = train.muon_lr_scale."""
+
+    def __init__(self, muon: list[nn.Parameter], adamw, cfg: TrainConfig):
+        self.muon = torch.optim.Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
+        for g in self.muon.param_groups:
+            g["lr_scale"] = cfg.muon_lr_scale
+        self.adamw = adamw
+
+    @property
+    def param_groups(self) -> list[dict]:  # a property: load_state_dict replaces torch's group dicts
+        return self.adamw.param_groups + self.muon.param_groups
+
+    def step(self) -> None:
+        self.adamw.step()
+        self.muon.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.adamw.zero_grad(set_to_none)
+        self.muon.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        """One torch.optim-style dict: AdamW's parameters first, then Muon's; groups say whose."""
+        a, m = self.adamw.state_dict(), self.muon.state_dict()
+        n = sum(len(g["params"]) for g in a["param_groups"])
+        groups = [{**g, "optimizer": "adamw"} for g in a["param_groups"]]
+        groups += [{**g, "optimizer": "muon", "params": [i + n for i in g["params"]]} for g in m["param_groups"]]
+        return {"state": {**a["state"], **{int(i) + n: s for i, s in m["state"].items()}}, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups = state_dict["param_groups"]
+        if {g.get("optimizer") for g in groups} != {"adamw", "muon"}:
+            raise ValueError("optimizer state is not a Muon + AdamW state (train.optimizer changed?)")
+        n = sum(len(g["params"]) for g in groups if g["optimizer"] == "adamw")
+        state = state_dict["state"]
+        self.adamw.load_state_dict({"state": {i: s for i, s in state.items() if int(i) < n},
+                                    "param_groups": [g for g in groups if g["optimizer"] == "adamw"]})
+        muon_groups = [{**g, "params": [i - n for i in g["params"]]} for g in groups if g["optimizer"] == "muon"]
+        self.muon.load_state_dict({"state": {int(i) - n: s for i, s in state.items() if int(i) >= n},
+                                   "param_groups": muon_groups})
 
 
 class AdamW:

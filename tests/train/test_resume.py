@@ -40,7 +40,8 @@ def assert_same_runs(straight, resumed):
     ["train.dtype=bfloat16"],
     ["train.dtype=float32", "train.grad_accum=2"],
     ["train.dtype=float16"],
-], ids=["float32", "bfloat16", "grad-accum", "float16"])
+    ["train.dtype=float32", "train.optimizer=muon", "train.muon_lr_scale=2"],
+], ids=["float32", "bfloat16", "grad-accum", "float16", "muon"])
 def test_resume_equals_uninterrupted(tmp_path, tiny_config, extra):
     straight = tmp_path / "straight"
     run(tiny_config(straight, *COMMON, *extra, max_iters=20), progress=False)
