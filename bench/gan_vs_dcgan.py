@@ -55,7 +55,7 @@ REF_SETTINGS = {
     "width32-lr5e-4": dict(width=32, lr=5e-4, beta1=0.5, batch=64),
     "width32-batch128": dict(width=32, lr=4e-4, beta1=0.5, batch=128),  # lr scaled with the batch
 }
-REF_TUNED = "width32"
+REF_TUNED = "width16"
 
 
 class RefG(nn.Module):
