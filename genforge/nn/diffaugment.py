@@ -16,7 +16,7 @@ TRANSLATION_RATIO, CUTOUT_RATIO = 0.125, 0.5
 def translate(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """x (B, C, H, W), shifts (B, 2) integer (dy, dx): out[b, :, i, j] = x[b, :, i + dy, j + dx]
     where that is inside the image, else 0."""
-    b, _, h, w = x.shape
+    _, _, h, w = x.shape
     rows = torch.arange(h, device=x.device).view(1, h) + shifts[:, :1]  # (B, H) source rows
     cols = torch.arange(w, device=x.device).view(1, w) + shifts[:, 1:]  # (B, W) source columns
     inside = ((rows >= 0) & (rows < h)).unsqueeze(2) & ((cols >= 0) & (cols < w)).unsqueeze(1)  # (B, H, W)
