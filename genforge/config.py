@@ -36,7 +36,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     max_iters: int = 2000
-    max_minutes: float | None = None  # wall-clock budget: stop (evaluate, save) once it is spent
+    max_minutes: float | None = None  # time budget: stop (evaluate, save) once it is spent
+    budget_clock: Literal["wall", "cpu"] = "wall"  # what max_minutes counts: wall-clock or this process's CPU time
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_iters: int = 100
@@ -57,6 +58,7 @@ class TrainConfig:
     ckpt_interval: int | None = None  # None: checkpoint at every eval
     keep_checkpoints: int = 2
     ema_decay: float = 0.0  # 0 disables the EMA copy of the model
+    ema_warmup: bool = False  # ramp the decay as min(ema_decay, (1 + n) / (10 + n)) after n updates
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimizer state (FSDP2) instead of DDP
     seed: int = 1337
     out_dir: str = "runs/default"

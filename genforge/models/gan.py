@@ -9,7 +9,7 @@ G outputs tanh images in [-1, 1]; `sample` returns them in [0, 1].
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -32,14 +32,22 @@ class GANConfig:
     loss: Literal["ns", "hinge"] = "hinge"  # non-saturating (Goodfellow et al. 2014) or hinge (Lim & Ye 2017)
     r1_gamma: float = 0.0  # weight of the R1 gradient penalty on real images (0: off)
     d_lr_scale: float = 1.0  # D's learning rate is train.lr times this (two time-scale updates)
+    diffaugment: list[str] = field(default_factory=list)  # D sees real and fake through these (nn/diffaugment.py)
+    truncation: float = 0.0  # sampling's default truncation (0: none; `sample(truncation=...)` overrides)
 
     def __post_init__(self):
         if self.conditional and self.num_classes == 1:
             raise ConfigError("model.conditional=true needs labelled data with 2+ classes")
         if self.image_size % 4:
             raise ConfigError(f"model.image_size={self.image_size}: the GAN needs a multiple of 4")
-        if self.r1_gamma < 0 or self.num_classes < 0 or self.d_lr_scale <= 0:
-            raise ConfigError("model.r1_gamma >= 0, model.num_classes >= 0 and model.d_lr_scale > 0 are required")
+        if self.r1_gamma < 0 or self.num_classes < 0 or self.d_lr_scale <= 0 or self.truncation < 0:
+            raise ConfigError("model.r1_gamma >= 0, model.num_classes >= 0, model.d_lr_scale > 0 and "
+                              "model.truncation >= 0 are required")
+        from genforge.nn.diffaugment import POLICIES
+
+        for name in self.diffaugment:
+            if name not in POLICIES:
+                raise ConfigError(f"model.diffaugment: unknown policy {name!r}; expected some of {list(POLICIES)}")
 
     @property
     def n_cond(self) -> int:
@@ -69,8 +77,10 @@ class Generator(nn.Module):
     def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
                truncation: float | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [0, 1]. cond: class labels (n,) for a conditional G (default
-        0, 1, 2, ... cycling); truncation t redraws latents until |z_i| <= t (Brock et al. 2019)."""
+        0, 1, 2, ... cycling); truncation t redraws latents until |z_i| <= t (Brock et al. 2019),
+        by default model.truncation's."""
         device = next(self.parameters()).device
+        truncation = truncation or self.config.truncation or None
         z = truncated_normal(n, self.config.latent_dim, truncation, generator).to(device)
         y = None
         if self.config.n_cond:

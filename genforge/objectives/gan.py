@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge.models.gan import GAN
+from genforge.nn.diffaugment import diff_augment
 
 
 def d_loss_fn(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -56,6 +57,10 @@ class GANObjective:
         y = torch.randint(0, self.c.n_cond, (n,), device=device) if self.c.n_cond else None
         return self.g(z, y), y
 
+    def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """D's logits (B,) for x seen through model.diffaugment (the same policy for real and fake)."""
+        return self.d(diff_augment(x, self.c.diffaugment) if self.c.diffaugment else x, y)
+
     def loss(self, batch, phase: str):
         x, y = batch
         x = x.float() * 2 - 1  # (B, C, H, W) in [-1, 1], as G's tanh
@@ -63,18 +68,20 @@ class GANObjective:
         if phase == "d":
             with torch.no_grad():
                 fake, fy = self._fake(len(x), x.device)
+            if self.c.diffaugment:
+                x = diff_augment(x, self.c.diffaugment)  # R1 then penalises D's gradient at what it sees
             if self.c.r1_gamma:
                 r1, real = r1_penalty(self.d, x, y)
             else:
                 r1, real = torch.zeros((), device=x.device), self.d(x, y)
-            out = self.d(fake, fy)
+            out = self._d(fake, fy)
             loss = d_loss_fn(self.c.loss, real, out) + self.c.r1_gamma / 2 * r1
             return loss, {"loss": loss.detach(), "real": real.mean().detach(), "fake": out.mean().detach(),
                           "r1": r1.detach(), "tokens": len(x)}
         fake, fy = self._fake(len(x), x.device)
         self.d.requires_grad_(False)  # G's step needs no gradients in D (its optimizer would not clear them)
         try:
-            out = self.d(fake, fy)
+            out = self._d(fake, fy)
         finally:
             self.d.requires_grad_(True)
         loss = g_loss_fn(self.c.loss, out)

@@ -59,7 +59,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
         lr = run.step(step)
         step += 1
         bar.update(1)
-        last = step == cfg.max_iters or time.monotonic() > deadline
+        last = step == cfg.max_iters or run.clock() > deadline
         if step % cfg.log_interval == 0 or last:
             run.check_bad_steps(step)
             values = run.window.flush(lr)
@@ -110,16 +110,19 @@ class _Run:
         self.meta = {"genforge_version": genforge.__version__, **(config or {})}
         self.window = _Window()
         self.streak = self.worst = torch.zeros((), device=self.device)
-        self.started = time.monotonic()
+        # train.budget_clock=cpu: the budget counts this process's CPU time (all its threads), which
+        # other jobs on a shared machine do not eat into, so budgeted runs compare fairly under load
+        self.clock = time.process_time if cfg.budget_clock == "cpu" else time.monotonic
+        self.started = self.clock()
 
     def _schedule_step(self, step: int) -> int:
-        """The step the schedule reads. With a wall-clock budget (train.max_minutes) the schedule
-        also follows the clock, so the learning rate has decayed when time runs out however fast
-        the machine is (such runs do not resume exactly)."""
+        """The step the schedule reads. With a time budget (train.max_minutes) the schedule also
+        follows the budget's clock, so the learning rate has decayed when time runs out however
+        fast the machine is (such runs do not resume exactly)."""
         cfg = self.cfg
         if not cfg.max_minutes or step < cfg.warmup_iters:
             return step
-        spent = (time.monotonic() - self.started) / (60 * cfg.max_minutes)
+        spent = (self.clock() - self.started) / (60 * cfg.max_minutes)
         decay = cfg.lr_decay_iters or cfg.max_iters
         return max(step, int(cfg.warmup_iters + spent * (decay - cfg.warmup_iters)))
 
@@ -252,7 +255,23 @@ def _make_ema(objective, cfg: TrainConfig):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     target = objective.modules()[objective.ema_module]
-    return AveragedModel(target, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    update = _warmup_ema(cfg.ema_decay) if cfg.ema_warmup else get_ema_multi_avg_fn(cfg.ema_decay)
+    return AveragedModel(target, multi_avg_fn=update, use_buffers=True)
+
+
+def ema_decay_at(decay: float, n: int) -> float:
+    """The warmed-up decay after n updates (TensorFlow's ExponentialMovingAverage num_updates):
+    early on the average follows the fast-moving weights instead of dragging the random init along."""
+    return min(decay, (1 + n) / (10 + n))
+
+
+def _warmup_ema(decay: float):
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+    def update(ema_params, params, n_averaged: torch.Tensor) -> None:
+        get_ema_multi_avg_fn(ema_decay_at(decay, int(n_averaged)))(ema_params, params, n_averaged)
+
+    return update
 
 
 def _gather(step, objective, optimizers, data, ema, scalers) -> tuple[dict, dict]:

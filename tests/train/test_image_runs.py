@@ -121,3 +121,16 @@ def test_evaluation_scores_the_ema_generator_and_leaves_training_alone(tmp_path)
     with torch.no_grad():
         raw_score = GANObjective(gan).evaluate(image_batches(cfg.data, cfg.train.seed, torch.device("cpu")).eval_batches(1))
     assert raw_score["val_g_loss"] != pytest.approx(want["val_g_loss"], rel=1e-5)  # the test can tell them apart
+
+
+@pytest.mark.parametrize("clock, steps", [("cpu", 3), ("wall", 8)])
+def test_budget_counts_the_chosen_clock(tmp_path, monkeypatch, clock, steps):
+    """A fake CPU clock that advances 25 s per reading ends a 1-minute budget after 3 steps
+    (readings at start, then each step's schedule and deadline check) only with budget_clock=cpu."""
+    import time
+
+    readings = iter(range(0, 10_000, 25))
+    monkeypatch.setattr(time, "process_time", lambda: float(next(readings)))
+    cfg = gan_config(tmp_path, "train.max_minutes=1", f"train.budget_clock={clock}", "train.eval_interval=100",
+                     max_iters=8)
+    assert run(cfg, progress=False).name == f"step-{steps:07d}"
