@@ -93,10 +93,24 @@ class CausalSelfAttention(nn.Module):
         dtype = q.dtype
         if q.device.type == "cpu" and (dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
             # PyTorch's bf16 attention kernels on CPU are several times slower than fp32 (the
-            # backward most of all) and these tensors are small: attend in fp32, autocast off.
+            # backward most of all), and its fp32 flash kernel is slow for short sequences:
+            # two bf16 batched matmuls around an fp32 softmax are faster (-8% of a training step
+            # of the 4-layer CPU recipe on 2 threads) and keep the probabilities in fp32.
             with torch.autocast("cpu", enabled=False):
-                return self._sdpa(q.float(), k.float(), v.float(), mask).to(dtype)
+                return self._math_bf16(q, k, v, mask).to(dtype)
         return self._sdpa(q, k, v, mask)
+
+    def _math_bf16(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(hs) + causal or given mask) v with bf16 matmuls, fp32 softmax."""
+        T, S = q.size(2), k.size(2)
+        q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
+        scores = (q @ k.transpose(-1, -2)).float() * q.size(-1) ** -0.5  # (B, nh, T, S)
+        if mask is None and T > 1:  # causal: query i sees keys up to S - T + i
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        att = F.dropout(scores.softmax(-1), self.dropout, self.training)
+        return att.to(torch.bfloat16) @ v  # (B, nh, T, hs)
 
     def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T, S = q.size(2), k.size(2)
