@@ -105,8 +105,8 @@ class CausalSelfAttention(nn.Module):
         T, S = q.size(2), k.size(2)
         q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
         scores = (q @ k.transpose(-1, -2)).float() * q.size(-1) ** -0.5  # (B, nh, T, S)
-        if mask is None and T > 1:  # causal: query i sees keys up to S - T + i
-            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        if mask is None and T > 1:
+            mask = _causal_mask(T, S, q.device)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         att = F.dropout(scores.softmax(-1), self.dropout, self.training)
@@ -122,5 +122,9 @@ class CausalSelfAttention(nn.Module):
         if S == T:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         # a chunk of T new tokens after S - T cached ones
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(T, S, q.device), dropout_p=dropout)
+
+
+def _causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
+    """(T, S) bool, True where query i (the last T of S positions) may see key j: j <= S - T + i."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)

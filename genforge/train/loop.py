@@ -35,7 +35,7 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     step, ckpt = _restore(run.out, objective, data, run.ema) if resume else (0, None)
     dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
     # optimizers after wrapping: FSDP replaces the parameters by their shards
-    hidden = hidden_matrices(objective.modules().values()) if cfg.optimizer == "muon" else set()
+    hidden = hidden_matrices(objective.modules().values())  # Muon's, with train.optimizer=muon
     run.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, run.device, hidden) for ph in objective.phases}
     if run.dtype == torch.float16:  # fp16 gradients underflow without loss scaling; bf16 has fp32's range
         run.scalers = {ph: torch.amp.GradScaler(run.device.type) for ph in objective.phases}

@@ -23,8 +23,9 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: to
     """AdamW over the trainable params: decay on tensors of 2+ dimensions, none on the rest. With
     cfg.optimizer == "muon", the params in `hidden` (see hidden_matrices) go to Muon instead."""
     params = [p for p in params if p.requires_grad]
-    muon = [p for p in params if p in hidden] if cfg.optimizer == "muon" else []
-    params = [p for p in params if p not in set(muon)]
+    hidden = hidden if cfg.optimizer == "muon" else frozenset()
+    muon = [p for p in params if p in hidden]
+    params = [p for p in params if p not in hidden]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
