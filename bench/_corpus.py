@@ -36,6 +36,16 @@ def documents(seed: int = 0) -> Iterator[str]:
         yield "\n\n".join(paras[start:start + n])
 
 
+def first_bytes(limit: int, seed: int = 0) -> Iterator[str]:
+    """The documents until `limit` bytes of UTF-8 have gone by (the last one is whole): a
+    tokenizer's training sample."""
+    for doc in documents(seed):
+        yield doc
+        limit -= len(doc.encode("utf-8"))
+        if limit <= 0:
+            return
+
+
 def write_jsonl(path: str | Path, megabytes: float, seed: int = 0) -> tuple[int, int]:
     """Write documents to path as {"text": ...} lines until it holds `megabytes` MB (10^6 bytes);
     return (bytes, documents)."""

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _corpus import SHAKESPEARE, documents
+from _corpus import SHAKESPEARE, documents, first_bytes
 
 from genforge.data.tokenizer import EOT, train_tokenizer
 
@@ -61,15 +61,6 @@ def text_sets(all_code_points: bool) -> dict[str, list[str]]:
     return sets
 
 
-def sample():
-    left = SAMPLE_BYTES
-    for doc in documents():
-        yield doc
-        left -= len(doc.encode("utf-8"))
-        if left <= 0:
-            return
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vocab", default="300,1024,8192,30000", help="comma-separated BPE vocabulary sizes")
@@ -79,7 +70,7 @@ def main() -> None:
     bad = total = 0
     seconds = {"tokenizers": 0.0, "tiktoken": 0.0}
     for vocab in map(int, args.vocab.split(",")):
-        tok = train_tokenizer(f"bpe:{vocab}", sample())
+        tok = train_tokenizer(f"bpe:{vocab}", first_bytes(SAMPLE_BYTES))
         t = time.perf_counter()
         fast = tok.fast
         if fast is None:

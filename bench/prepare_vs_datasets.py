@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _corpus import documents, write_jsonl
+from _corpus import first_bytes, write_jsonl
 
 TOKENIZER = "bpe:8192"
 TOKENIZER_SAMPLE_BYTES = 5_000_000
@@ -136,15 +136,7 @@ def genforge_cli() -> str:
 def train_once(path: Path) -> None:
     from genforge.data.tokenizer import train_tokenizer
 
-    def sample():
-        left = TOKENIZER_SAMPLE_BYTES
-        for doc in documents():
-            yield doc
-            left -= len(doc.encode("utf-8"))
-            if left <= 0:
-                return
-
-    train_tokenizer(TOKENIZER, sample()).save(path)
+    train_tokenizer(TOKENIZER, first_bytes(TOKENIZER_SAMPLE_BYTES)).save(path)
 
 
 def token_histogram(side: str, out: Path) -> np.ndarray:
