@@ -19,7 +19,7 @@ from genforge.config import TrainConfig
 from genforge.errors import CheckpointError, GenforgeError
 from genforge.train import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
-from genforge.train.device import autocast, resolve_device, resolve_dtype
+from genforge.train.device import autocast, keep_freed_host_memory, resolve_device, resolve_dtype
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
@@ -98,6 +98,7 @@ class _Run:
         self.objective, self.data, self.cfg, self.out = objective, data, cfg, out
         self.dist, self.device = dist_mod.init(resolve_device(cfg.device))
         self.dtype = resolve_dtype(cfg.dtype, self.device)
+        keep_freed_host_memory()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
