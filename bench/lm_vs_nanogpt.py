@@ -5,8 +5,9 @@
 
 Trains nanoGPT's CPU recipe (4 layers, 4 heads, 128 wide, block 64, batch 12, lr 1e-3) with
 nanoGPT's own train.py and with `genforge train configs/lm/shakespeare_char.yaml`, alternating
-A B A B, each in its own process with the same thread count. Reports per run: median ms/iter
-(evaluation iterations excluded on both sides), tokens/s, in-run val loss at each eval, val loss of
+A B A B, each in its own process with the same thread count. Reports per run: median ms/iter as each
+side times its own iterations, and wall-clock from one iteration line to the next (logging
+included; evaluation iterations excluded on both sides), tokens/s, in-run val loss at each eval, val loss of
 the final model on the whole validation split, wall time and peak RSS (wait4 of the process).
 Then `configs/lm/shakespeare_char_fast.yaml`: wall time until its val loss first reaches
 nanoGPT's final val loss. The last line is
@@ -15,6 +16,7 @@ nanoGPT's final val loss. The last line is
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import pickle
 import re
@@ -58,7 +60,8 @@ def run_all(args, work: Path) -> None:
     nano = setup_nanogpt(Path(args.nanogpt), work, text)
     subprocess.run([sys.executable, "-m", "genforge.cli", "prepare", args.data, "--tokenizer", "char",
                     "--out", str(work / "gf-data")], check=True, stdout=subprocess.DEVNULL)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    # unbuffered output: the line timestamps give a second, wall-clock ms/iter (logging included)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     refs, ours = [], []
     for r in range(args.repeats):
         out = work / f"nano-out-{r}"
@@ -83,6 +86,8 @@ def run_all(args, work: Path) -> None:
               f"whole run took {ref_time:.1f} s; final val {fast['evals'][-1][1]:.4f}; full-split val "
               f"{eval_genforge(work / 'gf-fast', text):.4f}")
         print(f"ratio_time_to_loss={'nan' if hit is None else f'{hit / ref_time:.3f}'} target_val={target:.4f}")
+    print(f"wall-clock ms/iter, line to line (logging included): ours {med(ours, 'line_ms'):.1f}, nanoGPT "
+          f"{med(refs, 'line_ms'):.1f}: ratio {med(refs, 'line_ms') / med(ours, 'line_ms'):.3f}")
     print(f"ratio_tok_s={med(ours, 'tok_s') / med(refs, 'tok_s'):.3f} val_ours={med(ours, 'val_full'):.4f} "
           f"val_ref={val_ref:.4f} rss_ours_mb={med(ours, 'rss_mb'):.0f} rss_ref_mb={med(refs, 'rss_mb'):.0f}")
 
@@ -126,35 +131,45 @@ def run(cmd: list[str], cwd: Path, env: dict, parse) -> dict:
     result.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024)
     result["tok_s"] = TOKENS_PER_ITER / (statistics.median(result["ms"]) / 1000)
     result["val_last"] = result["evals"][-1][1]
+    result["line_ms"] = statistics.median(line_gaps(result.pop("iter_times")))
     return result
 
 
+def line_gaps(iter_times: list[tuple[int, float]]) -> list[float]:
+    """ms between consecutive iteration lines (everything a step costs, logging too), leaving out
+    the warm-up and the gaps that contain an evaluation."""
+    return [1000 * (t1 - t0) for (s0, t0), (s1, t1) in itertools.pairwise(iter_times)
+            if s1 == s0 + 1 and s0 >= 10 and s1 % 250]
+
+
 def parse_nano(lines) -> dict:
-    ms, evals, times = [], [], []
+    ms, evals, times, iters = [], [], [], []
     for t, line in lines:
         if m := re.match(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", line):
+            iters.append((int(m[1]), t))
             if int(m[1]) >= 10 and int(m[1]) % 250:  # skip warm-up and evaluation iterations
                 ms.append(float(m[2]))
         elif m := re.match(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", line):
             evals.append((int(m[1]), float(m[2])))
             times.append(t)
-    return {"ms": ms, "evals": evals[1:], "eval_times": times[1:]}  # nanoGPT also evaluates at step 0
+    return {"ms": ms, "evals": evals[1:], "eval_times": times[1:], "iter_times": iters}  # nanoGPT also evaluates at step 0
 
 
 def parse_ours(lines) -> dict:
-    ms, evals, times = [], [], []
+    ms, evals, times, iters = [], [], [], []
     for t, line in lines:
         if m := re.match(r"step (\d+): loss [\d.e+-]+ lr [\d.e+-]+ tok_s ([\d.e+]+)", line):
+            iters.append((int(m[1]), t))
             if int(m[1]) >= 10:
                 ms.append(TOKENS_PER_ITER / float(m[2]) * 1000)
         elif m := re.match(r"step (\d+): val_loss ([\d.]+)", line):
             evals.append((int(m[1]), float(m[2])))
             times.append(t)
-    return {"ms": ms, "evals": evals, "eval_times": times}
+    return {"ms": ms, "evals": evals, "eval_times": times, "iter_times": iters}
 
 
 def summary(name: str, r: dict) -> str:
-    return (f"{name}: {statistics.median(r['ms']):6.1f} ms/iter  {r['tok_s']:8.0f} tok/s  val@{r['evals'][-1][0]} "
+    return (f"{name}: {statistics.median(r['ms']):6.1f} ms/iter ({r['line_ms']:.1f} line to line)  {r['tok_s']:8.0f} tok/s  val@{r['evals'][-1][0]} "
             f"{r['val_last']:.4f}  full-val {r['val_full']:.4f}  wall {r['wall_s']:6.1f} s  peak RSS {r['rss_mb']:.0f} MB")
 
 
