@@ -20,6 +20,7 @@ from genforge.errors import CheckpointError, GenforgeError
 from genforge.train import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
 from genforge.train.device import autocast, keep_freed_host_memory, resolve_device, resolve_dtype
+from genforge.train.ema import EMA
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
@@ -250,29 +251,10 @@ def _fmt(values: dict, keys=None) -> str:
     return " ".join(f"{k} {values[k]:.4g}" for k in keys if k in values)
 
 
-def _make_ema(objective, cfg: TrainConfig):
+def _make_ema(objective, cfg: TrainConfig) -> EMA | None:
     if not cfg.ema_decay:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    target = objective.modules()[objective.ema_module]
-    update = _warmup_ema(cfg.ema_decay) if cfg.ema_warmup else get_ema_multi_avg_fn(cfg.ema_decay)
-    return AveragedModel(target, multi_avg_fn=update, use_buffers=True)
-
-
-def ema_decay_at(decay: float, n: int) -> float:
-    """The warmed-up decay after n updates (TensorFlow's ExponentialMovingAverage num_updates):
-    early on the average follows the fast-moving weights instead of dragging the random init along."""
-    return min(decay, (1 + n) / (10 + n))
-
-
-def _warmup_ema(decay: float):
-    from torch.optim.swa_utils import get_ema_multi_avg_fn
-
-    def update(ema_params, params, n_averaged: torch.Tensor) -> None:
-        get_ema_multi_avg_fn(ema_decay_at(decay, int(n_averaged)))(ema_params, params, n_averaged)
-
-    return update
+    return EMA(objective.modules()[objective.ema_module], cfg.ema_decay, cfg.ema_warmup)
 
 
 def _gather(step, objective, optimizers, data, ema, scalers) -> tuple[dict, dict]:
@@ -285,7 +267,7 @@ def _gather(step, objective, optimizers, data, ema, scalers) -> tuple[dict, dict
     if ema is not None:  # inference uses the EMA weights; the raw ones are kept for resume
         name = objective.ema_module
         state[f"raw-{name}"] = dict(modules[name].state_dict())
-        state["trainer"]["ema_n_averaged"] = int(ema.n_averaged)
+        state["trainer"]["ema_n_averaged"] = ema.n_averaged
         modules[name] = ema.module
     for phase, opt in optimizers.items():
         tensors, groups = _flatten_optimizer(opt.state_dict())
@@ -319,7 +301,7 @@ def _restore(out, objective, data, ema) -> tuple[int, Path]:
             ckpt_io.load_module(module, path / f"{name}.safetensors")
     trainer = ckpt_io.load_state(path, "trainer")
     if ema is not None:
-        ema.n_averaged.fill_(trainer["ema_n_averaged"])
+        ema.n_averaged = int(trainer["ema_n_averaged"])
     data.load_state_dict(trainer["data"])
     _set_rng_state(ckpt_io.load_state(path, "rng"))
     return int(trainer["step"]), path

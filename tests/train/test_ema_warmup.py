@@ -1,4 +1,5 @@
-"""train.ema_warmup: the EMA's decay ramps as min(decay, (1 + n) / (10 + n)), by hand; resume keeps the ramp."""
+"""train.ema_warmup: the EMA's decay ramps as min(decay, (1 + n) / (10 + n)), by hand; resume keeps the ramp;
+the EMA matches torch's AveragedModel."""
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +8,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from genforge.config import TrainConfig
-from genforge.train.loop import _make_ema, ema_decay_at
+from genforge.train.ema import ema_decay_at
+from genforge.train.loop import _make_ema
 from genforge.train.run import run
 
 
@@ -43,3 +45,26 @@ def test_resume_keeps_the_ramp(tmp_path, tiny_config):
     run(tiny_config(resumed, *extra, max_iters=12), resume=True, progress=False)
     a, b = (load_file(d / "latest" / "model.safetensors") for d in (straight, resumed))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_matches_torch_averaged_model_bitwise():
+    """Our EMA (host-side count, no device sync) against torch.optim.swa_utils.AveragedModel, BatchNorm buffers included."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from genforge.train.ema import EMA
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    ours, ref = EMA(net, 0.9), AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(4):
+        net(torch.randn(16, 4)).square().mean().backward()
+        opt.step()
+        ours.update_parameters(net)
+        ref.update_parameters(net)
+    assert ours.n_averaged == 4
+    a, b = ours.module.state_dict(), ref.module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    assert not torch.equal(a["0.weight"], net.state_dict()["0.weight"])
+    # an integer buffer follows the module (AveragedModel's int arithmetic truncates it back to its first value)
+    assert int(a["1.num_batches_tracked"]) == 4
