@@ -99,7 +99,8 @@ class _Run:
         self.objective, self.data, self.cfg, self.out = objective, data, cfg, out
         self.dist, self.device = dist_mod.init(resolve_device(cfg.device))
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        keep_freed_host_memory()
+        if self.device.type == "cpu":  # where activations live in host memory
+            keep_freed_host_memory()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
