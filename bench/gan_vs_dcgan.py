@@ -20,7 +20,10 @@ net wins by taking more steps. genforge trains configs/gan/mnist.yaml with `genf
 loop for the same budget. Runs alternate A B, seed r for both in repeat r.
 Both are scored by one function: FID of --samples generated images against the first --samples
 MNIST test images in the features of a genforge-trained MNIST classifier (trained first when
---classifier is not given), and class coverage (classes with >= 20% of their uniform share).
+--classifier is not given), class coverage (classes with >= 20% of their uniform share), and, so
+that diversity shows next to FID (these features reward class-typical digits), precision/recall of
+the k-NN manifolds in the same features and the within-class spread (per-pixel std within each
+predicted class; real test digits: 0.15).
 The last line is   fid_ours=... fid_ref=... classes_covered=...   (median FIDs; the coverage of each
 side's worst run, ours / reference).
 """
@@ -145,8 +148,24 @@ def classifier(work: Path, mnist: str, threads: int) -> Path:
     return run(cfg, progress=False)
 
 
-def score(fake: torch.Tensor, real: torch.Tensor, clf) -> tuple[float, int]:
-    return im.fid(real, fake, clf), im.class_coverage(clf, fake, 10)[0]
+def score(fake: torch.Tensor, real: torch.Tensor, clf) -> tuple[float, int, float, float, float]:
+    """(FID, classes covered, precision, recall, within-class spread): precision/recall of the
+    k-NN manifolds in the same features, and the spread, so that diversity shows next to FID."""
+    precision, recall = im.precision_recall(im.features(clf, real), im.features(clf, fake))
+    return im.fid(real, fake, clf), im.class_coverage(clf, fake, 10)[0], precision, recall, spread(fake, clf)
+
+
+def spread(images: torch.Tensor, clf) -> float:
+    """Per-pixel standard deviation within each classifier-predicted class, averaged over pixels and
+    classes: near 0 when G draws one style per digit (real MNIST test digits: 0.15)."""
+    with torch.no_grad():
+        pred = torch.cat([clf(images[i:i + 500].float()).argmax(1) for i in range(0, len(images), 500)])
+    stds = [images[pred == k].std(0).mean().item() for k in range(10) if (pred == k).sum() > 1]
+    return sum(stds) / max(len(stds), 1)
+
+
+def describe(r: tuple) -> str:
+    return f"FID {r[0]:.2f}  classes {r[1]}/10  precision {r[2]:.3f}  recall {r[3]:.3f}  spread {r[4]:.3f}"
 
 
 def ref_samples(g: nn.Module, n: int) -> torch.Tensor:
@@ -157,6 +176,9 @@ def ref_samples(g: nn.Module, n: int) -> torch.Tensor:
 def ours_samples(g: nn.Module, n: int, truncation: float | None) -> torch.Tensor:
     gens = [torch.Generator().manual_seed(i) for i in range(0, n, 500)]
     return torch.cat([g.sample(500, generator=gen, truncation=truncation) for gen in gens])[:n]
+
+
+STEPS = 5  # a run's tuple: score()'s five values, then its iterations
 
 
 def med(runs: list[tuple], i: int) -> float:
@@ -171,11 +193,11 @@ def tune_reference(args, train_x, real, clf) -> None:
             g, it = run_reference(train_x, args.minutes, r, name)
             results[name].append((*score(ref_samples(g, args.samples), real, clf), it))
             batch_stats = score(ref_samples(g.train(), args.samples), real, clf)  # as examples' fixed_noise grids
-            print(f"dcgan {name} {REF_SETTINGS[name]} seed {r}: {it} iterations  FID {results[name][-1][0]:.2f}  "
-                  f"classes {results[name][-1][1]}/10 (BN batch statistics: FID {batch_stats[0]:.2f} "
-                  f"classes {batch_stats[1]}/10)", flush=True)
+            print(f"dcgan {name} {REF_SETTINGS[name]} seed {r}: {it} iterations  {describe(results[name][-1])} "
+                  f"(BN batch statistics: FID {batch_stats[0]:.2f} classes {batch_stats[1]}/10)", flush=True)
     for name, runs in results.items():
-        print(f"dcgan {name}: median FID {med(runs, 0):.2f}  classes {med(runs, 1):.0f}/10  iterations {med(runs, 2):.0f}")
+        print(f"dcgan {name}: median FID {med(runs, 0):.2f}  classes {med(runs, 1):.0f}/10  recall {med(runs, 3):.3f}  "
+              f"iterations {med(runs, STEPS):.0f}")
 
 
 def compare(args, train_x, real, clf, work: Path) -> None:
@@ -185,24 +207,25 @@ def compare(args, train_x, real, clf, work: Path) -> None:
         if not args.ours_only:
             g, it = run_reference(train_x, args.minutes, r, args.ref)
             refs.append((*score(ref_samples(g, args.samples), real, clf), it))
-            print(f"dcgan ({args.ref}) seed {r}: {it} iterations  FID {refs[-1][0]:.2f}  classes {refs[-1][1]}/10",
-                  flush=True)
+            print(f"dcgan ({args.ref}) seed {r}: {it} iterations  {describe(refs[-1])}", flush=True)
         g, it = run_ours(work, args.mnist, args.minutes, r, args.threads, args.set)
         fake = ours_samples(g, args.samples, args.truncation)
         ours.append((*score(fake, real, clf), it))
-        print(f"genforge (configs/gan/mnist.yaml {' '.join(args.set)}) seed {r}: {it} iterations  "
-              f"FID {ours[-1][0]:.2f}  classes {ours[-1][1]}/10", flush=True)
+        print(f"genforge (configs/gan/mnist.yaml {' '.join(args.set)}) seed {r}: {it} iterations  {describe(ours[-1])}",
+              flush=True)
         if args.grid:
             from genforge.sample.images import save_grid
 
             save_grid(fake[:100], args.grid, nrow=10, scale=2)  # the last run's samples
     if refs:
         print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} ratio={med(ours, 0) / med(refs, 0):.2f} "
-              f"steps_ours={med(ours, 2):.0f} steps_ref={med(refs, 2):.0f}")
+              f"recall_ours={med(ours, 3):.3f} recall_ref={med(refs, 3):.3f} spread_ours={med(ours, 4):.3f} "
+              f"spread_ref={med(refs, 4):.3f} steps_ours={med(ours, STEPS):.0f} steps_ref={med(refs, STEPS):.0f}")
         print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} "
               f"classes_covered={min(x[1] for x in ours)}/{min(x[1] for x in refs)}")  # the worst run's
     else:
-        print(f"fid_ours={med(ours, 0):.2f} classes_covered={med(ours, 1):.0f} steps_ours={med(ours, 2):.0f}")
+        print(f"fid_ours={med(ours, 0):.2f} classes_covered={med(ours, 1):.0f} recall={med(ours, 3):.3f} "
+              f"spread={med(ours, 4):.3f} steps_ours={med(ours, STEPS):.0f}")
 
 
 def main() -> None:
