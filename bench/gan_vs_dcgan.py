@@ -30,6 +30,7 @@ side's worst run, ours / reference).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -58,6 +59,8 @@ REF_SETTINGS = {
     "width16": dict(width=16, lr=2e-4, beta1=0.5, batch=64),  # ~7x
     "width32-lr5e-4": dict(width=32, lr=5e-4, beta1=0.5, batch=64),
     "width32-batch128": dict(width=32, lr=4e-4, beta1=0.5, batch=128),  # lr scaled with the batch
+    # bf16 autocast (not in examples; genforge's side uses it where the CPU has AVX512-BF16): ~1.45x the steps
+    "width16-bf16": dict(width=16, lr=2e-4, beta1=0.5, batch=64, bf16=True),
 }
 REF_TUNED = "width16"
 
@@ -104,18 +107,23 @@ def run_reference(train_x: torch.Tensor, minutes: float, seed: int, setting: str
     d.apply(weights_init)
     opt_d = torch.optim.Adam(d.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
     opt_g = torch.optim.Adam(g.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
+    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=hp.get("bf16", False))
+    bce = F.binary_cross_entropy
     deadline, it = time.process_time() + 60 * minutes, 0
     while time.process_time() < deadline:
         for idx in torch.randperm(len(train_x)).split(hp["batch"]):
             real = train_x[idx] * 2 - 1
             d.zero_grad()
-            err_real = F.binary_cross_entropy(d(real), torch.ones(len(real)))
-            fake = g(torch.randn(len(real), NZ, 1, 1))
-            err_fake = F.binary_cross_entropy(d(fake.detach()), torch.zeros(len(real)))
+            with cast():
+                err_real = bce(d(real).float(), torch.ones(len(real)))
+                fake = g(torch.randn(len(real), NZ, 1, 1))
+                err_fake = bce(d(fake.detach()).float(), torch.zeros(len(real)))
             (err_real + err_fake).backward()
             opt_d.step()
             g.zero_grad()
-            F.binary_cross_entropy(d(fake), torch.ones(len(real))).backward()
+            with cast():
+                err_g = bce(d(fake).float(), torch.ones(len(real)))
+            err_g.backward()
             opt_g.step()
             it += 1
             if time.process_time() >= deadline:
@@ -170,7 +178,7 @@ def describe(r: tuple) -> str:
 
 def ref_samples(g: nn.Module, n: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([(g(torch.randn(500, NZ, 1, 1)) + 1) / 2 for _ in range(0, n, 500)])[:n]  # (n, 1, 28, 28)
+        return torch.cat([(g(torch.randn(500, NZ, 1, 1)).float() + 1) / 2 for _ in range(0, n, 500)])[:n]  # (n, 1, 28, 28)
 
 
 def ours_samples(g: nn.Module, n: int, truncation: float | None) -> torch.Tensor:

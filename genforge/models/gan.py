@@ -30,9 +30,10 @@ class GANConfig:
     d_width: int = 64  # channels of D's first convolution (the second has 2x)
     num_classes: int = 0  # 0: the data's
     conditional: bool = False  # class-conditional G and D
-    # how the class enters a conditional G: "concat" (an embedding beside z, into the first layer) or
+    # how the class enters a conditional G: "concat" (an embedding beside z, into the first layer),
     # "cbn" (conditional batch norm: a per-class gain and bias on every batch norm; nn/cond_norm.py)
-    g_cond: Literal["concat", "cbn"] = "concat"
+    # or "both"
+    g_cond: Literal["concat", "cbn", "both"] = "concat"
     loss: Literal["ns", "hinge"] = "hinge"  # non-saturating (Goodfellow et al. 2014) or hinge (Lim & Ye 2017)
     r1_gamma: float = 0.0  # weight of the R1 gradient penalty on real images (0: off)
     d_lr_scale: float = 1.0  # D's learning rate is train.lr times this (two time-scale updates)
@@ -44,8 +45,8 @@ class GANConfig:
             raise ConfigError("model.conditional=true needs labelled data with 2+ classes")
         if self.image_size % 4:
             raise ConfigError(f"model.image_size={self.image_size}: the GAN needs a multiple of 4")
-        if self.g_cond not in ("concat", "cbn"):
-            raise ConfigError(f"model.g_cond={self.g_cond!r}: expected concat or cbn")
+        if self.g_cond not in ("concat", "cbn", "both"):
+            raise ConfigError(f"model.g_cond={self.g_cond!r}: expected concat, cbn or both")
         if self.r1_gamma < 0 or self.num_classes < 0 or self.d_lr_scale <= 0 or self.truncation < 0:
             raise ConfigError("model.r1_gamma >= 0, model.num_classes >= 0, model.d_lr_scale > 0 and "
                               "model.truncation >= 0 are required")
@@ -66,12 +67,12 @@ class Generator(nn.Module):
         super().__init__()
         self.config = c
         s, w = c.image_size // 4, c.g_width
-        concat = c.n_cond and c.g_cond == "concat"
+        concat = c.n_cond and c.g_cond in ("concat", "both")
         z_in = c.latent_dim * (2 if concat else 1)
         self.embed = nn.Embedding(c.n_cond, c.latent_dim) if concat else None
 
         def norm(features: int, spatial: bool) -> nn.Module:
-            if c.n_cond and c.g_cond == "cbn":
+            if c.n_cond and c.g_cond in ("cbn", "both"):
                 return ConditionalBatchNorm(features, c.n_cond, spatial)
             return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features)
 

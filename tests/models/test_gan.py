@@ -38,6 +38,14 @@ def test_cbn_generator_shapes_and_uses_the_class():
     assert torch.allclose(a[[0, 2, 3, 5]], b[[0, 2, 3, 5]]) and not torch.allclose(a[[1, 4]], b[[1, 4]])
 
 
+def test_both_conditions_g_twice():
+    gan = GAN(GANConfig(image_size=8, channels=1, latent_dim=4, g_width=4, d_width=4, num_classes=3,
+                        conditional=True, g_cond="both"))
+    assert gan.g.embed is not None and gan.g.net[0].in_features == 8  # z beside its class embedding
+    assert sum(isinstance(m, ConditionalBatchNorm) for m in gan.g.modules()) == 2
+    assert gan.g(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])).shape == (6, 1, 8, 8)
+
+
 def test_bad_g_cond_is_a_config_error():
     with pytest.raises(ConfigError, match="model.g_cond"):
         GANConfig(g_cond="film")
