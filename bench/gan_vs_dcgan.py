@@ -139,7 +139,7 @@ def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int, ex
     cfg = load_config(ROOT / "configs/gan/mnist.yaml", [
         f"data.source={mnist}", f"train.max_minutes={minutes}", "train.budget_clock=cpu", "train.max_iters=10000000",
         "train.eval_interval=1000000", "train.eval_iters=1", f"train.seed={seed}", f"train.threads={threads}",
-        "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / f'ours-{seed}'}", *extra])
+        "train.device=cpu", f"train.out_dir={work / f'ours-{seed}'}", *extra])  # train.dtype: the config's
     ckpt = run(cfg, progress=False)
     g, _, _ = load_image_model(ckpt)
     return g, int(ckpt.name.split("-")[1])
