@@ -17,7 +17,9 @@ against label 1; Adam(lr, betas=(0.5, 0.999)), nz 100; sampled in eval mode (BN 
 statistics). Its settings (REF_SETTINGS: width ngf = ndf, lr, batch) were tuned by --tune-ref at
 the 3-minute budget; REF_TUNED is the winner (README, bench notes): at this budget a narrower
 net wins by taking more steps. genforge trains configs/gan/mnist.yaml with `genforge train`'s
-loop for the same budget. Runs alternate A B, seed r for both in repeat r.
+loop for the same budget, in the config's precision (train.dtype auto: bf16 autocast on CPUs with
+AVX512-BF16 or AMX); the reference trains in float32 as examples does, or with bf16 autocast too in
+the width16-bf16 setting. Runs alternate A B, seed r for both in repeat r.
 Both are scored by one function: FID of --samples generated images against the first --samples
 MNIST test images in the features of a genforge-trained MNIST classifier (trained first when
 --classifier is not given), class coverage (classes with >= 20% of their uniform share), and, so
