@@ -4,7 +4,8 @@
 non-saturating loss. "sn" is the modern stable variant: spectral normalisation in D (Miyato et
 al. 2018), usually with the hinge loss and an R1 penalty (Mescheder et al. 2018) and an EMA of G
 (the loop keeps it: train.ema_decay). Class-conditional with conditional: true: G reads a class
-embedding next to z, D is a projection discriminator (Miyato & Koyama 2018).
+embedding next to z (g_cond: concat) and/or through conditional batch norm (g_cond: cbn), D is a
+projection discriminator (Miyato & Koyama 2018).
 G outputs tanh images in [-1, 1]; `sample` returns them in [0, 1].
 """
 from __future__ import annotations
