@@ -17,16 +17,22 @@ against label 1; Adam(lr, betas=(0.5, 0.999)), nz 100; sampled in eval mode (BN 
 statistics). Its settings (REF_SETTINGS: width ngf = ndf, lr, batch) were tuned by --tune-ref at
 the 3-minute budget; REF_TUNED is the winner (README, bench notes): at this budget a narrower
 net wins by taking more steps. genforge trains configs/gan/mnist.yaml with `genforge train`'s
-loop for the same budget. Runs alternate A B, seed r for both in repeat r.
+loop for the same budget, in the config's precision (train.dtype auto: bf16 autocast on CPUs with
+AVX512-BF16 or AMX); the reference trains in float32 as examples does, or with bf16 autocast too in
+the width16-bf16 setting. Runs alternate A B, seed r for both in repeat r.
 Both are scored by one function: FID of --samples generated images against the first --samples
 MNIST test images in the features of a genforge-trained MNIST classifier (trained first when
---classifier is not given), and class coverage (classes with >= 20% of their uniform share).
+--classifier is not given), class coverage (classes with >= 20% of their uniform share), and, so
+that diversity shows next to FID (these features reward class-typical digits), precision/recall of
+the k-NN manifolds in the same features and the within-class spread (per-pixel std within each
+predicted class; real test digits: 0.15).
 The last line is   fid_ours=... fid_ref=... classes_covered=...   (median FIDs; the coverage of each
 side's worst run, ours / reference).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -47,7 +53,7 @@ from genforge.data.images import find_idx, read_idx_pair
 from genforge.eval import image_metrics as im
 
 NZ = 100
-# the reference's settings (G/D width, lr, Adam beta1, batch); "tuned" won the --tune-ref sweep
+# the reference's settings (G/D width, lr, Adam beta1, batch, bf16 autocast); REF_TUNED won the --tune-ref sweep
 REF_SETTINGS = {
     "examples": dict(width=64, lr=2e-4, beta1=0.5, batch=64),  # dcgan/main.py's defaults (ngf = ndf = 64)
     "lr5e-4": dict(width=64, lr=5e-4, beta1=0.5, batch=64),
@@ -55,8 +61,10 @@ REF_SETTINGS = {
     "width16": dict(width=16, lr=2e-4, beta1=0.5, batch=64),  # ~7x
     "width32-lr5e-4": dict(width=32, lr=5e-4, beta1=0.5, batch=64),
     "width32-batch128": dict(width=32, lr=4e-4, beta1=0.5, batch=128),  # lr scaled with the batch
+    # bf16 autocast (not in examples; genforge's side uses it where the CPU has AVX512-BF16): ~1.45x the steps
+    "width16-bf16": dict(width=16, lr=2e-4, beta1=0.5, batch=64, bf16=True),
 }
-REF_TUNED = "width16"
+REF_TUNED = "width16-bf16"  # seed 0: 23.83 vs width16's 29.24 (fp32); the stronger reference is the fair one
 
 
 class RefG(nn.Module):
@@ -101,18 +109,23 @@ def run_reference(train_x: torch.Tensor, minutes: float, seed: int, setting: str
     d.apply(weights_init)
     opt_d = torch.optim.Adam(d.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
     opt_g = torch.optim.Adam(g.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
+    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=hp.get("bf16", False))
+    bce = F.binary_cross_entropy
     deadline, it = time.process_time() + 60 * minutes, 0
     while time.process_time() < deadline:
         for idx in torch.randperm(len(train_x)).split(hp["batch"]):
             real = train_x[idx] * 2 - 1
             d.zero_grad()
-            err_real = F.binary_cross_entropy(d(real), torch.ones(len(real)))
-            fake = g(torch.randn(len(real), NZ, 1, 1))
-            err_fake = F.binary_cross_entropy(d(fake.detach()), torch.zeros(len(real)))
+            with cast():
+                err_real = bce(d(real).float(), torch.ones(len(real)))
+                fake = g(torch.randn(len(real), NZ, 1, 1))
+                err_fake = bce(d(fake.detach()).float(), torch.zeros(len(real)))
             (err_real + err_fake).backward()
             opt_d.step()
             g.zero_grad()
-            F.binary_cross_entropy(d(fake), torch.ones(len(real))).backward()
+            with cast():
+                err_g = bce(d(fake).float(), torch.ones(len(real)))
+            err_g.backward()
             opt_g.step()
             it += 1
             if time.process_time() >= deadline:
@@ -128,7 +141,7 @@ def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int, ex
     cfg = load_config(ROOT / "configs/gan/mnist.yaml", [
         f"data.source={mnist}", f"train.max_minutes={minutes}", "train.budget_clock=cpu", "train.max_iters=10000000",
         "train.eval_interval=1000000", "train.eval_iters=1", f"train.seed={seed}", f"train.threads={threads}",
-        "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / f'ours-{seed}'}", *extra])
+        "train.device=cpu", f"train.out_dir={work / f'ours-{seed}'}", *extra])  # train.dtype: the config's
     ckpt = run(cfg, progress=False)
     g, _, _ = load_image_model(ckpt)
     return g, int(ckpt.name.split("-")[1])
@@ -145,18 +158,37 @@ def classifier(work: Path, mnist: str, threads: int) -> Path:
     return run(cfg, progress=False)
 
 
-def score(fake: torch.Tensor, real: torch.Tensor, clf) -> tuple[float, int]:
-    return im.fid(real, fake, clf), im.class_coverage(clf, fake, 10)[0]
+def score(fake: torch.Tensor, real: torch.Tensor, clf) -> tuple[float, int, float, float, float]:
+    """(FID, classes covered, precision, recall, within-class spread): precision/recall of the
+    k-NN manifolds in the same features, and the spread, so that diversity shows next to FID."""
+    precision, recall = im.precision_recall(im.features(clf, real), im.features(clf, fake))
+    return im.fid(real, fake, clf), im.class_coverage(clf, fake, 10)[0], precision, recall, spread(fake, clf)
+
+
+def spread(images: torch.Tensor, clf) -> float:
+    """Per-pixel standard deviation within each classifier-predicted class, averaged over pixels and
+    classes: near 0 when G draws one style per digit (real MNIST test digits: 0.15)."""
+    with torch.no_grad():
+        pred = torch.cat([clf(images[i:i + 500].float()).argmax(1) for i in range(0, len(images), 500)])
+    stds = [images[pred == k].std(0).mean().item() for k in range(10) if (pred == k).sum() > 1]
+    return sum(stds) / max(len(stds), 1)
+
+
+def describe(r: tuple) -> str:
+    return f"FID {r[0]:.2f}  classes {r[1]}/10  precision {r[2]:.3f}  recall {r[3]:.3f}  spread {r[4]:.3f}"
 
 
 def ref_samples(g: nn.Module, n: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([(g(torch.randn(500, NZ, 1, 1)) + 1) / 2 for _ in range(0, n, 500)])[:n]  # (n, 1, 28, 28)
+        return torch.cat([(g(torch.randn(500, NZ, 1, 1)).float() + 1) / 2 for _ in range(0, n, 500)])[:n]  # (n, 1, 28, 28)
 
 
 def ours_samples(g: nn.Module, n: int, truncation: float | None) -> torch.Tensor:
     gens = [torch.Generator().manual_seed(i) for i in range(0, n, 500)]
     return torch.cat([g.sample(500, generator=gen, truncation=truncation) for gen in gens])[:n]
+
+
+STEPS = 5  # a run's tuple: score()'s five values, then its iterations
 
 
 def med(runs: list[tuple], i: int) -> float:
@@ -171,11 +203,11 @@ def tune_reference(args, train_x, real, clf) -> None:
             g, it = run_reference(train_x, args.minutes, r, name)
             results[name].append((*score(ref_samples(g, args.samples), real, clf), it))
             batch_stats = score(ref_samples(g.train(), args.samples), real, clf)  # as examples' fixed_noise grids
-            print(f"dcgan {name} {REF_SETTINGS[name]} seed {r}: {it} iterations  FID {results[name][-1][0]:.2f}  "
-                  f"classes {results[name][-1][1]}/10 (BN batch statistics: FID {batch_stats[0]:.2f} "
-                  f"classes {batch_stats[1]}/10)", flush=True)
+            print(f"dcgan {name} {REF_SETTINGS[name]} seed {r}: {it} iterations  {describe(results[name][-1])} "
+                  f"(BN batch statistics: FID {batch_stats[0]:.2f} classes {batch_stats[1]}/10)", flush=True)
     for name, runs in results.items():
-        print(f"dcgan {name}: median FID {med(runs, 0):.2f}  classes {med(runs, 1):.0f}/10  iterations {med(runs, 2):.0f}")
+        print(f"dcgan {name}: median FID {med(runs, 0):.2f}  classes {med(runs, 1):.0f}/10  recall {med(runs, 3):.3f}  "
+              f"iterations {med(runs, STEPS):.0f}")
 
 
 def compare(args, train_x, real, clf, work: Path) -> None:
@@ -185,24 +217,25 @@ def compare(args, train_x, real, clf, work: Path) -> None:
         if not args.ours_only:
             g, it = run_reference(train_x, args.minutes, r, args.ref)
             refs.append((*score(ref_samples(g, args.samples), real, clf), it))
-            print(f"dcgan ({args.ref}) seed {r}: {it} iterations  FID {refs[-1][0]:.2f}  classes {refs[-1][1]}/10",
-                  flush=True)
+            print(f"dcgan ({args.ref}) seed {r}: {it} iterations  {describe(refs[-1])}", flush=True)
         g, it = run_ours(work, args.mnist, args.minutes, r, args.threads, args.set)
         fake = ours_samples(g, args.samples, args.truncation)
         ours.append((*score(fake, real, clf), it))
-        print(f"genforge (configs/gan/mnist.yaml {' '.join(args.set)}) seed {r}: {it} iterations  "
-              f"FID {ours[-1][0]:.2f}  classes {ours[-1][1]}/10", flush=True)
+        print(f"genforge (configs/gan/mnist.yaml {' '.join(args.set)}) seed {r}: {it} iterations  {describe(ours[-1])}",
+              flush=True)
         if args.grid:
             from genforge.sample.images import save_grid
 
             save_grid(fake[:100], args.grid, nrow=10, scale=2)  # the last run's samples
     if refs:
         print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} ratio={med(ours, 0) / med(refs, 0):.2f} "
-              f"steps_ours={med(ours, 2):.0f} steps_ref={med(refs, 2):.0f}")
+              f"recall_ours={med(ours, 3):.3f} recall_ref={med(refs, 3):.3f} spread_ours={med(ours, 4):.3f} "
+              f"spread_ref={med(refs, 4):.3f} steps_ours={med(ours, STEPS):.0f} steps_ref={med(refs, STEPS):.0f}")
         print(f"fid_ours={med(ours, 0):.2f} fid_ref={med(refs, 0):.2f} "
               f"classes_covered={min(x[1] for x in ours)}/{min(x[1] for x in refs)}")  # the worst run's
     else:
-        print(f"fid_ours={med(ours, 0):.2f} classes_covered={med(ours, 1):.0f} steps_ours={med(ours, 2):.0f}")
+        print(f"fid_ours={med(ours, 0):.2f} classes_covered={med(ours, 1):.0f} recall={med(ours, 3):.3f} "
+              f"spread={med(ours, 4):.3f} steps_ours={med(ours, STEPS):.0f}")
 
 
 def main() -> None:

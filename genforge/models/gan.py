@@ -4,7 +4,8 @@
 non-saturating loss. "sn" is the modern stable variant: spectral normalisation in D (Miyato et
 al. 2018), usually with the hinge loss and an R1 penalty (Mescheder et al. 2018) and an EMA of G
 (the loop keeps it: train.ema_decay). Class-conditional with conditional: true: G reads a class
-embedding next to z, D is a projection discriminator (Miyato & Koyama 2018).
+embedding next to z (g_cond: concat) and/or through conditional batch norm (g_cond: cbn), D is a
+projection discriminator (Miyato & Koyama 2018).
 G outputs tanh images in [-1, 1]; `sample` returns them in [0, 1].
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genforge.errors import ConfigError
+from genforge.nn.cond_norm import ConditionalBatchNorm
 
 
 @dataclass
@@ -29,6 +31,10 @@ class GANConfig:
     d_width: int = 64  # channels of D's first convolution (the second has 2x)
     num_classes: int = 0  # 0: the data's
     conditional: bool = False  # class-conditional G and D
+    # how the class enters a conditional G: "concat" (an embedding beside z, into the first layer),
+    # "cbn" (conditional batch norm: a per-class gain and bias on every batch norm; nn/cond_norm.py)
+    # or "both"
+    g_cond: Literal["concat", "cbn", "both"] = "concat"
     loss: Literal["ns", "hinge"] = "hinge"  # non-saturating (Goodfellow et al. 2014) or hinge (Lim & Ye 2017)
     r1_gamma: float = 0.0  # weight of the R1 gradient penalty on real images (0: off)
     d_lr_scale: float = 1.0  # D's learning rate is train.lr times this (two time-scale updates)
@@ -40,6 +46,8 @@ class GANConfig:
             raise ConfigError("model.conditional=true needs labelled data with 2+ classes")
         if self.image_size % 4:
             raise ConfigError(f"model.image_size={self.image_size}: the GAN needs a multiple of 4")
+        if self.g_cond not in ("concat", "cbn", "both"):
+            raise ConfigError(f"model.g_cond={self.g_cond!r}: expected concat, cbn or both")
         if self.r1_gamma < 0 or self.num_classes < 0 or self.d_lr_scale <= 0 or self.truncation < 0:
             raise ConfigError("model.r1_gamma >= 0, model.num_classes >= 0, model.d_lr_scale > 0 and "
                               "model.truncation >= 0 are required")
@@ -60,18 +68,27 @@ class Generator(nn.Module):
         super().__init__()
         self.config = c
         s, w = c.image_size // 4, c.g_width
-        z_in = c.latent_dim * (2 if c.n_cond else 1)
-        self.embed = nn.Embedding(c.n_cond, c.latent_dim) if c.n_cond else None
+        concat = c.n_cond and c.g_cond in ("concat", "both")
+        z_in = c.latent_dim * (2 if concat else 1)
+        self.embed = nn.Embedding(c.n_cond, c.latent_dim) if concat else None
+
+        def norm(features: int, spatial: bool) -> nn.Module:
+            if c.n_cond and c.g_cond in ("cbn", "both"):
+                return ConditionalBatchNorm(features, c.n_cond, spatial)
+            return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features)
+
         self.net = nn.Sequential(
-            nn.Linear(z_in, 2 * w * s * s, bias=False), nn.BatchNorm1d(2 * w * s * s), nn.ReLU(),
+            nn.Linear(z_in, 2 * w * s * s, bias=False), norm(2 * w * s * s, False), nn.ReLU(),
             nn.Unflatten(1, (2 * w, s, s)),
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),  # (B, w, 2s, 2s)
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), norm(w, True), nn.ReLU(),  # (B, w, 2s, 2s)
             nn.ConvTranspose2d(w, c.channels, 4, 2, 1), nn.Tanh())  # (B, C, 4s, 4s)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(y)], dim=1)
-        return self.net(z)  # (B, C, H, W) in [-1, 1]
+        for layer in self.net:
+            z = layer(z, y) if isinstance(layer, ConditionalBatchNorm) else layer(z)
+        return z  # (B, C, H, W) in [-1, 1]
 
     @torch.no_grad()
     def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,

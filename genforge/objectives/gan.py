@@ -45,6 +45,7 @@ class GANObjective:
         self.lr_scales = {"d": self.c.d_lr_scale}  # the loop multiplies the scheduled lr per phase
         self.scorer = scorer  # a classifier (genforge/models/classifier.py) for coverage and FID at eval
         self.class_names = class_names
+        self._pending = None  # (batch images, fakes, their classes) of the last D phase
 
     def parameters(self, phase: str):
         return (self.d if phase == "d" else self.g).parameters()
@@ -57,28 +58,21 @@ class GANObjective:
         y = torch.randint(0, self.c.n_cond, (n,), device=device) if self.c.n_cond else None
         return self.g(z, y), y
 
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """x seen through model.diffaugment (the same policy for real and fake)."""
+        return diff_augment(x, self.c.diffaugment) if self.c.diffaugment else x
+
     def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """D's logits (B,) for x seen through model.diffaugment (the same policy for real and fake)."""
-        return self.d(diff_augment(x, self.c.diffaugment) if self.c.diffaugment else x, y)
+        """D's logits (B,) for x seen through model.diffaugment."""
+        return self.d(self._augment(x), y)
 
     def loss(self, batch, phase: str):
         x, y = batch
         x = x.float() * 2 - 1  # (B, C, H, W) in [-1, 1], as G's tanh
         y = y if self.c.n_cond else None
         if phase == "d":
-            with torch.no_grad():
-                fake, fy = self._fake(len(x), x.device)
-            if self.c.diffaugment:
-                x = diff_augment(x, self.c.diffaugment)  # R1 then penalises D's gradient at what it sees
-            if self.c.r1_gamma:
-                r1, real = r1_penalty(self.d, x, y)
-            else:
-                r1, real = torch.zeros((), device=x.device), self.d(x, y)
-            out = self._d(fake, fy)
-            loss = d_loss_fn(self.c.loss, real, out) + self.c.r1_gamma / 2 * r1
-            return loss, {"loss": loss.detach(), "real": real.mean().detach(), "fake": out.mean().detach(),
-                          "r1": r1.detach(), "tokens": len(x)}
-        fake, fy = self._fake(len(x), x.device)
+            return self._d_loss(batch[0], x, y)
+        fake, fy = self._fakes_of(batch[0], x)
         self.d.requires_grad_(False)  # G's step needs no gradients in D (its optimizer would not clear them)
         try:
             out = self._d(fake, fy)
@@ -86,6 +80,35 @@ class GANObjective:
             self.d.requires_grad_(True)
         loss = g_loss_fn(self.c.loss, out)
         return loss, {"loss": loss.detach()}
+
+    def _d_loss(self, key: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None):
+        # G's forward keeps its graph: the G phase that follows on this batch reuses these fakes
+        # (as pytorch/examples' DCGAN does), so each step runs G forward once, not twice
+        fake, fy = self._fake(len(x), x.device)
+        self._pending = (key, fake, fy) if torch.is_grad_enabled() else None
+        fake = fake.detach()
+        if self.c.diffaugment:
+            x = diff_augment(x, self.c.diffaugment)  # R1 then penalises D's gradient at what it sees
+        r1 = torch.zeros((), device=x.device)
+        if self.c.r1_gamma:
+            r1, real = r1_penalty(self.d, x, y)
+            out = self._d(fake, fy)
+        elif self.c.arch == "sn":  # no batch norm in D: one pass over [real; fake] (one power iteration)
+            both = self.d(torch.cat([x, self._augment(fake)]), None if y is None else torch.cat([y, fy]))
+            real, out = both[:len(x)], both[len(x):]
+        else:  # batch norm in D: real and fake batches apart, as DCGAN
+            real, out = self.d(x, y), self._d(fake, fy)
+        loss = d_loss_fn(self.c.loss, real, out) + self.c.r1_gamma / 2 * r1
+        return loss, {"loss": loss.detach(), "real": real.mean().detach(), "fake": out.mean().detach(),
+                      "r1": r1.detach(), "tokens": len(x)}
+
+    def _fakes_of(self, key: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The D phase's fakes of this batch (G's graph kept), or new ones when there are none (a
+        G phase without its D phase, or an earlier micro-batch of a gradient accumulation)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is key:
+            return pending[1], pending[2]
+        return self._fake(len(x), x.device)
 
     def evaluate(self, batches) -> dict[str, float]:
         """D/G losses on validation images, sample diversity and, with a scorer, FID and class

@@ -93,3 +93,40 @@ def test_conditional_sampling_and_truncation():
     assert out.shape == (6, 1, 8, 8) and out.min() >= 0 and out.max() <= 1
     z = truncated_normal(1000, 8, 0.5, torch.Generator().manual_seed(0))
     assert z.abs().max() <= 0.5 and z.std() > 0.2  # redrawn, not clamped to the edges
+
+
+
+def test_g_phase_reuses_the_d_phase_fakes():
+    """One G forward per step: the G phase scores the D phase's fakes (same z and classes)."""
+    gan = tiny_gan(conditional=True)
+    gan.d.eval()  # spectral norm's power iteration frozen: every D call sees the same weights
+    obj = GANObjective(gan)
+    data = batch()
+    torch.manual_seed(3)
+    obj.loss(data, "d")
+    loss, _ = obj.loss(data, "g")
+    torch.manual_seed(3)
+    z, fy = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    assert torch.allclose(loss, -gan.d(gan.g(z, fy), fy).mean(), atol=1e-6)
+    loss.backward()
+    assert all(p.grad is not None for p in gan.g.parameters())
+    assert all(p.grad is None for p in gan.d.parameters())
+    torch.manual_seed(3)
+    obj.loss(data, "d")
+    other = (data[0].clone(), data[1])  # another batch than the D phase's: new fakes
+    assert not torch.allclose(obj.loss(other, "g")[0], loss)
+
+
+def test_sn_d_phase_scores_real_and_fake_in_one_pass():
+    """The concatenated [real; fake] pass pairs each image with its own class."""
+    gan = tiny_gan(conditional=True)
+    gan.d.eval()
+    obj = GANObjective(gan)
+    (x, y) = data = batch()
+    torch.manual_seed(5)
+    loss, m = obj.loss(data, "d")
+    torch.manual_seed(5)
+    z, fy = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    real, fake = gan.d(x * 2 - 1, y), gan.d(gan.g(z, fy), fy)
+    assert torch.allclose(loss, d_loss_fn("hinge", real, fake), atol=1e-6)
+    assert torch.allclose(m["real"], real.mean(), atol=1e-6) and torch.allclose(m["fake"], fake.mean(), atol=1e-6)

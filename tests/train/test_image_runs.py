@@ -52,6 +52,18 @@ def test_gan_phases_have_their_own_optimizers_and_resume_exactly(tmp_path):
             sorted(tuple(p.shape) for p in net.parameters())
 
 
+def test_cbn_gan_with_reused_fakes_resumes_exactly(tmp_path):
+    """configs/gan/mnist.yaml's recipe: conditional batch norm in G, one D pass over [real; fake],
+    the G phase on the D phase's fakes, DiffAugment; a cut and resumed run ends where a full one does."""
+    extra = ("model.g_cond=cbn", "model.r1_gamma=0.0", "model.loss=ns", "model.diffaugment=[translation,cutout]")
+    full = run(gan_config(tmp_path / "full", *extra), progress=False)
+    run(gan_config(tmp_path / "cut", *extra, max_iters=3), progress=False)
+    resumed = run(gan_config(tmp_path / "cut", *extra), resume=True, progress=False)
+    a, b = weights(full), weights(resumed)
+    assert any(k.startswith("g/net.1.gamma") for k in a)  # the conditional batch norm's class gains
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_vae_run_logs_elbo_terms_and_nll(tmp_path):
     cfg = load_config(None, [
         "family=vae", "data.source=builtin:digits", "data.image_size=8", "data.batch_size=32", "model.arch=conv",
