@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from genforge.data.image_batches import to_float
 from genforge.data.images import find_idx, read_idx_pair
 from genforge.eval import image_metrics as im
+from genforge.train.device import keep_freed_host_memory
 
 NZ = 100
 # the reference's settings (G/D width, lr, Adam beta1, batch, bf16 autocast); REF_TUNED won the --tune-ref sweep
@@ -257,6 +258,9 @@ def main() -> None:
     if find_idx(Path(args.mnist), "train") is None:
         sys.exit(f"{args.mnist}: no MNIST IDX files; pass --mnist")
     torch.set_num_threads(args.threads)
+    # genforge's loop asks glibc to keep freed memory on CPU runs (fewer page faults); both sides
+    # train in this one process, so set it before either runs and the reference gets it too
+    keep_freed_host_memory()
     train_x = to_float(read_idx_pair(*find_idx(Path(args.mnist), "train")).images)
     real = to_float(read_idx_pair(*find_idx(Path(args.mnist), "test")).images[:args.samples])
     work = Path(tempfile.mkdtemp(prefix="gf-gan-bench-"))
