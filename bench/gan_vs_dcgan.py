@@ -169,8 +169,7 @@ def score(fake: torch.Tensor, real: torch.Tensor, clf) -> tuple[float, int, floa
 def spread(images: torch.Tensor, clf) -> float:
     """Per-pixel standard deviation within each classifier-predicted class, averaged over pixels and
     classes: near 0 when G draws one style per digit (real MNIST test digits: 0.15)."""
-    with torch.no_grad():
-        pred = torch.cat([clf(images[i:i + 500].float()).argmax(1) for i in range(0, len(images), 500)])
+    pred = im.predict(clf, images)
     stds = [images[pred == k].std(0).mean().item() for k in range(10) if (pred == k).sum() > 1]
     return sum(stds) / max(len(stds), 1)
 

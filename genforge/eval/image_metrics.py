@@ -95,9 +95,15 @@ def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, k: int 
 
 
 @torch.no_grad()
+def predict(classifier: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """The classifier's class ids (N,) for images, in batches."""
+    with torch.no_grad():
+        return torch.cat([classifier(images[i:i + batch].float()).argmax(1) for i in range(0, len(images), batch)])
+
+
 def class_coverage(classifier: nn.Module, fake: torch.Tensor, num_classes: int) -> tuple[int, list[int], torch.Tensor]:
     """(classes covered, missing class ids, counts per class) of the classifier's predictions on fake."""
-    preds = torch.cat([classifier(fake[i:i + 500].float()).argmax(1) for i in range(0, len(fake), 500)])
+    preds = predict(classifier, fake)
     counts = torch.bincount(preds.cpu(), minlength=num_classes)
     covered = counts >= max(1.0, MIN_SHARE * len(fake) / num_classes)
     return int(covered.sum()), [i for i in range(num_classes) if not covered[i]], counts

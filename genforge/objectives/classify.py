@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genforge.eval.image_metrics import predict
+
 
 class ClassifyObjective:
     phases = ("main",)
@@ -72,6 +74,4 @@ class ClassifierObjective:
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    with torch.no_grad():
-        pred = torch.cat([model(x[i:i + batch].float()).argmax(1) for i in range(0, len(x), batch)])
-    return float((pred == y).double().mean())
+    return float((predict(model, x, batch) == y).double().mean())

@@ -87,8 +87,7 @@ class GANObjective:
         fake, fy = self._fake(len(x), x.device)
         self._pending = (key, fake, fy) if torch.is_grad_enabled() else None
         fake = fake.detach()
-        if self.c.diffaugment:
-            x = diff_augment(x, self.c.diffaugment)  # R1 then penalises D's gradient at what it sees
+        x = self._augment(x)  # R1 then penalises D's gradient at what it sees
         r1 = torch.zeros((), device=x.device)
         if self.c.r1_gamma:
             r1, real = r1_penalty(self.d, x, y)
