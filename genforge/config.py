@@ -63,6 +63,10 @@ class TrainConfig:
     seed: int = 1337
     out_dir: str = "runs/default"
     threads: int | None = None  # CPU threads for torch; None leaves torch's default
+    # how CPU threads share a step: "ops" splits each op across torch's intra-op threads; "batch"
+    # splits each micro-batch into one shard per thread, each on one core (genforge/train/threads.py:
+    # faster for small models; needs an objective whose loss is a mean over examples)
+    cpu_parallel: Literal["ops", "batch"] = "ops"
 
     def __post_init__(self):
         for key in ("max_iters", "grad_accum", "eval_interval", "eval_iters", "log_interval"):

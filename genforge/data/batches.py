@@ -8,6 +8,7 @@ same window and 2 ranks x b see the same data as 1 rank x 2b.
 from __future__ import annotations
 
 import os
+import weakref
 
 import numpy as np
 import torch
@@ -71,10 +72,8 @@ class _Windows:
         # Windows are read with pread, not through the memmap: a page fault maps (and keeps resident)
         # its whole fault-around block, so random windows over a big corpus would make RSS grow with it.
         self.fds = [os.open(s.filename, os.O_RDONLY) for s in self.shards] if hasattr(os, "pread") else None
-
-    def __del__(self):
-        for fd in self.fds or ():
-            os.close(fd)
+        # finalize, not __del__: it also runs at interpreter exit, before module globals such as os are gone
+        weakref.finalize(self, _close_all, self.fds or [])
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.integers(0, self.ends[-1], size=n)
@@ -93,3 +92,8 @@ class _Windows:
             rows.append(np.frombuffer(os.pread(self.fds[k], (T + 1) * size, offset * size), dtype=shard.dtype))
         block = np.stack(rows).astype(np.int64)  # (B, T+1)
         return block[:, :-1], block[:, 1:]
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)

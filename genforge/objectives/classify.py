@@ -17,6 +17,7 @@ from genforge.eval.image_metrics import predict
 class ClassifyObjective:
     phases = ("main",)
     ema_module = "model"
+    example_mean = True  # the loss is a mean over examples: batches split into shards (train/threads.py)
 
     def __init__(self, model: nn.Module):
         self.model = model  # an Encoder with n_labels >= 2 (or a PEFT model around one)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import genforge
 from genforge.config import TrainConfig
-from genforge.errors import CheckpointError, GenforgeError
+from genforge.errors import CheckpointError, ConfigError, GenforgeError
 from genforge.train import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
 from genforge.train.device import autocast, keep_freed_host_memory, resolve_device, resolve_dtype
@@ -24,6 +24,7 @@ from genforge.train.ema import EMA
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
+from genforge.train.threads import ShardPool
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
 
@@ -88,6 +89,8 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             break
     bar.close()
     log.close()
+    if run.shards is not None:
+        run.shards.close()
     dist_mod.shutdown(run.dist)
     return final or ckpt_io.resolve(run.out)
 
@@ -103,6 +106,7 @@ class _Run:
             keep_freed_host_memory()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.shards = _shard_pool(objective, cfg, self.device, self.dist, self.dtype)
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
         torch.manual_seed(cfg.seed)
         for m in objective.modules().values():
@@ -137,7 +141,7 @@ class _Run:
         bad = torch.zeros((), device=self.device)
         for phase, opt in self.optimizers.items():
             bad = torch.maximum(bad, _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype,
-                                                 self.window, self.scalers.get(phase)))
+                                                 self.window, self.scalers.get(phase), self.shards))
         # consecutive skipped steps, counted on the device (reading a GPU value each step would
         # stall the pipeline); check_bad_steps reads the longest streak once per log line
         self.streak = (self.streak + 1) * bad
@@ -154,7 +158,7 @@ class _Run:
                                 f"lower train.lr (now {self.cfg.lr}) or check the data")
 
 
-def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, scaler=None) -> torch.Tensor:
+def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, scaler=None, shards=None) -> torch.Tensor:
     """Accumulate gradients over the micro-batches, clip, step. Returns 1.0 (a 0-d tensor) if the
     gradients were not finite and the step was skipped (with a GradScaler: only once its scale
     fell below 1, i.e. not a mere fp16 overflow), else 0.0."""
@@ -163,6 +167,13 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, 
         group["lr"] = lr * scale * group.get("lr_scale", 1.0)
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, batch in enumerate(batches):
+        if shards is not None:  # train.cpu_parallel=batch: the shards run on the pool's threads
+            grads, metrics = shards.grads(objective, phase, batch, params, 1 / len(batches), device, dtype)
+            for p, g in zip(params, grads):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad.add_(g)
+            window.add(phase, metrics)
+            continue
         with contextlib.ExitStack() as stack:
             if i < len(batches) - 1:  # gradients are all-reduced once, after the last micro-batch
                 for m in objective.modules().values():
@@ -187,6 +198,20 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, 
         opt.step()
     opt.zero_grad(set_to_none=True)
     return bad
+
+
+def _shard_pool(objective, cfg: TrainConfig, device, dist, dtype) -> ShardPool | None:
+    """The thread pool for train.cpu_parallel=batch (genforge/train/threads.py), or None."""
+    if cfg.cpu_parallel != "batch" or device.type != "cpu":  # a CPU setting: GPU runs ignore it
+        return None
+    if not getattr(objective, "example_mean", False):
+        raise ConfigError(f"train.cpu_parallel=batch: the {type(objective).__name__}'s loss is not a mean over "
+                          "examples that shards can split; use train.cpu_parallel=ops")
+    if dist.enabled or dtype == torch.float16:
+        raise ConfigError("train.cpu_parallel=batch needs one process (no torchrun) and no float16 loss scaling; "
+                          "use train.cpu_parallel=ops")
+    threads = cfg.threads or torch.get_num_threads()
+    return ShardPool(threads) if threads > 1 else None
 
 
 def _evaluate(objective, data, cfg, device, dtype, ema=None) -> dict[str, float]:

@@ -1,0 +1,93 @@
+"""Data parallelism across CPU threads (train.cpu_parallel=batch).
+
+A small model's ops take microseconds, so torch's intra-op threads barely speed it up: OpenMP's
+fork/join and the spin-wait after each region cost about as much as the work they share. Here each
+micro-batch is cut into one shard per thread instead, and every thread runs a whole forward and
+backward of its shard on one core; the shards' gradients are added in shard order, so the result
+does not depend on which thread finished first. nanoGPT's CPU recipe on 2 cores: 30 -> 23 ms per
+step (bench/lm_vs_nanogpt.py; README, Performance).
+
+It needs a loss that is a mean over the batch's examples (the objective says so with
+`example_mean = True`): the shards' losses, weighted by their share of the examples, add up to the
+batch's. Batch norm or in-batch negatives would see other statistics per shard. Each thread keeps
+its own gradients until they are added, one copy of the trainable parameters per thread, so this
+suits models that are small next to the host's memory. With dropout, threads draw from torch's one
+generator in the order they get to it, so such runs do not repeat bitwise.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from genforge.train.device import autocast
+
+
+class ShardPool:
+    """`threads` workers with one intra-op thread each; the calling thread also drops to one, since
+    its OpenMP team would spin-wait on the cores the shards run on (measured: +25% per step)."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.restore = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="genforge-shard",
+                                       initializer=torch.set_num_threads, initargs=(1,))
+
+    def grads(self, objective, phase: str, batch, params: list[torch.Tensor], scale: float, device, dtype):
+        """Gradients of scale x objective.loss(batch) w.r.t. params (None where unused), with the
+        batch's metrics, computed shard by shard on the pool's threads."""
+        shards = split(batch, min(self.threads, batch_size(batch)))
+        n = batch_size(batch)
+
+        def run(shard):
+            weight = batch_size(shard) / n
+            with autocast(device, dtype):  # autocast is per thread
+                loss, metrics = objective.loss(shard, phase)
+            return torch.autograd.grad(loss * (scale * weight), params, allow_unused=True), metrics, weight
+
+        results = list(self.pool.map(run, shards))
+        grads = [_sum(gs) for gs in zip(*(r[0] for r in results))]
+        return grads, _merge([(m, w) for _, m, w in results])
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        torch.set_num_threads(self.restore)
+
+
+def split(batch, n: int) -> list:
+    """n shards of a batch along its first dimension: a tensor, or a tuple/list/dict of them."""
+    if isinstance(batch, torch.Tensor):
+        return list(batch.tensor_split(n))
+    if isinstance(batch, dict):
+        parts = {k: split(v, n) for k, v in batch.items()}
+        return [{k: v[i] for k, v in parts.items()} for i in range(n)]
+    if isinstance(batch, (tuple, list)):
+        return [type(batch)(parts) for parts in zip(*(split(v, n) for v in batch))]
+    raise TypeError(f"cannot split a batch of type {type(batch).__name__} into shards")
+
+
+def batch_size(batch) -> int:
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    first = next(iter(batch.values() if isinstance(batch, dict) else batch))
+    return batch_size(first)
+
+
+def _sum(grads):
+    present = [g for g in grads if g is not None]
+    if not present:
+        return None
+    total = present[0]
+    for g in present[1:]:
+        total = total + g
+    return total
+
+
+def _merge(parts: list[tuple[dict, float]]) -> dict:
+    """One metrics dict for the batch: counts ("tokens") add up, means are weighted by shard size."""
+    merged = {}
+    for metrics, weight in parts:
+        for k, v in metrics.items():
+            merged[k] = merged.get(k, 0) + (v if k == "tokens" else v * weight)
+    return merged

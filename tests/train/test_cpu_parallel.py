@@ -1,0 +1,93 @@
+"""train.cpu_parallel=batch: one batch shard per CPU thread (genforge/train/threads.py). The
+shards' gradients are the whole batch's, runs repeat bitwise whichever thread finishes first, and
+exact resume holds; objectives whose loss is not a mean over examples are refused."""
+import types
+
+import pytest
+import torch
+
+from genforge.config import TrainConfig
+from genforge.errors import ConfigError
+from genforge.models.gpt import GPT, GPTConfig
+from genforge.objectives.lm import LMObjective
+from genforge.train.loop import _shard_pool
+from genforge.train.run import run
+from genforge.train.threads import ShardPool, split
+from tests.train.test_resume import assert_same_runs, losses
+
+BATCH = ("train.cpu_parallel=batch", "train.threads=2", "model.dropout=0.0", "train.lr_decay_iters=20")
+
+
+@pytest.fixture(autouse=True)
+def keep_thread_count():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_split_cuts_every_tensor_of_a_batch_along_its_first_dimension():
+    x, y = torch.arange(10).view(5, 2), torch.arange(5)
+    shards = split((x, y), 2)
+    assert [tuple(len(t) for t in s) for s in shards] == [(3, 3), (2, 2)]
+    assert torch.equal(torch.cat([s[0] for s in shards]), x) and isinstance(shards[0], tuple)
+    shards = split({"a": x, "b": [y, y]}, 2)
+    assert torch.equal(shards[1]["b"][0], y[3:]) and isinstance(shards[1]["b"], list)
+    with pytest.raises(TypeError, match="cannot split a batch of type str"):
+        split("text", 2)
+
+
+def test_shard_gradients_and_metrics_are_the_whole_batchs():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50))
+    objective, params = LMObjective(model), list(model.parameters())
+    x, y = torch.randint(0, 50, (5, 16)), torch.randint(0, 50, (5, 16))  # 5 rows: shards of 3 and 2
+    loss, _ = objective.loss((x, y))
+    expected = torch.autograd.grad(loss * 0.5, params)
+    pool = ShardPool(2)
+    try:
+        grads, metrics = pool.grads(objective, "main", (x, y), params, 0.5, torch.device("cpu"), torch.float32)
+    finally:
+        pool.close()
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(metrics["loss"], loss.detach())
+    assert metrics["tokens"] == 5 * 16
+
+
+def test_batch_runs_repeat_bitwise_and_track_the_ops_run(tmp_path, tiny_config):
+    for name in ("a", "b"):
+        run(tiny_config(tmp_path / name, *BATCH), progress=False)
+    assert_same_runs(tmp_path / "a", tmp_path / "b")
+    run(tiny_config(tmp_path / "ops", *BATCH[1:]), progress=False)  # the same run, threads on ops
+    torch.testing.assert_close(losses(tmp_path / "a"), losses(tmp_path / "ops"), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [["train.dtype=float32", "train.grad_accum=2"], ["train.dtype=bfloat16"]],
+                         ids=["grad-accum", "bfloat16"])
+def test_resume_equals_uninterrupted(tmp_path, tiny_config, extra):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(tiny_config(straight, *BATCH, *extra, max_iters=20), progress=False)
+    run(tiny_config(resumed, *BATCH, *extra, max_iters=10), progress=False)
+    run(tiny_config(resumed, *BATCH, *extra, max_iters=20), resume=True, progress=False)
+    assert_same_runs(straight, resumed)
+
+
+def test_the_pool_gives_the_threads_back():
+    torch.set_num_threads(2)
+    pool = _shard_pool(LMObjective(torch.nn.Linear(2, 2)), TrainConfig(cpu_parallel="batch"), torch.device("cpu"),
+                       types.SimpleNamespace(enabled=False), torch.float32)
+    assert pool is not None and torch.get_num_threads() == 1  # the main thread's team would spin on the shards' cores
+    pool.close()
+    assert torch.get_num_threads() == 2
+
+
+def test_objectives_without_an_example_mean_loss_are_refused():
+    class BatchNormObjective:  # e.g. a GAN: batch statistics differ per shard
+        pass
+
+    cfg, cpu, single = TrainConfig(cpu_parallel="batch", threads=2), torch.device("cpu"), types.SimpleNamespace(enabled=False)
+    with pytest.raises(ConfigError, match="BatchNormObjective's loss is not a mean over examples"):
+        _shard_pool(BatchNormObjective(), cfg, cpu, single, torch.float32)
+    with pytest.raises(ConfigError, match="needs one process"):
+        _shard_pool(LMObjective(None), cfg, cpu, types.SimpleNamespace(enabled=True), torch.float32)
+    assert _shard_pool(BatchNormObjective(), TrainConfig(), cpu, single, torch.float32) is None  # ops: nothing to check
