@@ -101,7 +101,7 @@ class GPT(nn.Module):
         rope = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta) if llama else None
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
-            drop=nn.Dropout(cfg.dropout),
+            drop=nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity(),
             h=nn.ModuleList(Block(cfg, rope) for _ in range(cfg.n_layer)),
             ln_f=nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps) if llama else nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias),
         ))

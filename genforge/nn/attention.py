@@ -44,7 +44,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(n_embd, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
-        self.resid_dropout = nn.Dropout(dropout)
+        self.resid_dropout = nn.Dropout(dropout) if dropout else nn.Identity()  # Dropout(0) still costs a call
         self.rope = rope  # shared with the other layers; not a parameter
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0,
@@ -60,7 +60,7 @@ class CausalSelfAttention(nn.Module):
             qk, v = qkv.split([nh + nkv, nkv], dim=2)
             q, k = self.rope(qk, pos, positions).split([nh, nkv], dim=2)
         else:
-            q, k, v = qkv.split([nh, nkv, nkv], dim=2)
+            q, k, v = qkv.split_with_sizes([nh, nkv, nkv], dim=2)  # the op itself, not Tensor.split's Python wrapper
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hs)
         if cache is not None:
             k, v = cache.update(layer, pos, k, v)  # (B, nkv, pos+T, hs)
@@ -97,12 +97,14 @@ class CausalSelfAttention(nn.Module):
             # PyTorch's bf16 attention kernels on CPU are several times slower than fp32 (the
             # backward most of all), and its fp32 flash kernel is slow for short sequences:
             # bf16 batched matmuls around an fp32 softmax are faster and keep the probabilities in fp32.
-            with torch.autocast("cpu", enabled=False):
-                q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
-                bias = _bias(mask, q.size(2), k.size(2), q.device)
-                if self.training and self.dropout > 0:
-                    return self._math_bf16(q, k, v, bias).to(dtype)
-                return BF16Attention.apply(q, k, v, bias).to(dtype)
+            # Every matmul input is bf16 already, so autocast changes nothing here and stays on.
+            # contiguous heads: the batched matmuls run faster on them than on the transposed views
+            bf16, contiguous = torch.bfloat16, torch.contiguous_format
+            q, k, v = q.to(bf16, memory_format=contiguous), k.to(bf16, memory_format=contiguous), v.to(bf16, memory_format=contiguous)
+            bias = _bias(mask, q.size(2), k.size(2), q.device)
+            if self.training and self.dropout > 0:
+                return self._math_bf16(q, k, v, bias).to(dtype)
+            return BF16Attention.apply(q, k, v, bias).to(dtype)
         return self._sdpa(q, k, v, mask)
 
     def _math_bf16(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -11,7 +11,7 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
         self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ class SwiGLU(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(n_embd, 2 * hidden, bias=bias)
         self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.c_fc(x).chunk(2, dim=-1)

@@ -31,7 +31,8 @@ class ShardPool:
         self.threads = threads
         self.restore = torch.get_num_threads()
         torch.set_num_threads(1)
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="genforge-shard",
+        # the calling thread runs the first shard itself
+        self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="genforge-shard",
                                        initializer=torch.set_num_threads, initargs=(1,))
 
     def grads(self, objective, phase: str, batch, params: list[torch.Tensor], scale: float, device, dtype):
@@ -46,9 +47,9 @@ class ShardPool:
                 loss, metrics = objective.loss(shard, phase)
             return torch.autograd.grad(loss * (scale * weight), params, allow_unused=True), metrics, weight
 
-        results = list(self.pool.map(run, shards))
-        grads = [_sum(gs) for gs in zip(*(r[0] for r in results))]
-        return grads, _merge([(m, w) for _, m, w in results])
+        others = [self.pool.submit(run, shard) for shard in shards[1:]]
+        results = [run(shards[0])] + [f.result() for f in others]
+        return _sum([r[0] for r in results]), _merge([(m, w) for _, m, w in results])
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -74,13 +75,14 @@ def batch_size(batch) -> int:
     return batch_size(first)
 
 
-def _sum(grads):
-    present = [g for g in grads if g is not None]
-    if not present:
-        return None
-    total = present[0]
-    for g in present[1:]:
-        total = total + g
+def _sum(shard_grads: list[tuple]) -> list:
+    """Per parameter, the sum of the shards' gradients in shard order (None if none has one),
+    added in place into the first shard's tensors, which no one else holds."""
+    total = list(shard_grads[0])
+    for grads in shard_grads[1:]:
+        both = [i for i, (t, g) in enumerate(zip(total, grads)) if t is not None and g is not None]
+        torch._foreach_add_([total[i] for i in both], [grads[i] for i in both])
+        total = [g if t is None else t for t, g in zip(total, grads)]
     return total
 
 
