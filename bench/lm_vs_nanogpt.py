@@ -86,6 +86,8 @@ def run_all(args, work: Path) -> None:
               f"whole run took {ref_time:.1f} s; final val {fast['evals'][-1][1]:.4f}; full-split val "
               f"{eval_genforge(work / 'gf-fast', text):.4f}")
         print(f"ratio_time_to_loss={'nan' if hit is None else f'{hit / ref_time:.3f}'} target_val={target:.4f}")
+    print("tokens/s ratio per A B pair (nanoGPT's step time moves the most between runs): "
+          + ", ".join(f"{o['tok_s'] / r['tok_s']:.3f}" for o, r in zip(ours, refs)))
     print(f"wall-clock ms/iter, line to line (logging included): ours {med(ours, 'line_ms'):.1f}, nanoGPT "
           f"{med(refs, 'line_ms'):.1f}: ratio {med(refs, 'line_ms') / med(ours, 'line_ms'):.3f}")
     print(f"ratio_tok_s={med(ours, 'tok_s') / med(refs, 'tok_s'):.3f} val_ours={med(ours, 'val_full'):.4f} "
