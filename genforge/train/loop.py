@@ -34,6 +34,15 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
     """Train objective on data (an iterator of batches with state_dict/eval_batches); return the
     final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
     run = _Run(objective, data, cfg, Path(out), config)
+    try:
+        return _train(run, resume, tokenizer, progress)
+    finally:
+        if run.shards is not None:  # also when training fails: the caller gets its threads back
+            run.shards.close()
+
+
+def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> Path:
+    objective, data, cfg = run.objective, run.data, run.cfg
     step, ckpt = _restore(run.out, objective, data, run.ema) if resume else (0, None)
     dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
     # optimizers after wrapping: FSDP replaces the parameters by their shards
@@ -89,8 +98,6 @@ def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = Fal
             break
     bar.close()
     log.close()
-    if run.shards is not None:
-        run.shards.close()
     dist_mod.shutdown(run.dist)
     return final or ckpt_io.resolve(run.out)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genforge.config import TrainConfig
-from genforge.errors import ConfigError
+from genforge.errors import CheckpointError, ConfigError
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.objectives.lm import LMObjective
 from genforge.train.loop import _shard_pool
@@ -79,6 +79,12 @@ def test_the_pool_gives_the_threads_back():
     assert pool is not None and torch.get_num_threads() == 1  # the main thread's team would spin on the shards' cores
     pool.close()
     assert torch.get_num_threads() == 2
+
+
+def test_a_failed_run_gives_the_threads_back(tmp_path, tiny_config):
+    with pytest.raises(CheckpointError):  # nothing to resume from: raised after the pool started
+        run(tiny_config(tmp_path / "none", *BATCH), resume=True, progress=False)
+    assert torch.get_num_threads() == 2  # train.threads, not the pool's one
 
 
 def test_objectives_without_an_example_mean_loss_are_refused():
