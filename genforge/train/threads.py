@@ -4,8 +4,9 @@ A small model's ops take microseconds, so torch's intra-op threads barely speed 
 fork/join and the spin-wait after each region cost about as much as the work they share. Here each
 micro-batch is cut into one shard per thread instead, and every thread runs a whole forward and
 backward of its shard on one core; the shards' gradients are added in shard order, so the result
-does not depend on which thread finished first. nanoGPT's CPU recipe on 2 cores: 30 -> 23 ms per
-step (bench/lm_vs_nanogpt.py; README, Performance).
+does not depend on which thread finished first. nanoGPT's CPU recipe on this 2-core VM: 30 -> 23 ms
+per step while two-thread runs are in their slow state, ~21.5 ms both ways in the fast one, i.e.
+steadier rather than faster at best (bench/lm_vs_nanogpt.py; README, Performance).
 
 It needs a loss that is a mean over the batch's examples (the objective says so with
 `example_mean = True`): the shards' losses, weighted by their share of the examples, add up to the
