@@ -39,8 +39,8 @@ class ShardPool:
     def grads(self, objective, phase: str, batch, params: list[torch.Tensor], scale: float, device, dtype):
         """Gradients of scale x objective.loss(batch) w.r.t. params (None where unused), with the
         batch's metrics, computed shard by shard on the pool's threads."""
-        shards = split(batch, min(self.threads, batch_size(batch)))
         n = batch_size(batch)
+        shards = split(batch, min(self.threads, n))
 
         def run(shard):
             weight = batch_size(shard) / n
@@ -58,7 +58,9 @@ class ShardPool:
 
 
 def split(batch, n: int) -> list:
-    """n shards of a batch along its first dimension: a tensor, or a tuple/list/dict of them."""
+    """n shards of a batch along its first dimension: a tensor, or a tuple/list/dict of them (None stays None)."""
+    if batch is None:
+        return [None] * n
     if isinstance(batch, torch.Tensor):
         return list(batch.tensor_split(n))
     if isinstance(batch, dict):
@@ -72,19 +74,31 @@ def split(batch, n: int) -> list:
 def batch_size(batch) -> int:
     if isinstance(batch, torch.Tensor):
         return len(batch)
-    first = next(iter(batch.values() if isinstance(batch, dict) else batch))
+    first = next(v for v in (batch.values() if isinstance(batch, dict) else batch) if v is not None)
     return batch_size(first)
 
 
 def _sum(shard_grads: list[tuple]) -> list:
-    """Per parameter, the sum of the shards' gradients in shard order (None if none has one),
-    added in place into the first shard's tensors, which no one else holds."""
-    total = list(shard_grads[0])
+    """Per parameter, the sum of the shards' gradients in shard order (None if none has one)."""
+    total = _unshared(shard_grads[0])  # added into in place below
     for grads in shard_grads[1:]:
         both = [i for i, (t, g) in enumerate(zip(total, grads)) if t is not None and g is not None]
         torch._foreach_add_([total[i] for i in both], [grads[i] for i in both])
         total = [g if t is None else t for t, g in zip(total, grads)]
-    return total
+    return _unshared(total)
+
+
+def _unshared(grads) -> list:
+    """grads with copies where two share memory: autograd hands p1 and p2 of `p1 + p2` one tensor,
+    and the in-place sums here and the optimizer's in-place clipping would count it twice."""
+    seen, out = set(), []
+    for g in grads:
+        if g is not None:
+            if g.untyped_storage().data_ptr() in seen:
+                g = g.clone()
+            seen.add(g.untyped_storage().data_ptr())
+        out.append(g)
+    return out
 
 
 def _merge(parts: list[tuple[dict, float]]) -> dict:

@@ -12,7 +12,7 @@ from genforge.models.gpt import GPT, GPTConfig
 from genforge.objectives.lm import LMObjective
 from genforge.train.loop import _shard_pool
 from genforge.train.run import run
-from genforge.train.threads import ShardPool, split
+from genforge.train.threads import ShardPool, batch_size, split
 from tests.train.test_resume import assert_same_runs, losses
 
 BATCH = ("train.cpu_parallel=batch", "train.threads=2", "model.dropout=0.0", "train.lr_decay_iters=20")
@@ -52,6 +52,35 @@ def test_shard_gradients_and_metrics_are_the_whole_batchs():
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(metrics["loss"], loss.detach())
     assert metrics["tokens"] == 5 * 16
+
+
+def test_parameters_sharing_one_gradient_tensor_are_each_summed_once():
+    class Sum:  # loss of x @ (a + b): autograd returns one tensor as the gradient of a and of b
+        def __init__(self):
+            self.a, self.b = (torch.randn(4, requires_grad=True) for _ in range(2))
+
+        def loss(self, batch, phase):
+            loss = (batch @ (self.a + self.b)).pow(2).mean()
+            return loss, {"loss": loss.detach()}
+
+    torch.manual_seed(0)
+    objective, x = Sum(), torch.randn(6, 4)
+    expected = torch.autograd.grad(objective.loss(x, "main")[0], [objective.a, objective.b])
+    pool = ShardPool(2)
+    try:
+        grads, _ = pool.grads(objective, "main", x, [objective.a, objective.b], 1.0, torch.device("cpu"), torch.float32)
+    finally:
+        pool.close()
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e)
+    assert grads[0].data_ptr() != grads[1].data_ptr()  # the optimizer clips each in place
+
+
+def test_split_keeps_empty_fields():
+    x = torch.arange(4)
+    shards = split((None, x), 2)
+    assert [s[0] for s in shards] == [None, None] and torch.equal(shards[1][1], x[2:])
+    assert batch_size((None, x)) == 4
 
 
 def test_batch_runs_repeat_bitwise_and_track_the_ops_run(tmp_path, tiny_config):
