@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,4 +112,7 @@ def plot_losses(csv_path: Path, png: Path) -> Path:
 
 
 if __name__ == "__main__":  # python -m genforge.train.log METRICS_CSV PNG
+    # lowest CPU priority: the drawing (about a CPU-second, most of it importing matplotlib) runs
+    # beside the training it reports on and must not take a core from it
+    os.nice(19)
     plot_losses(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -83,7 +83,9 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> P
             if main and not progress:
                 print(f"step {step}: {_fmt(values)}", flush=True)
         if step % cfg.eval_interval == 0 or last:
-            values = dist_mod.mean(_evaluate(objective, data, cfg, run.device, run.dtype, run.ema), run.dist, run.device)
+            with run.shards.all_threads() if run.shards else contextlib.nullcontext():  # evaluation is one batch at a time
+                values = _evaluate(objective, data, cfg, run.device, run.dtype, run.ema)
+            values = dist_mod.mean(values, run.dist, run.device)
             log.scalars(step, values)
             if main:
                 bar.write(f"step {step}: {_fmt(values)}")

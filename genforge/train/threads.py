@@ -17,6 +17,7 @@ generator in the order they get to it, so such runs do not repeat bitwise.
 """
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -51,6 +52,15 @@ class ShardPool:
         others = [self.pool.submit(run, shard) for shard in shards[1:]]
         results = [run(shards[0])] + [f.result() for f in others]
         return _sum([r[0] for r in results]), _merge([(m, w) for _, m, w in results])
+
+    @contextlib.contextmanager
+    def all_threads(self):
+        """Torch's intra-op threads back on the calling thread meanwhile, e.g. for evaluation."""
+        torch.set_num_threads(self.restore)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(1)
 
     def close(self) -> None:
         self.pool.shutdown()

@@ -106,6 +106,9 @@ def test_the_pool_gives_the_threads_back():
     pool = _shard_pool(LMObjective(torch.nn.Linear(2, 2)), TrainConfig(cpu_parallel="batch"), torch.device("cpu"),
                        types.SimpleNamespace(enabled=False), torch.float32)
     assert pool is not None and torch.get_num_threads() == 1  # the main thread's team would spin on the shards' cores
+    with pool.all_threads():  # evaluation
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 1
     pool.close()
     assert torch.get_num_threads() == 2
 
