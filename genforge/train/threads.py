@@ -21,6 +21,7 @@ import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from genforge.train.device import autocast
 
@@ -68,24 +69,18 @@ class ShardPool:
 
 
 def split(batch, n: int) -> list:
-    """n shards of a batch along its first dimension: a tensor, or a tuple/list/dict of them (None stays None)."""
-    if batch is None:
-        return [None] * n
-    if isinstance(batch, torch.Tensor):
-        return list(batch.tensor_split(n))
-    if isinstance(batch, dict):
-        parts = {k: split(v, n) for k, v in batch.items()}
-        return [{k: v[i] for k, v in parts.items()} for i in range(n)]
-    if isinstance(batch, (tuple, list)):
-        return [type(batch)(parts) for parts in zip(*(split(v, n) for v in batch))]
-    raise TypeError(f"cannot split a batch of type {type(batch).__name__} into shards")
+    """n shards of a batch along the first dimension of every tensor in it (any nesting of
+    tuples, lists and dicts; torch's pytree walks it). Other leaves are shared by every shard."""
+    leaves, spec = tree_flatten(batch)
+    if not any(isinstance(leaf, torch.Tensor) for leaf in leaves):
+        raise TypeError(f"cannot split a batch of type {type(batch).__name__} into shards: it holds no tensor")
+    parts = [leaf.tensor_split(n) if isinstance(leaf, torch.Tensor) else [leaf] * n for leaf in leaves]
+    return [tree_unflatten([part[i] for part in parts], spec) for i in range(n)]
 
 
 def batch_size(batch) -> int:
-    if isinstance(batch, torch.Tensor):
-        return len(batch)
-    first = next(v for v in (batch.values() if isinstance(batch, dict) else batch) if v is not None)
-    return batch_size(first)
+    """The first dimension of the batch's first tensor."""
+    return next(len(leaf) for leaf in tree_flatten(batch)[0] if isinstance(leaf, torch.Tensor))
 
 
 def _sum(shard_grads: list[tuple]) -> list:
