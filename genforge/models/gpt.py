@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from genforge.errors import ConfigError
+from genforge.models import gpt_cpu
 from genforge.nn import MLP, CausalSelfAttention, KVCache, RotaryEmbedding, SwiGLU
 
 
@@ -153,8 +154,11 @@ class GPT(nn.Module):
             else:
                 x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(x)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, cache, i, pos, mask, positions)
+        if cache is None and mask is None and gpt_cpu.usable(self, x):
+            x = gpt_cpu.blocks(self, x)  # the same blocks as one C++ op pair (CPU, bf16 autocast)
+        else:
+            for i, block in enumerate(self.transformer.h):
+                x = block(x, cache, i, pos, mask, positions)
         x = self.transformer.ln_f(x)
         return self.lm_head(x), cache  # (B, T, vocab)
 

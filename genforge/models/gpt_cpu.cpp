@@ -1,0 +1,388 @@
+// The GPT-2 flavour's transformer blocks (LayerNorm, causal attention, GELU MLP), forward and
+// backward, for training on CPU in bfloat16 autocast. genforge/models/gpt_cpu.py builds this file
+// on first use and wraps it in one autograd.Function.
+//
+// The arithmetic is autocast's: bf16 matmuls (ATen's, so oneDNN's kernels), fp32 LayerNorm,
+// softmax and residual stream. What differs from running the Python modules is the number of
+// passes over memory and of dispatcher calls: each LayerNorm writes its bf16 output directly and
+// takes the residual add with it, the causal softmax visits only the lower triangle and writes the
+// fp32 and bf16 probabilities in one pass, GELU saves its derivative in the forward so that the
+// backward is one multiply, and there is no Python between the ops.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using bf16 = uint16_t;
+
+inline float bf2f(bf16 h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline bf16 f2bf(float f) {  // round to nearest even, as PyTorch does; NaN stays NaN
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  return bf16(f != f ? 0x7FC0u : r);
+}
+
+inline float exp_approx(float x) {  // Cephes' expf: relative error ~1e-7, branch-free (vectorizes)
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  // k = round(x / ln 2) by the float trick (exact for |k| < 2^22): floorf would not vectorize
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  float k = (x * 1.44269504088896341f + magic) - magic;
+  float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  uint32_t bits = uint32_t(int32_t(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+const bf16* cbf(const Tensor& t) { return reinterpret_cast<const bf16*>(t.const_data_ptr<at::BFloat16>()); }
+bf16* mbf(Tensor& t) { return reinterpret_cast<bf16*>(t.mutable_data_ptr<at::BFloat16>()); }
+
+// xs = x (+ a); xn = LayerNorm(xs) * w (+ b) in bf16, with each row's mean and 1/std.
+std::tuple<Tensor, Tensor, Tensor, Tensor> ln_fwd(const Tensor& x, const Tensor& a, const Tensor& w,
+                                                  const Tensor& b, double eps) {
+  const int64_t N = x.size(0), C = x.size(1);
+  Tensor xs = a.defined() ? at::empty_like(x) : x;
+  Tensor xn = at::empty({N, C}, x.options().dtype(at::kBFloat16));
+  Tensor mean = at::empty({N}, x.options()), rstd = at::empty({N}, x.options());
+  const float* px = x.const_data_ptr<float>();
+  const bf16* pa = a.defined() ? cbf(a) : nullptr;
+  float* ps = xs.mutable_data_ptr<float>();
+  const float* pw = w.const_data_ptr<float>();
+  const float* pb = b.defined() ? b.const_data_ptr<float>() : nullptr;
+  bf16* pn = mbf(xn);
+  float* pm = mean.mutable_data_ptr<float>();
+  float* pr = rstd.mutable_data_ptr<float>();
+  at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      float* __restrict s = ps + n * C;
+      if (pa) {
+        const float* __restrict xr = px + n * C;
+        const bf16* __restrict ar = pa + n * C;
+        for (int64_t c = 0; c < C; ++c) s[c] = xr[c] + bf2f(ar[c]);
+      }
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < C; ++c) sum += s[c];
+      const float mu = sum / C;
+      float var = 0.f;
+#pragma omp simd reduction(+ : var)
+      for (int64_t c = 0; c < C; ++c) var += (s[c] - mu) * (s[c] - mu);
+      const float r = 1.0f / std::sqrt(var / C + float(eps));
+      bf16* __restrict o = pn + n * C;
+      if (pb) {
+        for (int64_t c = 0; c < C; ++c) o[c] = f2bf((s[c] - mu) * r * pw[c] + pb[c]);
+      } else {
+        for (int64_t c = 0; c < C; ++c) o[c] = f2bf((s[c] - mu) * r * pw[c]);
+      }
+      pm[n] = mu;
+      pr[n] = r;
+    }
+  });
+  return {xs, xn, mean, rstd};
+}
+
+// dx += the gradient of LayerNorm's input given dxn (bf16) of its output; returns (dw, db).
+std::tuple<Tensor, Tensor> ln_bwd(const Tensor& dxn, const Tensor& xs, const Tensor& mean, const Tensor& rstd,
+                                  const Tensor& w, bool bias, Tensor& dx, Tensor& xhat) {
+  const int64_t N = xs.size(0), C = xs.size(1);
+  const bf16* pd = cbf(dxn);
+  const float* px = xs.const_data_ptr<float>();
+  const float* pm = mean.const_data_ptr<float>();
+  const float* pr = rstd.const_data_ptr<float>();
+  const float* pw = w.const_data_ptr<float>();
+  float* pdx = dx.mutable_data_ptr<float>();
+  float* pxh = xhat.mutable_data_ptr<float>();  // (N, C) fp32 workspace: the normalized input
+  at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const float mu = pm[n], r = pr[n];
+      const float* __restrict x = px + n * C;
+      const bf16* __restrict d = pd + n * C;
+      float* __restrict xh = pxh + n * C;
+      float m1 = 0.f, m2 = 0.f;
+#pragma omp simd reduction(+ : m1, m2)
+      for (int64_t c = 0; c < C; ++c) {
+        xh[c] = (x[c] - mu) * r;
+        const float g = bf2f(d[c]) * pw[c];
+        m1 += g;
+        m2 += g * xh[c];
+      }
+      m1 /= C;
+      m2 /= C;
+      float* __restrict o = pdx + n * C;
+      for (int64_t c = 0; c < C; ++c) o[c] += r * (bf2f(d[c]) * pw[c] - m1 - xh[c] * m2);
+    }
+  });
+  Tensor dw = at::zeros({C}, xs.options());
+  Tensor db = bias ? at::zeros({C}, xs.options()) : Tensor();
+  float* __restrict pdw = dw.mutable_data_ptr<float>();
+  for (int64_t n = 0; n < N; ++n) {  // rows in order: the sums do not depend on the thread count
+    const bf16* __restrict d = pd + n * C;
+    const float* __restrict xh = pxh + n * C;
+    for (int64_t c = 0; c < C; ++c) pdw[c] += bf2f(d[c]) * xh[c];
+  }
+  if (bias) {
+    float* __restrict pdb = db.mutable_data_ptr<float>();
+    for (int64_t n = 0; n < N; ++n) {
+      const bf16* __restrict d = pd + n * C;
+      for (int64_t c = 0; c < C; ++c) pdb[c] += bf2f(d[c]);
+    }
+  }
+  return {dw, db};
+}
+
+// GELU of bf16 h and its derivative, both bf16: the backward is then one multiply.
+// Exact: x Phi(x), with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7); the tails take
+// Phi directly from the series, not as 1 - (1 - ...), so they keep their relative precision.
+// Tanh: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+std::tuple<Tensor, Tensor> gelu_fwd(const Tensor& h, bool tanh_approx) {
+  Tensor g = at::empty_like(h), dg = at::empty_like(h);
+  const int64_t n = h.numel();
+  const bf16* ph_ = cbf(h);
+  bf16* pg_ = mbf(g);
+  bf16* pdg_ = mbf(dg);
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    const bf16* __restrict ph = ph_;
+    bf16* __restrict pg = pg_;
+    bf16* __restrict pdg = pdg_;
+    if (tanh_approx) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float x = bf2f(ph[i]);
+        const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
+        const float th = 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f);
+        pg[i] = f2bf(0.5f * x * (1.0f + th));
+        pdg[i] = f2bf(0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 0.134145f * x * x));
+      }
+    } else {
+      for (int64_t i = begin; i < end; ++i) {
+        const float x = bf2f(ph[i]);
+        const float z = std::fabs(x) * 0.7071067812f;
+        const float t = 1.0f / (1.0f + 0.3275911f * z);
+        const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+        const float e = exp_approx(-z * z);  // exp(-x^2 / 2)
+        const float tail = 0.5f * poly * e;   // Phi(-|x|)
+        const float cdf = x >= 0.f ? 1.0f - tail : tail;
+        pg[i] = f2bf(x * cdf);
+        pdg[i] = f2bf(cdf + x * e * 0.3989422804f);
+      }
+    }
+  });
+  return {g, dg};
+}
+
+// Causal softmax of scale * S (B, T, T) bf16: probabilities in fp32 (for the backward) and bf16
+// (for the next matmul); row i sees columns 0..i.
+std::tuple<Tensor, Tensor> softmax_fwd(const Tensor& S, double scale) {
+  const int64_t B = S.size(0), T = S.size(1);
+  Tensor P = at::empty(S.sizes(), S.options().dtype(at::kFloat));
+  Tensor P16 = at::empty_like(S);
+  const bf16* ps = cbf(S);
+  float* pp = P.mutable_data_ptr<float>();
+  bf16* pq = mbf(P16);
+  const float sc = float(scale);
+  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t i = row % T;
+      const bf16* __restrict s = ps + row * T;
+      float* __restrict p = pp + row * T;
+      bf16* __restrict q = pq + row * T;
+      // whole rows, the columns past i masked: fixed-length loops vectorize without remainders
+      float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+      for (int64_t j = 0; j < T; ++j) mx = std::max(mx, j <= i ? bf2f(s[j]) * sc : -INFINITY);
+      for (int64_t j = 0; j < T; ++j) p[j] = exp_approx(bf2f(s[j]) * sc - mx);
+      for (int64_t j = 0; j < T; ++j) p[j] = j <= i ? p[j] : 0.f;
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < T; ++j) sum += p[j];
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < T; ++j) {
+        p[j] *= inv;
+        q[j] = f2bf(p[j]);
+      }
+    }
+  });
+  return {P, P16};
+}
+
+// Gradient of the scores given dP (bf16) of the probabilities: scale * P (dP - sum(P dP)), bf16.
+void softmax_bwd(const Tensor& dP, const Tensor& P, double scale, Tensor& dS) {
+  const int64_t B = P.size(0), T = P.size(1);
+  const bf16* pd = cbf(dP);
+  const float* pp = P.const_data_ptr<float>();
+  bf16* po = mbf(dS);
+  const float sc = float(scale);
+  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const bf16* __restrict d = pd + row * T;
+      const float* __restrict p = pp + row * T;
+      bf16* __restrict o = po + row * T;
+      float dot = 0.f;  // P is 0 past column i: whole rows, as in the forward
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < T; ++j) dot += p[j] * bf2f(d[j]);
+      for (int64_t j = 0; j < T; ++j) o[j] = f2bf(sc * p[j] * (bf2f(d[j]) - dot));
+    }
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& w16, const Tensor& b) {
+  return b.defined() ? at::addmm(b.to(at::kBFloat16), x, w16.t()) : at::mm(x, w16.t());
+}
+
+// the same into `out` (a buffer reused across layers, so still in cache)
+Tensor& linear_out(Tensor& out, const Tensor& x, const Tensor& w16, const Tensor& b) {
+  return b.defined() ? at::addmm_out(out, b.to(at::kBFloat16), x, w16.t()) : at::mm_out(out, x, w16.t());
+}
+
+// Parameters per block, in this order: ln_1.weight, [ln_1.bias], attn.c_attn.weight,
+// [attn.c_attn.bias], attn.c_proj.weight, [attn.c_proj.bias], ln_2.weight, [ln_2.bias],
+// mlp.c_fc.weight, [mlp.c_fc.bias], mlp.c_proj.weight, [mlp.c_proj.bias] (bracketed: with bias).
+struct Block {
+  Tensor ln1_w, ln1_b, attn_w, attn_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mlp_w, mlp_b;
+  Block(at::TensorList p, int64_t layer, bool bias) {
+    const int64_t k = bias ? 12 : 6;
+    std::vector<Tensor> v(12);
+    for (int64_t i = 0, j = 0; i < 12; ++i) {
+      if (bias || i % 2 == 0) v[i] = p[layer * k + j++];
+    }
+    ln1_w = v[0], ln1_b = v[1], attn_w = v[2], attn_b = v[3], proj_w = v[4], proj_b = v[5];
+    ln2_w = v[6], ln2_b = v[7], fc_w = v[8], fc_b = v[9], mlp_w = v[10], mlp_b = v[11];
+  }
+};
+
+constexpr int64_t kSaved = 18;  // tensors saved per block for the backward
+
+// x (B, T, C) fp32 -> [output (B, T, C) fp32, then kSaved tensors per block].
+// Intermediates that are not saved go to buffers reused from layer to layer: a matmul writing into
+// memory still in cache ran ~1.6x faster here than into a fresh (cold) allocation.
+std::vector<Tensor> gpt2_blocks_forward(const Tensor& x_in, at::TensorList params, int64_t n_layer, int64_t n_head,
+                                        double eps, bool bias, bool tanh_gelu) {
+  const int64_t B = x_in.size(0), T = x_in.size(1), C = x_in.size(2), N = B * T, hs = C / n_head, BH = B * n_head;
+  const double scale = 1.0 / std::sqrt(double(hs));
+  const auto bf = x_in.options().dtype(at::kBFloat16);
+  Tensor qkv = at::empty({0}, bf), scores = at::empty({0}, bf), att = at::empty({0}, bf);
+  Tensor hidden = at::empty({0}, bf), out_c = at::empty({0}, bf);  // out_c: c_proj outputs, then added to x
+  std::vector<Tensor> out{Tensor()};
+  Tensor x = x_in.reshape({N, C}).contiguous(), pending;  // pending: the MLP output not yet added to x
+  for (int64_t l = 0; l < n_layer; ++l) {
+    Block p(params, l, bias);
+    Tensor W_attn = p.attn_w.to(at::kBFloat16), W_proj = p.proj_w.to(at::kBFloat16);
+    Tensor W_fc = p.fc_w.to(at::kBFloat16), W_mlp = p.mlp_w.to(at::kBFloat16);
+    auto [x0, xn1, mean1, rstd1] = ln_fwd(x, pending, p.ln1_w, p.ln1_b, eps);
+    linear_out(qkv, xn1, W_attn, p.attn_b);
+    Tensor heads = qkv.view({B, T, 3, n_head, hs}).permute({2, 0, 3, 1, 4}).contiguous();  // (3, B, nh, T, hs)
+    Tensor q = heads[0].view({BH, T, hs}), k = heads[1].view({BH, T, hs}), v = heads[2].view({BH, T, hs});
+    auto [P, P16] = softmax_fwd(at::bmm_out(scores, q, k.transpose(1, 2)), scale);
+    Tensor y = at::bmm_out(att, P16, v).view({B, n_head, T, hs}).permute({0, 2, 1, 3}).reshape({N, C});
+    auto [x1, xn2, mean2, rstd2] = ln_fwd(x0, linear_out(out_c, y, W_proj, p.proj_b), p.ln2_w, p.ln2_b, eps);
+    auto [g, dg] = gelu_fwd(linear_out(hidden, xn2, W_fc, p.fc_b), tanh_gelu);
+    pending = linear_out(out_c, g, W_mlp, p.mlp_b);
+    x = x1;
+    for (const Tensor& t : {x0, xn1, mean1, rstd1, heads, P, P16, y, x1, xn2, mean2, rstd2, g, dg,
+                            W_attn, W_proj, W_fc, W_mlp})
+      out.push_back(t);
+  }
+  out[0] = at::add(x, pending).view({B, T, C});
+  return out;
+}
+
+Tensor bias_grad(const Tensor& d) { return at::sum(d, {0}, false, at::kFloat); }
+
+// dy (B, T, C) -> [dx (B, T, C), then the parameters' gradients in the order of `params`].
+std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved, at::TensorList params, int64_t n_layer,
+                                         int64_t n_head, bool bias) {
+  const int64_t B = dy.size(0), T = dy.size(1), C = dy.size(2), N = B * T, hs = C / n_head, BH = B * n_head;
+  const double scale = 1.0 / std::sqrt(double(hs));
+  const int64_t k = bias ? 12 : 6;
+  const auto bf = dy.options().dtype(at::kBFloat16);
+  std::vector<Tensor> grads(1 + n_layer * k);
+  Tensor dx = dy.reshape({N, C}).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  // buffers reused by every layer, as in the forward
+  Tensor d16 = at::empty({N, C}, bf), dnorm = at::empty({N, C}, bf), hidden = at::empty({0}, bf);
+  Tensor dyh = at::empty({B, n_head, T, hs}, bf), dP = at::empty({0}, bf), dS = at::empty({BH, T, T}, bf);
+  Tensor dheads = at::empty({3, B, n_head, T, hs}, bf), dqkv = at::empty({B, T, 3, n_head, hs}, bf);
+  Tensor xhat = at::empty({N, C}, dy.options().dtype(at::kFloat));
+  for (int64_t l = n_layer - 1; l >= 0; --l) {
+    const Tensor* s = saved.data() + l * kSaved;
+    const Tensor &x0 = s[0], &xn1 = s[1], &mean1 = s[2], &rstd1 = s[3], &heads = s[4], &P = s[5], &P16 = s[6];
+    const Tensor &y = s[7], &x1 = s[8], &xn2 = s[9], &mean2 = s[10], &rstd2 = s[11], &g = s[12], &dg = s[13];
+    const Tensor &W_attn = s[14], &W_proj = s[15], &W_fc = s[16], &W_mlp = s[17];
+    Block p(params, l, bias);
+    std::vector<Tensor> gl(12);  // same slots as Block
+    // MLP: x2 = x1 + c_proj(gelu(c_fc(ln_2(x1))))
+    const Tensor& dm = d16.copy_(dx);
+    gl[10] = at::mm(dm.t(), g).to(at::kFloat);
+    if (bias) gl[11] = bias_grad(dm);
+    const Tensor& dh = at::mm_out(hidden, dm, W_mlp).mul_(dg);
+    gl[8] = at::mm(dh.t(), xn2).to(at::kFloat);
+    if (bias) gl[9] = bias_grad(dh);
+    std::tie(gl[6], gl[7]) = ln_bwd(at::mm_out(dnorm, dh, W_fc), x1, mean2, rstd2, p.ln2_w, bias, dx, xhat);
+    // attention: x1 = x0 + c_proj(attend(c_attn(ln_1(x0))))
+    const Tensor& da = d16.copy_(dx);
+    gl[4] = at::mm(da.t(), y).to(at::kFloat);
+    if (bias) gl[5] = bias_grad(da);
+    dyh.copy_(at::mm_out(dnorm, da, W_proj).view({B, T, n_head, hs}).permute({0, 2, 1, 3}));
+    Tensor dyh3 = dyh.view({BH, T, hs});
+    Tensor q = heads[0].view({BH, T, hs}), kk = heads[1].view({BH, T, hs}), v = heads[2].view({BH, T, hs});
+    Tensor dq = dheads[0].view({BH, T, hs}), dk = dheads[1].view({BH, T, hs}), dv = dheads[2].view({BH, T, hs});
+    at::bmm_out(dv, P16.transpose(1, 2), dyh3);
+    softmax_bwd(at::bmm_out(dP, dyh3, v.transpose(1, 2)), P, scale, dS);
+    at::bmm_out(dq, dS, kk);
+    at::bmm_out(dk, dS.transpose(1, 2), q);
+    dqkv.copy_(dheads.permute({1, 3, 0, 2, 4}));
+    Tensor dqkv2 = dqkv.view({N, 3 * C});
+    gl[2] = at::mm(dqkv2.t(), xn1).to(at::kFloat);
+    if (bias) gl[3] = bias_grad(dqkv2);
+    std::tie(gl[0], gl[1]) = ln_bwd(at::mm_out(dnorm, dqkv2, W_attn), x0, mean1, rstd1, p.ln1_w, bias, dx, xhat);
+    for (int64_t i = 0, j = 0; i < 12; ++i) {
+      if (bias || i % 2 == 0) grads[1 + l * k + j++] = gl[i];
+    }
+  }
+  grads[0] = dx.view({B, T, C});
+  return grads;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(genforge_cpu, m) {
+  m.def("gpt2_blocks_forward(Tensor x, Tensor[] params, int n_layer, int n_head, float eps, bool bias, "
+        "bool tanh_gelu) -> Tensor[]", &gpt2_blocks_forward);
+  m.def("gpt2_blocks_backward(Tensor dy, Tensor[] saved, Tensor[] params, int n_layer, int n_head, bool bias) "
+        "-> Tensor[]", &gpt2_blocks_backward);
+}
+
+TORCH_LIBRARY_FRAGMENT(genforge_cpu, m) {
+  m.def("gelu_fwd(Tensor h, bool tanh) -> (Tensor, Tensor)", &gelu_fwd);
+  m.def("softmax_fwd(Tensor s, float scale) -> (Tensor, Tensor)", &softmax_fwd);
+  m.def("softmax_bwd(Tensor dp, Tensor p, float scale) -> Tensor", [](const Tensor& dP, const Tensor& P, double scale) {
+    Tensor dS = at::empty_like(dP);
+    softmax_bwd(dP, P, scale, dS);
+    return dS;
+  });
+  m.def("ln_fwd(Tensor x, Tensor? a, Tensor w, Tensor? b, float eps) -> (Tensor, Tensor, Tensor, Tensor)",
+        [](const Tensor& x, const std::optional<Tensor>& a, const Tensor& w, const std::optional<Tensor>& b, double eps) {
+          return ln_fwd(x, a.value_or(Tensor()), w, b.value_or(Tensor()), eps);
+        });
+}

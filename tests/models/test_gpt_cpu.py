@@ -1,0 +1,177 @@
+"""The GPT-2 blocks' C++ op pair (genforge/models/gpt_cpu.{py,cpp}): when the model takes it, that
+its outputs and gradients are as close to fp32 as the Python modules' under the same bf16
+autocast, its kernels against float64 references, exact resume through it, and the fallback."""
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genforge.models import gpt_cpu
+from genforge.models.gpt import GPT, GPTConfig
+from genforge.train.run import run
+from tests.train.test_resume import assert_same_runs
+
+needs_build = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                                 reason="no C++ compiler here to build the fused CPU kernels")
+
+
+def _model(**kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = dict(flavour="gpt2", n_layer=2, n_head=3, n_embd=24, block_size=32, vocab_size=29, bias=False, activation="gelu")
+    model = GPT(GPTConfig(**{**cfg, **kw}))
+    with torch.no_grad():  # away from the init's zero biases and unit norms, so that every path is exercised
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def _loss_and_grads(model, x, y, fused: bool, dtype=torch.bfloat16, monkeypatch=None):
+    if not fused:
+        monkeypatch.setattr(gpt_cpu, "usable", lambda *a: False)
+    with torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    monkeypatch.undo()
+    return logits.float(), loss, grads
+
+
+def _rel(a, b) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@needs_build
+def test_the_kernels_build_and_load():
+    assert gpt_cpu.available()
+
+
+@needs_build
+@pytest.mark.parametrize("kw", [dict(), dict(bias=True, activation="gelu_tanh"), dict(n_layer=3, n_head=2, n_embd=16)],
+                         ids=["nanogpt-like", "bias-tanh", "three-layers"])
+@pytest.mark.parametrize("T", [32, 13])
+def test_as_close_to_fp32_as_the_python_modules(kw, T, monkeypatch):
+    model = _model(**kw)
+    x, y = torch.randint(0, 29, (3, T)), torch.randint(0, 29, (3, T))
+    calls = []
+    monkeypatch.setattr(gpt_cpu._Blocks, "apply", lambda *a, f=gpt_cpu._Blocks.apply: calls.append(1) or f(*a))
+    fused = _loss_and_grads(model, x, y, True, monkeypatch=monkeypatch)
+    assert calls, "the model did not take the fused blocks"
+    python = _loss_and_grads(model, x, y, False, monkeypatch=monkeypatch)
+    exact = _loss_and_grads(model, x, y, False, torch.float32, monkeypatch=monkeypatch)
+    assert abs(fused[1].item() - exact[1].item()) < 2e-3
+    assert _rel(fused[0], exact[0]) <= 1.5 * _rel(python[0], exact[0]) + 1e-3
+    names = [n for n, _ in model.named_parameters()]
+    for name, gf, gp, ge in zip(names, fused[2], python[2], exact[2]):
+        assert _rel(gf, ge) <= 1.5 * _rel(gp, ge) + 2e-3, name
+
+
+@needs_build
+def test_same_inputs_give_bitwise_the_same_gradients(monkeypatch):
+    model = _model()
+    x, y = torch.randint(0, 29, (2, 32)), torch.randint(0, 29, (2, 32))
+    a = _loss_and_grads(model, x, y, True, monkeypatch=monkeypatch)
+    b = _loss_and_grads(model, x, y, True, monkeypatch=monkeypatch)
+    assert all(torch.equal(g, h) for g, h in zip(a[2], b[2]))
+
+
+@needs_build
+def test_gelu_kernel_against_float64():
+    h = torch.linspace(-9, 9, 4001).bfloat16()
+    g, dg = torch.ops.genforge_cpu.gelu_fwd(h, False)
+    x = h.double()
+    cdf = 0.5 * torch.special.erfc(-x / 2**0.5)  # Phi(x) without 1 + erf's cancellation in the left tail
+    ref, dref = x * cdf, cdf + x * torch.exp(-x * x / 2) / (2 * torch.pi) ** 0.5
+    # within one bf16 rounding (2^-8 relative) of the exact values, or 1e-6 (torch's fp32 erf gives 0
+    # for x < -5.5; this one keeps the left tail to ~1.5%)
+    assert ((g.double() - ref).abs() <= ref.abs() * 2**-8 + 1e-6).all()
+    assert ((g.double() - ref).abs() <= ref.abs() * 0.02).all()
+    assert ((dg.double() - dref).abs() <= dref.abs() * 2**-8 + 1e-6).all()
+    g, dg = torch.ops.genforge_cpu.gelu_fwd(h, True)
+    ref = F.gelu(x, approximate="tanh")
+    assert ((g.double() - ref).abs() <= ref.abs() * 2**-8 + 1e-6).all()
+
+
+@needs_build
+@pytest.mark.parametrize("T", [64, 7])
+def test_causal_softmax_kernels_against_autograd(T):
+    torch.manual_seed(0)
+    s = (torch.randn(5, T, T) * 4).bfloat16()
+    dp = torch.randn(5, T, T).bfloat16()
+    P, P16 = torch.ops.genforge_cpu.softmax_fwd(s, 0.3)
+    x = s.double().requires_grad_()
+    ref = (x * 0.3).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    ref.backward(dp.double())
+    torch.testing.assert_close(P.double(), ref.detach(), atol=1e-6, rtol=1e-5)
+    assert torch.equal(P16, P.bfloat16())
+    dS = torch.ops.genforge_cpu.softmax_bwd(dp, P, 0.3)
+    torch.testing.assert_close(dS.double(), x.grad, atol=2e-3, rtol=1e-2)  # bf16 output
+
+
+@needs_build
+def test_the_python_modules_run_where_the_blocks_do_not_apply():
+    x = torch.zeros(2, 8, 24)
+    model = _model()
+    with torch.autocast("cpu", torch.bfloat16):
+        assert gpt_cpu.usable(model, x)
+        assert not gpt_cpu.usable(_model(flavour="llama", n_head=3, n_embd=24), x)
+        assert not gpt_cpu.usable(_model(dropout=0.1), x)  # training with dropout
+        assert gpt_cpu.usable(_model(dropout=0.1).eval(), x)
+        assert not gpt_cpu.usable(model, x.bfloat16())
+    assert not gpt_cpu.usable(model, x)  # no autocast: fp32 is the Python modules'
+    with torch.autocast("cpu", torch.bfloat16):
+        wrapped = _model()
+        wrapped.transformer.h[1].attn.c_proj = _Wrapped(wrapped.transformer.h[1].attn.c_proj)
+        assert not gpt_cpu.usable(wrapped, x)  # an adapter in place of a Linear (LoRA's way)
+
+
+class _Wrapped(torch.nn.Linear):
+    def __init__(self, base):
+        super().__init__(base.in_features, base.out_features, bias=base.bias is not None)
+
+
+def test_a_failed_build_warns_once_and_the_model_still_runs(monkeypatch):
+    def broken():
+        raise RuntimeError("Error building extension 'genforge_cpu'\nc++: not found")
+
+    gpt_cpu.available.cache_clear()
+    monkeypatch.setattr(gpt_cpu, "_build", broken)
+    try:
+        with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable.*c\\+\\+: not found"):
+            assert not gpt_cpu.available()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert not gpt_cpu.available()  # cached: no second warning
+            model = _model()
+            with torch.autocast("cpu", torch.bfloat16):
+                logits, _ = model(torch.zeros(1, 8, dtype=torch.long))
+        assert logits.shape == (1, 8, 29)
+    finally:
+        gpt_cpu.available.cache_clear()
+
+
+def test_the_environment_turns_the_kernels_off(monkeypatch):
+    monkeypatch.setenv("GENFORGE_CPU_KERNELS", "0")
+    gpt_cpu.available.cache_clear()
+    try:
+        assert not gpt_cpu.available()
+    finally:
+        gpt_cpu.available.cache_clear()
+
+
+@needs_build
+@pytest.mark.parametrize("parallel", ["ops", "batch"])
+def test_resume_through_the_fused_blocks_equals_uninterrupted(tmp_path, tiny_config, parallel, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gpt_cpu._Blocks, "apply", lambda *a, f=gpt_cpu._Blocks.apply: calls.append(1) or f(*a))
+    extra = ("train.dtype=bfloat16", "model.dropout=0.0", "train.lr_decay_iters=20", f"train.cpu_parallel={parallel}",
+             "train.threads=2")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(tiny_config(straight, *extra, max_iters=20), progress=False)
+    assert calls
+    run(tiny_config(resumed, *extra, max_iters=10), progress=False)
+    run(tiny_config(resumed, *extra, max_iters=20), resume=True, progress=False)
+    assert_same_runs(straight, resumed)
