@@ -18,7 +18,7 @@ x = torch.randn(512, 256)
 def step():
     net(x).square().mean().backward()
     net.zero_grad(set_to_none=True)
-for _ in range(3):
+for _ in range(10):  # past the first steps' one-off allocations (thread pools, caches)
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
