@@ -94,8 +94,10 @@ def available() -> bool:
         torch.ops.load_library(str(lib))
         return True
     except Exception as e:  # no compiler, no headers, a failed build: the Python modules still work
-        warnings.warn(f"genforge: fused CPU kernels unavailable, using the Python modules ({type(e).__name__}: "
-                      f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''})", RuntimeWarning, stacklevel=2)
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        reason = next((line for line in lines if "error:" in line), lines[-1] if lines else "")  # the compiler's first error
+        warnings.warn(f"genforge: fused CPU kernels unavailable, using the Python modules ({type(e).__name__}: {reason})",
+                      RuntimeWarning, stacklevel=2)
         return False
 
 
