@@ -202,50 +202,71 @@ std::tuple<Tensor, Tensor> ln_bwd(const Tensor& dxn, const Tensor& xs, const Ten
   return {dw, db};
 }
 
-// GELU of bf16 h and its derivative, both bf16: the backward is then one multiply.
-// Exact: x Phi(x), with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7); the tails take
-// Phi directly from the series, not as 1 - (1 - ...), so they keep their relative precision.
-// Tanh: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+// GELU of bf16 h and its derivative, both bf16: the backward is then one multiply. A bf16 input
+// has 65,536 values, so both results come from a table (256 KB, built once in double precision:
+// correctly rounded, tails included), looked up at ~2x the speed of computing them in fp32.
+// Exact: x Phi(x); tanh: GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+const uint32_t* gelu_table(bool tanh_approx) {
+  auto build = [](bool tanh_form) {
+    std::vector<uint32_t> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) {
+      const double x = bf2f(bf16(i));
+      double g, d;
+      if (tanh_form) {
+        // 0.5 (1 + tanh(u)) = sigmoid(2u), without 1 + tanh's cancellation in the left tail
+        const double k = std::sqrt(2.0 / M_PI), u = k * (x + 0.044715 * x * x * x);
+        const double sg = 1.0 / (1.0 + std::exp(-2.0 * u));
+        g = x * sg;
+        d = sg + 2.0 * x * sg * (1.0 - sg) * k * (1.0 + 3 * 0.044715 * x * x);
+      } else {
+        const double cdf = 0.5 * std::erfc(-x / std::sqrt(2.0));
+        g = x * cdf;
+        d = cdf + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+      }
+      if (std::isinf(x)) g = x > 0 ? x : -0.0, d = x > 0 ? 1.0 : 0.0;
+      t[i] = (uint32_t(f2bf(float(g))) << 16) | f2bf(float(d));
+    }
+    return t;
+  };
+  static const std::vector<uint32_t> exact = build(false), tanh_form = build(true);  // thread-safe, once
+  return tanh_approx ? tanh_form.data() : exact.data();
+}
+
 std::tuple<Tensor, Tensor> gelu_fwd(const Tensor& h, bool tanh_approx) {
   Tensor g = at::empty_like(h), dg = at::empty_like(h);
   const int64_t n = h.numel();
   const bf16* ph_ = cbf(h);
   bf16* pg_ = mbf(g);
   bf16* pdg_ = mbf(dg);
+  const uint32_t* table = gelu_table(tanh_approx);
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
     const bf16* __restrict ph = ph_;
     bf16* __restrict pg = pg_;
     bf16* __restrict pdg = pdg_;
-    alignas(64) float gv[kChunk], dv[kChunk];
-    for (int64_t i0 = begin; i0 < end; i0 += kChunk) {
-      const int64_t m = std::min(kChunk, end - i0);
-      const bf16* __restrict hx = ph + i0;
-      if (tanh_approx) {
-        for (int64_t j = 0; j < m; ++j) {
-          const float x = bf2f(hx[j]);
-          const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
-          const float th = 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f);
-          gv[j] = 0.5f * x * (1.0f + th);
-          dv[j] = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 0.134145f * x * x);
-        }
-      } else {
-        for (int64_t j = 0; j < m; ++j) {
-          const float x = bf2f(hx[j]);
-          const float z = std::fabs(x) * 0.7071067812f;
-          const float t = 1.0f / (1.0f + 0.3275911f * z);
-          const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-          const float e = exp_approx(-z * z);  // exp(-x^2 / 2)
-          const float tail = 0.5f * poly * e;   // Phi(-|x|)
-          const float cdf = x >= 0.f ? 1.0f - tail : tail;
-          gv[j] = x * cdf;
-          dv[j] = cdf + x * e * 0.3989422804f;
-        }
-      }
-      store_bf16(gv, pg + i0, m);
-      store_bf16(dv, pdg + i0, m);
+    for (int64_t i = begin; i < end; ++i) {
+      const uint32_t e = table[ph[i]];
+      pg[i] = bf16(e >> 16);
+      pdg[i] = bf16(e);
     }
   });
   return {g, dg};
+}
+
+// a *= b, both bf16 (the product rounded once, as ATen's mul does), in one pass.
+void mul_bf16_(Tensor& a, const Tensor& b) {
+  const int64_t n = a.numel();
+  bf16* pa_ = mbf(a);
+  const bf16* pb_ = cbf(b);
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    alignas(64) float buf[kChunk];
+    for (int64_t i0 = begin; i0 < end; i0 += kChunk) {
+      const int64_t m = std::min(kChunk, end - i0);
+      const bf16* __restrict x = pa_ + i0;
+      const bf16* __restrict y = pb_ + i0;
+      for (int64_t j = 0; j < m; ++j) buf[j] = bf2f(x[j]) * bf2f(y[j]);
+      store_bf16(buf, pa_ + i0, m);
+    }
+  });
 }
 
 // Causal softmax of scale * S (B, T, T) bf16: probabilities in fp32 (for the backward) and bf16
@@ -391,7 +412,8 @@ std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved,
     const Tensor& dm = d16.copy_(dx);
     gl[10] = at::mm(dm.t(), g).to(at::kFloat);
     if (bias) gl[11] = bias_grad(dm);
-    const Tensor& dh = at::mm_out(hidden, dm, W_mlp).mul_(dg);
+    Tensor& dh = at::mm_out(hidden, dm, W_mlp);
+    mul_bf16_(dh, dg);  // through GELU: its derivative, saved by the forward
     gl[8] = at::mm(dh.t(), xn2).to(at::kFloat);
     if (bias) gl[9] = bias_grad(dh);
     std::tie(gl[6], gl[7]) = ln_bwd(at::mm_out(dnorm, dh, W_fc), x1, mean2, rstd2, p.ln2_w, bias, dx, xhat);
