@@ -5,9 +5,9 @@
 // The arithmetic is autocast's: bf16 matmuls (ATen's, so oneDNN's kernels), fp32 LayerNorm,
 // softmax and residual stream. What differs from running the Python modules is the number of
 // passes over memory and of dispatcher calls: each LayerNorm writes its bf16 output directly and
-// takes the residual add with it, the causal softmax visits only the lower triangle and writes the
-// fp32 and bf16 probabilities in one pass, GELU saves its derivative in the forward so that the
-// backward is one multiply, and there is no Python between the ops.
+// takes the residual add with it, the causal softmax writes the fp32 and bf16 probabilities in one
+// pass, GELU and its derivative come from one table lookup in the forward so that the backward is
+// one multiply, buffers are reused from layer to layer, and there is no Python between the ops.
 #include <ATen/ATen.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
