@@ -56,7 +56,7 @@ inline void store_bf16(const float* __restrict src, bf16* __restrict dst, int64_
   for (; i < n; ++i) dst[i] = f2bf(src[i]);
 }
 
-// Sum (or max) of f(j) for j < n, kept in 16 lanes and folded as a tree at the end: a compiler's
+// Sum of f(j) for j < n, kept in 16 lanes and folded as a tree at the end: a compiler's
 // own `omp simd` reduction folds its lanes one by one, ~50 cycles per row of these short rows.
 inline float fold_sum(const float* acc) {
 #if defined(__AVX512F__)
@@ -68,16 +68,6 @@ inline float fold_sum(const float* acc) {
 #endif
 }
 
-inline float fold_max(const float* acc) {
-#if defined(__AVX512F__)
-  return _mm512_reduce_max_ps(_mm512_load_ps(acc));
-#else
-  float m = acc[0];
-  for (int k = 1; k < 16; ++k) m = std::max(m, acc[k]);
-  return m;
-#endif
-}
-
 template <class F>
 inline float lane_sum(int64_t n, F f) {
   alignas(64) float acc[16] = {};
@@ -86,17 +76,6 @@ inline float lane_sum(int64_t n, F f) {
     for (int k = 0; k < 16; ++k) acc[k] += f(j0 + k);
   for (; j0 < n; ++j0) acc[j0 % 16] += f(j0);
   return fold_sum(acc);
-}
-
-template <class F>
-inline float lane_max(int64_t n, F f) {
-  alignas(64) float acc[16];
-  for (int k = 0; k < 16; ++k) acc[k] = -INFINITY;
-  int64_t j0 = 0;
-  for (; j0 + 16 <= n; j0 += 16)
-    for (int k = 0; k < 16; ++k) acc[k] = std::max(acc[k], f(j0 + k));
-  for (; j0 < n; ++j0) acc[j0 % 16] = std::max(acc[j0 % 16], f(j0));
-  return fold_max(acc);
 }
 
 inline float exp_approx(float x) {  // Cephes' expf: relative error ~1e-7, branch-free (vectorizes)
@@ -324,11 +303,7 @@ void softmax_bwd(const Tensor& dP, const Tensor& P, double scale, Tensor& dS) {
   });
 }
 
-Tensor linear(const Tensor& x, const Tensor& w16, const Tensor& b) {
-  return b.defined() ? at::addmm(b.to(at::kBFloat16), x, w16.t()) : at::mm(x, w16.t());
-}
-
-// the same into `out` (a buffer reused across layers, so still in cache)
+// x w16^T (+ b) into `out`, a buffer reused across layers, so still in cache
 Tensor& linear_out(Tensor& out, const Tensor& x, const Tensor& w16, const Tensor& b) {
   return b.defined() ? at::addmm_out(out, b.to(at::kBFloat16), x, w16.t()) : at::mm_out(out, x, w16.t());
 }
@@ -336,13 +311,15 @@ Tensor& linear_out(Tensor& out, const Tensor& x, const Tensor& w16, const Tensor
 // Parameters per block, in this order: ln_1.weight, [ln_1.bias], attn.c_attn.weight,
 // [attn.c_attn.bias], attn.c_proj.weight, [attn.c_proj.bias], ln_2.weight, [ln_2.bias],
 // mlp.c_fc.weight, [mlp.c_fc.bias], mlp.c_proj.weight, [mlp.c_proj.bias] (bracketed: with bias).
+inline bool in_params(int64_t slot, bool bias) { return bias || slot % 2 == 0; }  // odd slots: biases
+
 struct Block {
   Tensor ln1_w, ln1_b, attn_w, attn_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mlp_w, mlp_b;
   Block(at::TensorList p, int64_t layer, bool bias) {
     const int64_t k = bias ? 12 : 6;
     std::vector<Tensor> v(12);
     for (int64_t i = 0, j = 0; i < 12; ++i) {
-      if (bias || i % 2 == 0) v[i] = p[layer * k + j++];
+      if (in_params(i, bias)) v[i] = p[layer * k + j++];
     }
     ln1_w = v[0], ln1_b = v[1], attn_w = v[2], attn_b = v[3], proj_w = v[4], proj_b = v[5];
     ln2_w = v[6], ln2_b = v[7], fc_w = v[8], fc_b = v[9], mlp_w = v[10], mlp_b = v[11];
@@ -435,7 +412,7 @@ std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved,
     if (bias) gl[3] = bias_grad(dqkv2);
     std::tie(gl[0], gl[1]) = ln_bwd(at::mm_out(dnorm, dqkv2, W_attn), x0, mean1, rstd1, p.ln1_w, bias, dx, xhat);
     for (int64_t i = 0, j = 0; i < 12; ++i) {
-      if (bias || i % 2 == 0) grads[1 + l * k + j++] = gl[i];
+      if (in_params(i, bias)) grads[1 + l * k + j++] = gl[i];
     }
   }
   grads[0] = dx.view({B, T, C});
@@ -451,7 +428,7 @@ TORCH_LIBRARY(genforge_cpu, m) {
         "-> Tensor[]", &gpt2_blocks_backward);
 }
 
-TORCH_LIBRARY_FRAGMENT(genforge_cpu, m) {
+TORCH_LIBRARY_FRAGMENT(genforge_cpu, m) {  // the kernels alone, for their tests
   m.def("gelu_fwd(Tensor h, bool tanh) -> (Tensor, Tensor)", &gelu_fwd);
   m.def("softmax_fwd(Tensor s, float scale) -> (Tensor, Tensor)", &softmax_fwd);
   m.def("softmax_bwd(Tensor dp, Tensor p, float scale) -> Tensor", [](const Tensor& dP, const Tensor& P, double scale) {
@@ -459,8 +436,4 @@ TORCH_LIBRARY_FRAGMENT(genforge_cpu, m) {
     softmax_bwd(dP, P, scale, dS);
     return dS;
   });
-  m.def("ln_fwd(Tensor x, Tensor? a, Tensor w, Tensor? b, float eps) -> (Tensor, Tensor, Tensor, Tensor)",
-        [](const Tensor& x, const std::optional<Tensor>& a, const Tensor& w, const std::optional<Tensor>& b, double eps) {
-          return ln_fwd(x, a.value_or(Tensor()), w, b.value_or(Tensor()), eps);
-        });
 }

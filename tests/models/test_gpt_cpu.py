@@ -36,14 +36,14 @@ def ops():
     return torch.ops.genforge_cpu
 
 
-def _loss_and_grads(model, x, y, fused: bool, dtype=torch.bfloat16, monkeypatch=None):
-    if not fused:
-        monkeypatch.setattr(gpt_cpu, "usable", lambda *a: False)
-    with torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-    grads = torch.autograd.grad(loss, list(model.parameters()))
-    monkeypatch.undo()
+def _loss_and_grads(model, x, y, fused: bool, monkeypatch, dtype=torch.bfloat16):
+    with monkeypatch.context() as mp:
+        if not fused:
+            mp.setattr(gpt_cpu, "usable", lambda *a: False)
+        with torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
+            logits, _ = model(x)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        grads = torch.autograd.grad(loss, list(model.parameters()))
     return logits.float(), loss, grads
 
 
@@ -65,10 +65,10 @@ def test_as_close_to_fp32_as_the_python_modules(kw, T, monkeypatch):
     x, y = torch.randint(0, 29, (3, T)), torch.randint(0, 29, (3, T))
     calls = []
     monkeypatch.setattr(gpt_cpu._Blocks, "apply", lambda *a, f=gpt_cpu._Blocks.apply: calls.append(1) or f(*a))
-    fused = _loss_and_grads(model, x, y, True, monkeypatch=monkeypatch)
+    fused = _loss_and_grads(model, x, y, True, monkeypatch)
     assert calls, "the model did not take the fused blocks"
-    python = _loss_and_grads(model, x, y, False, monkeypatch=monkeypatch)
-    exact = _loss_and_grads(model, x, y, False, torch.float32, monkeypatch=monkeypatch)
+    python = _loss_and_grads(model, x, y, False, monkeypatch)
+    exact = _loss_and_grads(model, x, y, False, monkeypatch, torch.float32)
     assert abs(fused[1].item() - exact[1].item()) < 2e-3
     assert _rel(fused[0], exact[0]) <= 1.5 * _rel(python[0], exact[0]) + 1e-3
     names = [n for n, _ in model.named_parameters()]
@@ -80,8 +80,8 @@ def test_as_close_to_fp32_as_the_python_modules(kw, T, monkeypatch):
 def test_same_inputs_give_bitwise_the_same_gradients(monkeypatch):
     model = _model()
     x, y = torch.randint(0, 29, (2, 32)), torch.randint(0, 29, (2, 32))
-    a = _loss_and_grads(model, x, y, True, monkeypatch=monkeypatch)
-    b = _loss_and_grads(model, x, y, True, monkeypatch=monkeypatch)
+    a = _loss_and_grads(model, x, y, True, monkeypatch)
+    b = _loss_and_grads(model, x, y, True, monkeypatch)
     assert all(torch.equal(g, h) for g, h in zip(a[2], b[2]))
 
 
