@@ -248,57 +248,177 @@ void mul_bf16_(Tensor& a, const Tensor& b) {
   });
 }
 
-// Causal softmax of scale * S (B, T, T) bf16: probabilities in fp32 (for the backward) and bf16
-// (for the next matmul); row i sees columns 0..i.
-std::tuple<Tensor, Tensor> softmax_fwd(const Tensor& S, double scale) {
-  const int64_t B = S.size(0), T = S.size(1);
-  Tensor P = at::empty(S.sizes(), S.options().dtype(at::kFloat));
-  Tensor P16 = at::empty_like(S);
-  const bf16* ps = cbf(S);
-  float* pp = P.mutable_data_ptr<float>();
-  bf16* pq = mbf(P16);
-  const float sc = float(scale);
-  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % T;
-      const bf16* __restrict s = ps + row * T;
-      float* __restrict p = pp + row * T;
-      bf16* __restrict q = pq + row * T;
-      // whole rows, the columns past i masked: fixed-length loops vectorize without remainders
-      float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-      for (int64_t j = 0; j < T; ++j) mx = std::max(mx, j <= i ? bf2f(s[j]) * sc : -INFINITY);
-      for (int64_t j = 0; j < T; ++j) p[j] = exp_approx(bf2f(s[j]) * sc - mx);
-      for (int64_t j = 0; j < T; ++j) p[j] = j <= i ? p[j] : 0.f;
-      const float sum = lane_sum(T, [&](int64_t j) { return p[j]; });
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < T; ++j) p[j] *= inv;
-      store_bf16(p, q, T);
+// Causal attention, one (batch, head) at a time, in fp32 from the bf16 q, k and v of c_attn's
+// output: S = q k^T scale, P = softmax of S over columns j <= i, y = P v. Each head's operands sit
+// in a small fp32 workspace (~100 KB for 64 positions), so the products, the softmax and their
+// backward run from cache, and q, k, v and their gradients are read and written in c_attn's own
+// (B, T, 3, n_head, hs) layout: no permuted copies. The products work on 16-float vectors (GCC's
+// and Clang's vector extensions: AVX-512, AVX2 or SSE, as the target has) with kRows rows of the
+// result in registers, and skip the masked triangle 16 columns at a time.
+typedef float vec16 __attribute__((vector_size(64)));
+inline vec16 vload(const float* p) {
+  vec16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void vstore(float* p, vec16 v) { std::memcpy(p, &v, sizeof v); }
+inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+constexpr int64_t kRows = 4;  // rows per register block: row counts are padded to a multiple of 16
+
+// out[i][j] = sum over d < K of a[i][d] bt[d][j], for rows i < rows and the 16-column chunks that
+// reach row i's block's last row (the lower triangle, and what shares its chunks).
+void abt_lower(const float* a, int64_t lda, const float* bt, int64_t ldb, int64_t K, float* out, int64_t ldo,
+               int64_t rows) {
+  for (int64_t i0 = 0; i0 < rows; i0 += kRows) {
+    const float* ar = a + i0 * lda;
+    for (int64_t j0 = 0; j0 < round16(std::min(i0 + kRows, rows)); j0 += 16) {
+      vec16 c0{}, c1{}, c2{}, c3{};
+      for (int64_t d = 0; d < K; ++d) {
+        const vec16 b = vload(bt + d * ldb + j0);
+        c0 += ar[d] * b, c1 += ar[lda + d] * b, c2 += ar[2 * lda + d] * b, c3 += ar[3 * lda + d] * b;
+      }
+      float* o = out + i0 * ldo + j0;
+      vstore(o, c0), vstore(o + ldo, c1), vstore(o + 2 * ldo, c2), vstore(o + 3 * ldo, c3);
     }
-  });
-  return {P, P16};
+  }
 }
 
-// Gradient of the scores given dP (bf16) of the probabilities: scale * P (dP - sum(P dP)), bf16.
-void softmax_bwd(const Tensor& dP, const Tensor& P, double scale, Tensor& dS) {
-  const int64_t B = P.size(0), T = P.size(1);
-  const bf16* pd = cbf(dP);
-  const float* pp = P.const_data_ptr<float>();
-  bf16* po = mbf(dS);
-  const float sc = float(scale);
-  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const bf16* __restrict d = pd + row * T;
-      const float* __restrict p = pp + row * T;
-      bf16* __restrict o = po + row * T;
-      // P is 0 past column i: whole rows, as in the forward
-      const float dot = lane_sum(T, [&](int64_t j) { return p[j] * bf2f(d[j]); });
-      alignas(64) float buf[kChunk];
-      for (int64_t j0 = 0; j0 < T; j0 += kChunk) {
-        const int64_t m = std::min(kChunk, T - j0);
-        for (int64_t j = 0; j < m; ++j) buf[j] = sc * p[j0 + j] * (bf2f(d[j0 + j]) - dot);
-        store_bf16(buf, o + j0, m);
+// out[i][c] = sum over j <= i of a[i][j] b[j][c] for rows i < rows and c < K (a multiple of 16):
+// `a` is lower triangular (zero past the diagonal).
+void ab_lower(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* out, int64_t ldo,
+              int64_t rows) {
+  for (int64_t i0 = 0; i0 < rows; i0 += kRows) {
+    const float* ar = a + i0 * lda;
+    for (int64_t c = 0; c < K; c += 16) {
+      vec16 c0{}, c1{}, c2{}, c3{};
+      for (int64_t j = 0; j < std::min(i0 + kRows, rows); ++j) {
+        const vec16 v = vload(b + j * ldb + c);
+        c0 += ar[j] * v, c1 += ar[lda + j] * v, c2 += ar[2 * lda + j] * v, c3 += ar[3 * lda + j] * v;
       }
+      float* o = out + i0 * ldo + c;
+      vstore(o, c0), vstore(o + ldo, c1), vstore(o + 2 * ldo, c2), vstore(o + 3 * ldo, c3);
+    }
+  }
+}
+
+// out[j][c] = sum over i >= j of a[i][j] b[i][c]: a^T b for the same lower triangular `a`, read
+// along its rows (four neighbouring columns at a time), so it needs no transposed copy.
+void atb_lower(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* out, int64_t ldo,
+               int64_t rows) {
+  for (int64_t j0 = 0; j0 < rows; j0 += kRows) {
+    for (int64_t c = 0; c < K; c += 16) {
+      vec16 c0{}, c1{}, c2{}, c3{};
+      for (int64_t i = j0; i < rows; ++i) {
+        const vec16 v = vload(b + i * ldb + c);
+        const float* ai = a + i * lda + j0;
+        c0 += ai[0] * v, c1 += ai[1] * v, c2 += ai[2] * v, c3 += ai[3] * v;
+      }
+      float* o = out + j0 * ldo + c;
+      vstore(o, c0), vstore(o + ldo, c1), vstore(o + 2 * ldo, c2), vstore(o + 3 * ldo, c3);
+    }
+  }
+}
+
+// The workspace of one head: T rows padded to Tp = round16(T), head size hs to hsp = round16(hs);
+// the padding stays zero.
+struct HeadSpace {
+  int64_t T, Tp, hs, hsp;
+  std::vector<float> buf;
+  float *q, *k, *v, *d, *o, *S, *D;  // q, k, v, dy, a result: (Tp, hsp) or (hsp, Tp); S, D: (Tp, Tp)
+  HeadSpace(int64_t T_, int64_t hs_) : T(T_), Tp(round16(T_)), hs(hs_), hsp(round16(hs_)) {
+    buf.assign(5 * Tp * hsp + 2 * Tp * Tp, 0.f);
+    q = buf.data(), k = q + Tp * hsp, v = k + Tp * hsp, d = v + Tp * hsp, o = d + Tp * hsp;
+    S = o + Tp * hsp, D = S + Tp * Tp;
+  }
+  // rows t < T of a bf16 matrix (row stride ld) into `dst` as rows (Tp, hsp), or transposed (hsp, Tp)
+  void load(const bf16* src, int64_t ld, float* dst, bool transposed) const {
+    for (int64_t t = 0; t < T; ++t) {
+      const bf16* __restrict r = src + t * ld;
+      if (transposed) {
+        for (int64_t c = 0; c < hs; ++c) dst[c * Tp + t] = bf2f(r[c]);
+      } else {
+        float* __restrict o = dst + t * hsp;
+        for (int64_t c = 0; c < hs; ++c) o[c] = bf2f(r[c]);
+      }
+    }
+  }
+  void store(const float* src, bf16* dst, int64_t ld) const {  // rows t < T, columns c < hs
+    for (int64_t t = 0; t < T; ++t) store_bf16(src + t * hsp, dst + t * ld, hs);
+  }
+};
+
+// qkv (B*T, 3C) bf16, c_attn's output -> y (B*T, C) bf16, the heads side by side as c_proj takes
+// them, and P (B*n_head, T, T) fp32, the probabilities (zero above the diagonal) for the backward.
+std::tuple<Tensor, Tensor> attention_fwd(const Tensor& qkv, int64_t B, int64_t n_head) {
+  const int64_t N = qkv.size(0), T = N / B, C = qkv.size(1) / 3, hs = C / n_head;
+  const float sc = float(1.0 / std::sqrt(double(hs)));
+  Tensor y = at::empty({N, C}, qkv.options());
+  Tensor P = at::empty({B * n_head, T, T}, qkv.options().dtype(at::kFloat));
+  const bf16* pqkv = cbf(qkv);
+  bf16* py = mbf(y);
+  float* pp = P.mutable_data_ptr<float>();
+  at::parallel_for(0, B * n_head, 1, [&](int64_t begin, int64_t end) {
+    HeadSpace w(T, hs);
+    const int64_t Tp = w.Tp, hsp = w.hsp;
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / n_head, h = bh % n_head;
+      const bf16* src = pqkv + b * T * 3 * C + h * hs;
+      w.load(src, 3 * C, w.q, false), w.load(src + C, 3 * C, w.k, true), w.load(src + 2 * C, 3 * C, w.v, false);
+      abt_lower(w.q, hsp, w.k, Tp, hsp, w.S, Tp, T);
+      for (int64_t i = 0; i < T; ++i) {
+        float* __restrict s = w.S + i * Tp;
+        const int64_t n = round16(i + 1);  // whole chunks, the columns past i masked: no remainder loops
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, j <= i ? s[j] * sc : -INFINITY);
+        for (int64_t j = 0; j < n; ++j) s[j] = j <= i ? exp_approx(s[j] * sc - mx) : 0.f;
+        const float inv = 1.0f / lane_sum(n, [&](int64_t j) { return s[j]; });
+        float* __restrict out = pp + (bh * T + i) * T;
+        for (int64_t j = 0; j < std::min(n, T); ++j) out[j] = s[j] *= inv;
+        std::fill(s + n, s + Tp, 0.f);
+        std::fill(out + std::min(n, T), out + T, 0.f);
+      }
+      ab_lower(w.S, Tp, w.v, hsp, hsp, w.o, hsp, T);  // y = P v
+      w.store(w.o, py + b * T * C + h * hs, C);
+    }
+  });
+  return {y, P};
+}
+
+// The gradient of qkv (B*T, 3C) bf16, into dqkv, given dy (B*T, C) bf16 of attention_fwd's y and
+// its saved P.
+void attention_bwd(const Tensor& qkv, const Tensor& P, const Tensor& dy, int64_t n_head, Tensor& dqkv) {
+  const int64_t B = P.size(0) / n_head, T = P.size(1), C = dy.size(1), hs = C / n_head;
+  const float sc = float(1.0 / std::sqrt(double(hs)));
+  const bf16* pqkv = cbf(qkv);
+  const bf16* pdy = cbf(dy);
+  const float* pp = P.const_data_ptr<float>();
+  bf16* pdq = mbf(dqkv);
+  at::parallel_for(0, B * n_head, 1, [&](int64_t begin, int64_t end) {
+    HeadSpace w(T, hs);
+    const int64_t Tp = w.Tp, hsp = w.hsp;
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / n_head, h = bh % n_head;
+      const bf16* src = pqkv + b * T * 3 * C + h * hs;
+      bf16* dst = pdq + b * T * 3 * C + h * hs;
+      w.load(src, 3 * C, w.q, false), w.load(src + C, 3 * C, w.k, false), w.load(src + 2 * C, 3 * C, w.v, true);
+      w.load(pdy + b * T * C + h * hs, C, w.d, false);
+      for (int64_t i = 0; i < T; ++i) std::memcpy(w.S + i * Tp, pp + (bh * T + i) * T, T * sizeof(float));
+      abt_lower(w.d, hsp, w.v, Tp, hsp, w.D, Tp, T);  // dP = dy v^T
+      for (int64_t i = 0; i < T; ++i) {  // dS = scale P (dP - sum_j P dP), zero past column i
+        const float* __restrict p = w.S + i * Tp;
+        float* __restrict dp = w.D + i * Tp;
+        const int64_t n = round16(i + 1);
+        const float dot = lane_sum(n, [&](int64_t j) { return j <= i ? p[j] * dp[j] : 0.f; });
+        for (int64_t j = 0; j < n; ++j) dp[j] = j <= i ? sc * p[j] * (dp[j] - dot) : 0.f;
+        std::fill(dp + n, dp + Tp, 0.f);
+      }
+      ab_lower(w.D, Tp, w.k, hsp, hsp, w.o, hsp, T);  // dq = dS k
+      w.store(w.o, dst, 3 * C);
+      atb_lower(w.D, Tp, w.q, hsp, hsp, w.o, hsp, T);  // dk = dS^T q
+      w.store(w.o, dst + C, 3 * C);
+      atb_lower(w.S, Tp, w.d, hsp, hsp, w.o, hsp, T);  // dv = P^T dy
+      w.store(w.o, dst + 2 * C, 3 * C);
     }
   });
 }
@@ -326,17 +446,15 @@ struct Block {
   }
 };
 
-constexpr int64_t kSaved = 18;  // tensors saved per block for the backward
+constexpr int64_t kSaved = 17;  // tensors saved per block for the backward
 
 // x (B, T, C) fp32 -> [output (B, T, C) fp32, then kSaved tensors per block].
 // Intermediates that are not saved go to buffers reused from layer to layer: a matmul writing into
 // memory still in cache ran ~1.6x faster here than into a fresh (cold) allocation.
 std::vector<Tensor> gpt2_blocks_forward(const Tensor& x_in, at::TensorList params, int64_t n_layer, int64_t n_head,
                                         double eps, bool bias, bool tanh_gelu) {
-  const int64_t B = x_in.size(0), T = x_in.size(1), C = x_in.size(2), N = B * T, hs = C / n_head, BH = B * n_head;
-  const double scale = 1.0 / std::sqrt(double(hs));
+  const int64_t B = x_in.size(0), T = x_in.size(1), C = x_in.size(2), N = B * T;
   const auto bf = x_in.options().dtype(at::kBFloat16);
-  Tensor qkv = at::empty({0}, bf), scores = at::empty({0}, bf), att = at::empty({0}, bf);
   Tensor hidden = at::empty({0}, bf), out_c = at::empty({0}, bf);  // out_c: c_proj outputs, then added to x
   std::vector<Tensor> out{Tensor()};
   Tensor x = x_in.reshape({N, C}).contiguous(), pending;  // pending: the MLP output not yet added to x
@@ -345,16 +463,13 @@ std::vector<Tensor> gpt2_blocks_forward(const Tensor& x_in, at::TensorList param
     Tensor W_attn = p.attn_w.to(at::kBFloat16), W_proj = p.proj_w.to(at::kBFloat16);
     Tensor W_fc = p.fc_w.to(at::kBFloat16), W_mlp = p.mlp_w.to(at::kBFloat16);
     auto [x0, xn1, mean1, rstd1] = ln_fwd(x, pending, p.ln1_w, p.ln1_b, eps);
-    linear_out(qkv, xn1, W_attn, p.attn_b);
-    Tensor heads = qkv.view({B, T, 3, n_head, hs}).permute({2, 0, 3, 1, 4}).contiguous();  // (3, B, nh, T, hs)
-    Tensor q = heads[0].view({BH, T, hs}), k = heads[1].view({BH, T, hs}), v = heads[2].view({BH, T, hs});
-    auto [P, P16] = softmax_fwd(at::bmm_out(scores, q, k.transpose(1, 2)), scale);
-    Tensor y = at::bmm_out(att, P16, v).view({B, n_head, T, hs}).permute({0, 2, 1, 3}).reshape({N, C});
+    Tensor qkv = p.attn_b.defined() ? at::addmm(p.attn_b.to(at::kBFloat16), xn1, W_attn.t()) : at::mm(xn1, W_attn.t());
+    auto [y, P] = attention_fwd(qkv, B, n_head);
     auto [x1, xn2, mean2, rstd2] = ln_fwd(x0, linear_out(out_c, y, W_proj, p.proj_b), p.ln2_w, p.ln2_b, eps);
     auto [g, dg] = gelu_fwd(linear_out(hidden, xn2, W_fc, p.fc_b), tanh_gelu);
     pending = linear_out(out_c, g, W_mlp, p.mlp_b);
     x = x1;
-    for (const Tensor& t : {x0, xn1, mean1, rstd1, heads, P, P16, y, x1, xn2, mean2, rstd2, g, dg,
+    for (const Tensor& t : {x0, xn1, mean1, rstd1, qkv, P, y, x1, xn2, mean2, rstd2, g, dg,
                             W_attn, W_proj, W_fc, W_mlp})
       out.push_back(t);
   }
@@ -367,22 +482,20 @@ Tensor bias_grad(const Tensor& d) { return at::sum(d, {0}, false, at::kFloat); }
 // dy (B, T, C) -> [dx (B, T, C), then the parameters' gradients in the order of `params`].
 std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved, at::TensorList params, int64_t n_layer,
                                          int64_t n_head, bool bias) {
-  const int64_t B = dy.size(0), T = dy.size(1), C = dy.size(2), N = B * T, hs = C / n_head, BH = B * n_head;
-  const double scale = 1.0 / std::sqrt(double(hs));
+  const int64_t B = dy.size(0), T = dy.size(1), C = dy.size(2), N = B * T;
   const int64_t k = bias ? 12 : 6;
   const auto bf = dy.options().dtype(at::kBFloat16);
   std::vector<Tensor> grads(1 + n_layer * k);
   Tensor dx = dy.reshape({N, C}).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
   // buffers reused by every layer, as in the forward
   Tensor d16 = at::empty({N, C}, bf), dnorm = at::empty({N, C}, bf), hidden = at::empty({0}, bf);
-  Tensor dyh = at::empty({B, n_head, T, hs}, bf), dP = at::empty({0}, bf), dS = at::empty({BH, T, T}, bf);
-  Tensor dheads = at::empty({3, B, n_head, T, hs}, bf), dqkv = at::empty({B, T, 3, n_head, hs}, bf);
+  Tensor dqkv = at::empty({N, 3 * C}, bf);
   Tensor xhat = at::empty({N, C}, dy.options().dtype(at::kFloat));
   for (int64_t l = n_layer - 1; l >= 0; --l) {
     const Tensor* s = saved.data() + l * kSaved;
-    const Tensor &x0 = s[0], &xn1 = s[1], &mean1 = s[2], &rstd1 = s[3], &heads = s[4], &P = s[5], &P16 = s[6];
-    const Tensor &y = s[7], &x1 = s[8], &xn2 = s[9], &mean2 = s[10], &rstd2 = s[11], &g = s[12], &dg = s[13];
-    const Tensor &W_attn = s[14], &W_proj = s[15], &W_fc = s[16], &W_mlp = s[17];
+    const Tensor &x0 = s[0], &xn1 = s[1], &mean1 = s[2], &rstd1 = s[3], &qkv = s[4], &P = s[5], &y = s[6];
+    const Tensor &x1 = s[7], &xn2 = s[8], &mean2 = s[9], &rstd2 = s[10], &g = s[11], &dg = s[12];
+    const Tensor &W_attn = s[13], &W_proj = s[14], &W_fc = s[15], &W_mlp = s[16];
     Block p(params, l, bias);
     std::vector<Tensor> gl(12);  // same slots as Block
     // MLP: x2 = x1 + c_proj(gelu(c_fc(ln_2(x1))))
@@ -398,16 +511,8 @@ std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved,
     const Tensor& da = d16.copy_(dx);
     gl[4] = at::mm(da.t(), y).to(at::kFloat);
     if (bias) gl[5] = bias_grad(da);
-    dyh.copy_(at::mm_out(dnorm, da, W_proj).view({B, T, n_head, hs}).permute({0, 2, 1, 3}));
-    Tensor dyh3 = dyh.view({BH, T, hs});
-    Tensor q = heads[0].view({BH, T, hs}), kk = heads[1].view({BH, T, hs}), v = heads[2].view({BH, T, hs});
-    Tensor dq = dheads[0].view({BH, T, hs}), dk = dheads[1].view({BH, T, hs}), dv = dheads[2].view({BH, T, hs});
-    at::bmm_out(dv, P16.transpose(1, 2), dyh3);
-    softmax_bwd(at::bmm_out(dP, dyh3, v.transpose(1, 2)), P, scale, dS);
-    at::bmm_out(dq, dS, kk);
-    at::bmm_out(dk, dS.transpose(1, 2), q);
-    dqkv.copy_(dheads.permute({1, 3, 0, 2, 4}));
-    Tensor dqkv2 = dqkv.view({N, 3 * C});
+    attention_bwd(qkv, P, at::mm_out(dnorm, da, W_proj), n_head, dqkv);
+    const Tensor& dqkv2 = dqkv;
     gl[2] = at::mm(dqkv2.t(), xn1).to(at::kFloat);
     if (bias) gl[3] = bias_grad(dqkv2);
     std::tie(gl[0], gl[1]) = ln_bwd(at::mm_out(dnorm, dqkv2, W_attn), x0, mean1, rstd1, p.ln1_w, bias, dx, xhat);
@@ -430,10 +535,11 @@ TORCH_LIBRARY(genforge_cpu, m) {
 
 TORCH_LIBRARY_FRAGMENT(genforge_cpu, m) {  // the kernels alone, for their tests
   m.def("gelu_fwd(Tensor h, bool tanh) -> (Tensor, Tensor)", &gelu_fwd);
-  m.def("softmax_fwd(Tensor s, float scale) -> (Tensor, Tensor)", &softmax_fwd);
-  m.def("softmax_bwd(Tensor dp, Tensor p, float scale) -> Tensor", [](const Tensor& dP, const Tensor& P, double scale) {
-    Tensor dS = at::empty_like(dP);
-    softmax_bwd(dP, P, scale, dS);
-    return dS;
-  });
+  m.def("attention_fwd(Tensor qkv, int batch, int n_head) -> (Tensor, Tensor)", &attention_fwd);
+  m.def("attention_bwd(Tensor qkv, Tensor p, Tensor dy, int n_head) -> Tensor",
+        [](const Tensor& qkv, const Tensor& P, const Tensor& dy, int64_t n_head) {
+          Tensor dqkv = at::empty_like(qkv);
+          attention_bwd(qkv, P, dy, n_head, dqkv);
+          return dqkv;
+        });
 }

@@ -110,19 +110,29 @@ def test_gelu_kernel_against_float64(ops):
 
 
 @needs_build
-@pytest.mark.parametrize("T", [64, 7])
-def test_causal_softmax_kernels_against_autograd(T, ops):
+@pytest.mark.parametrize("B,T,n_head,hs", [(2, 64, 4, 32), (3, 13, 2, 8), (1, 70, 3, 20), (2, 1, 1, 16)])
+def test_causal_attention_kernels_against_float64(B, T, n_head, hs, ops):
+    """attention_fwd/bwd take c_attn's output (B*T, 3C) as it is and give y (B*T, C), the heads side
+    by side, the probabilities P and qkv's gradient: against causal attention in float64 on the
+    same bf16 inputs (odd sizes: the padding to 16 columns must not leak into the results)."""
     torch.manual_seed(0)
-    s = (torch.randn(5, T, T) * 4).bfloat16()
-    dp = torch.randn(5, T, T).bfloat16()
-    P, P16 = ops.softmax_fwd(s, 0.3)
-    x = s.double().requires_grad_()
-    ref = (x * 0.3).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
-    ref.backward(dp.double())
-    torch.testing.assert_close(P.double(), ref.detach(), atol=1e-6, rtol=1e-5)
-    assert torch.equal(P16, P.bfloat16())
-    dS = ops.softmax_bwd(dp, P, 0.3)
-    torch.testing.assert_close(dS.double(), x.grad, atol=2e-3, rtol=1e-2)  # bf16 output
+    C = n_head * hs
+    qkv = (torch.randn(B * T, 3 * C) * 2).bfloat16()
+    dy = torch.randn(B * T, C).bfloat16()
+    x = qkv.double().requires_grad_()
+    q, k, v = x.view(B, T, 3, n_head, hs).permute(2, 0, 3, 1, 4)  # each (B, nh, T, hs)
+    s = (q @ k.transpose(-1, -2)) / hs ** 0.5
+    p = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    ref = (p @ v).transpose(1, 2).reshape(B * T, C)
+    ref.backward(dy.double())
+    y, P = ops.attention_fwd(qkv, B, n_head)
+    torch.testing.assert_close(P.double(), p.detach().reshape(B * n_head, T, T), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(y.double(), ref.detach(), atol=1e-2, rtol=1e-2)  # y is bf16
+    assert _rel(y, ref.detach()) < 4e-3
+    dqkv = ops.attention_bwd(qkv, P, dy, n_head)
+    assert dqkv.shape == qkv.shape and dqkv.dtype == torch.bfloat16
+    torch.testing.assert_close(dqkv.double(), x.grad, atol=2e-2, rtol=1e-2)
+    assert _rel(dqkv, x.grad) < 4e-3
 
 
 @needs_build
