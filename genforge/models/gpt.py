@@ -154,8 +154,9 @@ class GPT(nn.Module):
             else:
                 x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(x)
-        if cache is None and mask is None and gpt_cpu.usable(self, x):
-            x = gpt_cpu.blocks(self, x)  # the same blocks as one C++ op pair (CPU, bf16 autocast)
+        fused = gpt_cpu.fused_params(self, x) if cache is None and mask is None else None
+        if fused is not None:
+            x = gpt_cpu.blocks(self, x, fused)  # the same blocks as one C++ op pair (CPU, bf16 autocast)
         else:
             for i, block in enumerate(self.transformer.h):
                 x = block(x, cache, i, pos, mask, positions)

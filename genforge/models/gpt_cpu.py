@@ -27,42 +27,39 @@ SOURCE = Path(__file__).with_name("gpt_cpu.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-split-loops"]
 
 
-def usable(model: nn.Module, x: torch.Tensor) -> bool:
-    """True where `model`'s blocks (a GPT of the gpt2 flavour) may run as the C++ op pair on x:
-    CPU, bf16 autocast, fp32 parameters and activations, no dropout in training, plain modules
-    (no adapters such as LoRA in place of a Linear), not inside torch.compile, and the op pair
-    built."""
+def fused_params(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor] | None:
+    """The parameters of `model`'s blocks in the op pair's order where they may run as the C++ op
+    pair on x, else None. They may where: CPU, bf16 autocast, fp32 parameters and activations, the
+    gpt2 flavour, no dropout in training, plain modules (no adapter such as LoRA in place of a
+    Linear), not inside torch.compile, and the op pair built."""
     cfg = model.config
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and cfg.flavour == "gpt2"
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and cfg.flavour == "gpt2"
             and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-            and not (model.training and cfg.dropout > 0) and not torch.compiler.is_compiling()
-            and _plain(model) and available())
-
-
-def _plain(model: nn.Module) -> bool:
+            and not (model.training and cfg.dropout > 0) and not torch.compiler.is_compiling() and available()):
+        return None
     from genforge.nn.attention import CausalSelfAttention
     from genforge.nn.mlp import MLP
 
-    for block in model.transformer.h:
-        a, m = block.attn, block.mlp
-        if not (type(block.ln_1) is type(block.ln_2) is nn.LayerNorm and type(a) is CausalSelfAttention
-                and type(m) is MLP and type(a.c_attn) is type(a.c_proj) is type(m.c_fc) is type(m.c_proj) is nn.Linear):
-            return False
-        if a.n_kv_head != a.n_head or any(p.dtype != torch.float32 for p in block.parameters()):
-            return False
-    return True
+    # straight through the modules' dicts: nn.Module.__getattr__ takes ~1 us a lookup, and this
+    # runs on every forward
+    params = []
+    for block in model.transformer._modules["h"]:
+        mods = block._modules
+        attn, mlp = mods["attn"], mods["mlp"]
+        linears = (attn._modules["c_attn"], attn._modules["c_proj"], mlp._modules["c_fc"], mlp._modules["c_proj"])
+        if not (type(mods["ln_1"]) is type(mods["ln_2"]) is nn.LayerNorm and type(attn) is CausalSelfAttention
+                and type(mlp) is MLP and all(type(m) is nn.Linear for m in linears) and attn.n_kv_head == attn.n_head):
+            return None
+        for m in (mods["ln_1"], linears[0], linears[1], mods["ln_2"], linears[2], linears[3]):
+            params += (m._parameters["weight"], m._parameters["bias"]) if cfg.bias else (m._parameters["weight"],)
+    # plain modules hold no other parameters
+    return params if all(p.dtype == torch.float32 for p in params) else None
 
 
-def blocks(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """model.transformer.h applied to x (B, T, C), through the C++ op pair."""
+def blocks(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """model.transformer.h applied to x (B, T, C) through the C++ op pair; params: fused_params(model, x)."""
     cfg = model.config
-    params = [p for block in model.transformer.h for p in _block_params(block, cfg.bias)]
     return _Blocks.apply(x, (cfg.n_layer, cfg.n_head, cfg.norm_eps, cfg.bias, cfg.activation == "gelu_tanh"), *params)
-
-
-def _block_params(block: nn.Module, bias: bool) -> list[torch.Tensor]:
-    mods = (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
-    return [t for m in mods for t in ((m.weight, m.bias) if bias else (m.weight,))]
 
 
 class _Blocks(torch.autograd.Function):

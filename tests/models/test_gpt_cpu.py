@@ -39,7 +39,7 @@ def ops():
 def _loss_and_grads(model, x, y, fused: bool, monkeypatch, dtype=torch.bfloat16):
     with monkeypatch.context() as mp:
         if not fused:
-            mp.setattr(gpt_cpu, "usable", lambda *a: False)
+            mp.setattr(gpt_cpu, "fused_params", lambda *a: None)
         with torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
             logits, _ = model(x)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
@@ -139,17 +139,19 @@ def test_causal_attention_kernels_against_float64(B, T, n_head, hs, ops):
 def test_the_python_modules_run_where_the_blocks_do_not_apply():
     x = torch.zeros(2, 8, 24)
     model = _model()
+    fused = lambda m, x: gpt_cpu.fused_params(m, x) is not None  # noqa: E731
     with torch.autocast("cpu", torch.bfloat16):
-        assert gpt_cpu.usable(model, x)
-        assert not gpt_cpu.usable(_model(flavour="llama", n_head=3, n_embd=24), x)
-        assert not gpt_cpu.usable(_model(dropout=0.1), x)  # training with dropout
-        assert gpt_cpu.usable(_model(dropout=0.1).eval(), x)
-        assert not gpt_cpu.usable(model, x.bfloat16())
-    assert not gpt_cpu.usable(model, x)  # no autocast: fp32 is the Python modules'
+        assert list(map(id, gpt_cpu.fused_params(model, x))) == list(map(id, model.transformer.h.parameters()))  # in order
+        assert not fused(_model(flavour="llama", n_head=3, n_embd=24), x)
+        assert not fused(_model(dropout=0.1), x)  # training with dropout
+        assert fused(_model(dropout=0.1).eval(), x)
+        assert not fused(model, x.bfloat16())
+        assert not fused(_model().to(torch.float64), x)
+    assert not fused(model, x)  # no autocast: fp32 is the Python modules'
     with torch.autocast("cpu", torch.bfloat16):
         wrapped = _model()
         wrapped.transformer.h[1].attn.c_proj = _Wrapped(wrapped.transformer.h[1].attn.c_proj)
-        assert not gpt_cpu.usable(wrapped, x)  # an adapter in place of a Linear (LoRA's way)
+        assert not fused(wrapped, x)  # an adapter in place of a Linear (LoRA's way)
 
 
 class _Wrapped(torch.nn.Linear):
