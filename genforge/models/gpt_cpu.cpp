@@ -423,9 +423,33 @@ void attention_bwd(const Tensor& qkv, const Tensor& P, const Tensor& dy, int64_t
   });
 }
 
+// fp32 `src` in bf16 into `dst` (same shape, both contiguous): ATen's conversion takes ~3x longer
+// where the CPU converts in hardware (store_bf16).
+Tensor& copy_bf16(Tensor& dst, const Tensor& src_) {
+  const Tensor src = src_.contiguous();
+  const float* ps = src.const_data_ptr<float>();
+  bf16* pd = mbf(dst);
+  at::parallel_for(0, src.numel(), 8192, [&](int64_t begin, int64_t end) { store_bf16(ps + begin, pd + begin, end - begin); });
+  return dst;
+}
+Tensor to_bf16(const Tensor& src) {
+  Tensor dst = at::empty(src.sizes(), src.options().dtype(at::kBFloat16));
+  return copy_bf16(dst, src);
+}
+Tensor to_f32(const Tensor& src_) {  // bf16 -> fp32 is exact: a shift
+  const Tensor src = src_.contiguous();
+  Tensor dst = at::empty(src.sizes(), src.options().dtype(at::kFloat));
+  const bf16* ps = cbf(src);
+  float* pd = dst.mutable_data_ptr<float>();
+  at::parallel_for(0, src.numel(), 8192, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) pd[i] = bf2f(ps[i]);
+  });
+  return dst;
+}
+
 // x w16^T (+ b) into `out`, a buffer reused across layers, so still in cache
 Tensor& linear_out(Tensor& out, const Tensor& x, const Tensor& w16, const Tensor& b) {
-  return b.defined() ? at::addmm_out(out, b.to(at::kBFloat16), x, w16.t()) : at::mm_out(out, x, w16.t());
+  return b.defined() ? at::addmm_out(out, to_bf16(b), x, w16.t()) : at::mm_out(out, x, w16.t());
 }
 
 // Parameters per block, in this order: ln_1.weight, [ln_1.bias], attn.c_attn.weight,
@@ -460,10 +484,9 @@ std::vector<Tensor> gpt2_blocks_forward(const Tensor& x_in, at::TensorList param
   Tensor x = x_in.reshape({N, C}).contiguous(), pending;  // pending: the MLP output not yet added to x
   for (int64_t l = 0; l < n_layer; ++l) {
     Block p(params, l, bias);
-    Tensor W_attn = p.attn_w.to(at::kBFloat16), W_proj = p.proj_w.to(at::kBFloat16);
-    Tensor W_fc = p.fc_w.to(at::kBFloat16), W_mlp = p.mlp_w.to(at::kBFloat16);
+    Tensor W_attn = to_bf16(p.attn_w), W_proj = to_bf16(p.proj_w), W_fc = to_bf16(p.fc_w), W_mlp = to_bf16(p.mlp_w);
     auto [x0, xn1, mean1, rstd1] = ln_fwd(x, pending, p.ln1_w, p.ln1_b, eps);
-    Tensor qkv = p.attn_b.defined() ? at::addmm(p.attn_b.to(at::kBFloat16), xn1, W_attn.t()) : at::mm(xn1, W_attn.t());
+    Tensor qkv = p.attn_b.defined() ? at::addmm(to_bf16(p.attn_b), xn1, W_attn.t()) : at::mm(xn1, W_attn.t());
     auto [y, P] = attention_fwd(qkv, B, n_head);
     auto [x1, xn2, mean2, rstd2] = ln_fwd(x0, linear_out(out_c, y, W_proj, p.proj_b), p.ln2_w, p.ln2_b, eps);
     auto [g, dg] = gelu_fwd(linear_out(hidden, xn2, W_fc, p.fc_b), tanh_gelu);
@@ -499,21 +522,21 @@ std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved,
     Block p(params, l, bias);
     std::vector<Tensor> gl(12);  // same slots as Block
     // MLP: x2 = x1 + c_proj(gelu(c_fc(ln_2(x1))))
-    const Tensor& dm = d16.copy_(dx);
-    gl[10] = at::mm(dm.t(), g).to(at::kFloat);
+    const Tensor& dm = copy_bf16(d16, dx);
+    gl[10] = to_f32(at::mm(dm.t(), g));
     if (bias) gl[11] = bias_grad(dm);
     Tensor& dh = at::mm_out(hidden, dm, W_mlp);
     mul_bf16_(dh, dg);  // through GELU: its derivative, saved by the forward
-    gl[8] = at::mm(dh.t(), xn2).to(at::kFloat);
+    gl[8] = to_f32(at::mm(dh.t(), xn2));
     if (bias) gl[9] = bias_grad(dh);
     std::tie(gl[6], gl[7]) = ln_bwd(at::mm_out(dnorm, dh, W_fc), x1, mean2, rstd2, p.ln2_w, bias, dx, xhat);
     // attention: x1 = x0 + c_proj(attend(c_attn(ln_1(x0))))
-    const Tensor& da = d16.copy_(dx);
-    gl[4] = at::mm(da.t(), y).to(at::kFloat);
+    const Tensor& da = copy_bf16(d16, dx);
+    gl[4] = to_f32(at::mm(da.t(), y));
     if (bias) gl[5] = bias_grad(da);
     attention_bwd(qkv, P, at::mm_out(dnorm, da, W_proj), n_head, dqkv);
     const Tensor& dqkv2 = dqkv;
-    gl[2] = at::mm(dqkv2.t(), xn1).to(at::kFloat);
+    gl[2] = to_f32(at::mm(dqkv2.t(), xn1));
     if (bias) gl[3] = bias_grad(dqkv2);
     std::tie(gl[0], gl[1]) = ln_bwd(at::mm_out(dnorm, dqkv2, W_attn), x0, mean1, rstd1, p.ln1_w, bias, dx, xhat);
     for (int64_t i = 0, j = 0; i < 12; ++i) {

@@ -86,6 +86,16 @@ def test_same_inputs_give_bitwise_the_same_gradients(monkeypatch):
 
 
 @needs_build
+def test_a_retained_graph_gives_the_same_gradients_twice():
+    model = _model()
+    with torch.autocast("cpu", torch.bfloat16):
+        logits, _ = model(torch.randint(0, 29, (2, 32)))
+    loss, params = logits.float().square().mean(), list(model.parameters())
+    first = torch.autograd.grad(loss, params, retain_graph=True)
+    assert all(torch.equal(g, h) for g, h in zip(first, torch.autograd.grad(loss, params)))
+
+
+@needs_build
 def test_gelu_kernel_against_float64(ops):
     h = torch.linspace(-9, 9, 4001).bfloat16()
     g, dg = ops.gelu_fwd(h, False)
