@@ -24,7 +24,7 @@ from genforge.train.ema import EMA
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
-from genforge.train.threads import ShardPool
+from genforge.train.threads import Prefetch, ShardPool
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
 
@@ -116,6 +116,8 @@ class _Run:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.shards = _shard_pool(objective, cfg, self.device, self.dist, self.dtype)
+        if self.shards is not None:  # the next step's batches are drawn while this one finishes
+            self.data = Prefetch(data, self.shards, cfg.grad_accum)
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
         torch.manual_seed(cfg.seed)
         for m in objective.modules().values():
@@ -146,7 +148,10 @@ class _Run:
         """One optimizer step per phase on grad_accum micro-batches; returns the learning rate."""
         cfg, t0 = self.cfg, time.perf_counter()
         lr = lr_at(self._schedule_step(step), cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)
-        batches = [next(self.data) for _ in range(cfg.grad_accum)]
+        if isinstance(self.data, Prefetch):
+            batches = self.data.take()
+        else:
+            batches = [next(self.data) for _ in range(cfg.grad_accum)]
         bad = torch.zeros((), device=self.device)
         for phase, opt in self.optimizers.items():
             bad = torch.maximum(bad, _phase_step(self.objective, phase, opt, batches, lr, cfg, self.device, self.dtype,

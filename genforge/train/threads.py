@@ -18,7 +18,8 @@ generator in the order they get to it, so such runs do not repeat bitwise.
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
+import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
@@ -37,6 +38,7 @@ class ShardPool:
         # the calling thread runs the first shard itself
         self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="genforge-shard",
                                        initializer=torch.set_num_threads, initargs=(1,))
+        self.after_shards = None  # a task for the next grads() to queue behind the workers' shards (Prefetch)
 
     def grads(self, objective, phase: str, batch, params: list[torch.Tensor], scale: float, device, dtype):
         """Gradients of scale x objective.loss(batch) w.r.t. params (None where unused), with the
@@ -51,6 +53,9 @@ class ShardPool:
             return torch.autograd.grad(loss * (scale * weight), params, allow_unused=True), metrics, weight
 
         others = [self.pool.submit(run, shard) for shard in shards[1:]]
+        if self.after_shards is not None:  # it runs while this thread adds up the gradients and steps
+            self.pool.submit(self.after_shards)
+            self.after_shards = None
         results = [run(shards[0])] + [f.result() for f in others]
         return _sum([r[0] for r in results]), _merge([(m, w) for _, m, w in results])
 
@@ -66,6 +71,53 @@ class ShardPool:
     def close(self) -> None:
         self.pool.shutdown()
         torch.set_num_threads(self.restore)
+
+
+class Prefetch:
+    """The data's batches for the next step, drawn on a worker of the pool right after its shard
+    of this step, while the calling thread adds up the gradients and steps the optimizer: the step
+    no longer waits for them (~0.3 ms a step on nanoGPT's CPU recipe). state_dict() is the data's
+    state before the batches not yet taken, so checkpoints resume exactly. Sound for data that
+    draw each batch from a generator of its own (genforge's batch iterators seed one per batch),
+    not from torch's global one."""
+
+    def __init__(self, data, pool: ShardPool, per_step: int):
+        self.data, self.pool, self.per_step = data, pool, per_step
+        self.pending: Future | None = None  # the next step's batches, once queued
+        self.state: dict | None = None  # the data's state before them
+
+    def take(self) -> list:
+        """One step's batches; queues the drawing of the next step's."""
+        if self.pending is not None and self.pool.after_shards is None:  # queued: drawn or being drawn
+            batches = self.pending.result()
+        else:  # the first step, or nothing ran the shards since the last take
+            batches = [next(self.data) for _ in range(self.per_step)]
+        self.state, self.pending = self.data.state_dict(), Future()
+        self.pool.after_shards = functools.partial(self._draw, self.pending)
+        return batches
+
+    def _draw(self, done: Future) -> None:
+        try:
+            done.set_result([next(self.data) for _ in range(self.per_step)])
+        except BaseException as e:  # raised by the take() that wants them
+            done.set_exception(e)
+
+    def _wait(self) -> None:
+        """Let a draw under way finish, so that the data is read by one thread at a time."""
+        if self.pending is not None and self.pool.after_shards is None:
+            self.pending.exception()
+
+    def state_dict(self) -> dict:
+        return self.data.state_dict() if self.state is None else self.state
+
+    def load_state_dict(self, state: dict) -> None:
+        self._wait()
+        self.pool.after_shards = self.pending = self.state = None
+        self.data.load_state_dict(state)
+
+    def eval_batches(self, n: int) -> list:
+        self._wait()
+        return self.data.eval_batches(n)
 
 
 def split(batch, n: int) -> list:

@@ -12,7 +12,7 @@ from genforge.models.gpt import GPT, GPTConfig
 from genforge.objectives.lm import LMObjective
 from genforge.train.loop import _shard_pool
 from genforge.train.run import run
-from genforge.train.threads import ShardPool, batch_size, split
+from genforge.train.threads import Prefetch, ShardPool, batch_size, split
 from tests.train.test_resume import assert_same_runs, losses
 
 BATCH = ("train.cpu_parallel=batch", "train.threads=2", "model.dropout=0.0", "train.lr_decay_iters=20")
@@ -74,6 +74,47 @@ def test_parameters_sharing_one_gradient_tensor_are_each_summed_once():
     for g, e in zip(grads, expected):
         torch.testing.assert_close(g, e)
     assert grads[0].data_ptr() != grads[1].data_ptr()  # the optimizer clips each in place
+
+
+class _Count:
+    """Data whose batch n is n: enough to see which batches a step gets and what the state says."""
+
+    def __init__(self):
+        self.step = 0
+
+    def __next__(self):
+        self.step += 1
+        return torch.full((2, 1), float(self.step))
+
+    def state_dict(self):
+        return {"step": self.step}
+
+    def load_state_dict(self, state):
+        self.step = state["step"]
+
+
+def test_prefetched_batches_come_in_order_and_the_state_counts_only_those_taken():
+    class Mean:
+        w = torch.zeros(1, requires_grad=True)
+
+        def loss(self, batch, phase):
+            loss = (batch * self.w).mean()
+            return loss, {"loss": loss.detach()}
+
+    data, pool = _Count(), ShardPool(2)
+    try:
+        pre = Prefetch(data, pool, per_step=2)
+        ids = lambda batches: [int(b[0, 0]) for b in batches]  # noqa: E731
+        assert ids(pre.take()) == [1, 2]
+        pool.grads(Mean(), "main", torch.ones(2, 1), [Mean.w], 1.0, torch.device("cpu"), torch.float32)
+        pre.pending.result()  # drawn on the worker, behind its shard
+        assert data.step == 4 and pre.state_dict() == {"step": 2}  # a checkpoint now resumes at batch 3
+        assert ids(pre.take()) == [3, 4] and pre.state_dict() == {"step": 4}
+        assert ids(pre.take()) == [5, 6]  # no shards ran since: nothing was drawn ahead
+        pre.load_state_dict({"step": 1})
+        assert ids(pre.take()) == [2, 3]
+    finally:
+        pool.close()
 
 
 def test_split_keeps_empty_fields():
