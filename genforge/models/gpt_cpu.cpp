@@ -3,11 +3,13 @@
 // on first use and wraps it in one autograd.Function.
 //
 // The arithmetic is autocast's: bf16 matmuls (ATen's, so oneDNN's kernels), fp32 LayerNorm,
-// softmax and residual stream. What differs from running the Python modules is the number of
-// passes over memory and of dispatcher calls: each LayerNorm writes its bf16 output directly and
-// takes the residual add with it, the causal softmax writes the fp32 and bf16 probabilities in one
-// pass, GELU and its derivative come from one table lookup in the forward so that the backward is
-// one multiply, buffers are reused from layer to layer, and there is no Python between the ops.
+// softmax and residual stream; attention's own products are fp32 on bf16 q, k and v. What differs
+// from running the Python modules is the number of passes over memory and of dispatcher calls:
+// each LayerNorm writes its bf16 output directly and takes the residual add with it, attention
+// runs head by head in a cache-sized workspace on c_attn's output as it lies (no permuted copies,
+// no scores in memory but the probabilities kept for the backward), GELU and its derivative come
+// from one table lookup in the forward so that the backward is one multiply, buffers are reused
+// from layer to layer, and there is no Python between the ops.
 #include <ATen/ATen.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>

@@ -1,8 +1,8 @@
 """The GPT-2 flavour's blocks as one C++ op pair (genforge/models/gpt_cpu.cpp) for CPU training in
 bf16 autocast: the same arithmetic as the Python modules, with fewer passes over memory and no
 Python between the ops. On nanoGPT's CPU recipe a forward + backward of 6 x 64 tokens on one core
-takes 15.6-16.3 ms instead of ~20, and two such shards no longer slow each other through the GIL
-(train/threads.py): 18.5-20 ms per training step instead of 22-24 (bench/lm_vs_nanogpt.py).
+takes ~20% less time than through the Python modules, and two such shards no longer slow each
+other through the GIL (train/threads.py); see the README's Performance section for the numbers.
 
 The C++ file is compiled on first use with torch's extension builder (a C++ compiler is needed)
 into ~/.cache/genforge/kernels (or $GENFORGE_CACHE/kernels), keyed by the source, torch's version
