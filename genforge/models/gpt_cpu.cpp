@@ -285,37 +285,23 @@ void abt_lower(const float* a, int64_t lda, const float* bt, int64_t ldb, int64_
   }
 }
 
-// out[i][c] = sum over j <= i of a[i][j] b[j][c] for rows i < rows and c < K (a multiple of 16):
-// `a` is lower triangular (zero past the diagonal).
-void ab_lower(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* out, int64_t ldo,
-              int64_t rows) {
+// With `a` lower triangular (zero past the diagonal): out = a b, row i summing over j <= i, or
+// (transposed) out = a^T b, row i summing over j >= i, for rows i < rows and columns c < K (a
+// multiple of 16). a^T is read along a's rows, four neighbouring columns at a time: no transposed
+// copy (one took 44 % of the backward's time).
+template <bool kTransposed>
+void tri_ab(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* out, int64_t ldo, int64_t rows) {
+  const int64_t s = kTransposed ? 1 : lda;  // from one result row's coefficient in `a` to the next's
   for (int64_t i0 = 0; i0 < rows; i0 += kRows) {
-    const float* ar = a + i0 * lda;
+    const int64_t lo = kTransposed ? i0 : 0, hi = kTransposed ? rows : std::min(i0 + kRows, rows);
     for (int64_t c = 0; c < K; c += 16) {
       vec16 c0{}, c1{}, c2{}, c3{};
-      for (int64_t j = 0; j < std::min(i0 + kRows, rows); ++j) {
+      for (int64_t j = lo; j < hi; ++j) {
         const vec16 v = vload(b + j * ldb + c);
-        c0 += ar[j] * v, c1 += ar[lda + j] * v, c2 += ar[2 * lda + j] * v, c3 += ar[3 * lda + j] * v;
+        const float* aj = kTransposed ? a + j * lda + i0 : a + i0 * lda + j;
+        c0 += aj[0] * v, c1 += aj[s] * v, c2 += aj[2 * s] * v, c3 += aj[3 * s] * v;
       }
       float* o = out + i0 * ldo + c;
-      vstore(o, c0), vstore(o + ldo, c1), vstore(o + 2 * ldo, c2), vstore(o + 3 * ldo, c3);
-    }
-  }
-}
-
-// out[j][c] = sum over i >= j of a[i][j] b[i][c]: a^T b for the same lower triangular `a`, read
-// along its rows (four neighbouring columns at a time), so it needs no transposed copy.
-void atb_lower(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* out, int64_t ldo,
-               int64_t rows) {
-  for (int64_t j0 = 0; j0 < rows; j0 += kRows) {
-    for (int64_t c = 0; c < K; c += 16) {
-      vec16 c0{}, c1{}, c2{}, c3{};
-      for (int64_t i = j0; i < rows; ++i) {
-        const vec16 v = vload(b + i * ldb + c);
-        const float* ai = a + i * lda + j0;
-        c0 += ai[0] * v, c1 += ai[1] * v, c2 += ai[2] * v, c3 += ai[3] * v;
-      }
-      float* o = out + j0 * ldo + c;
       vstore(o, c0), vstore(o + ldo, c1), vstore(o + 2 * ldo, c2), vstore(o + 3 * ldo, c3);
     }
   }
@@ -349,6 +335,16 @@ struct HeadSpace {
   }
 };
 
+// f(w, bh, b, h) for each head h of each batch row b (bh = b * n_head + h), the heads shared out
+// among the threads, each with a workspace w of its own.
+template <class F>
+void each_head(int64_t B, int64_t n_head, int64_t T, int64_t hs, F f) {
+  at::parallel_for(0, B * n_head, 1, [&](int64_t begin, int64_t end) {
+    HeadSpace w(T, hs);
+    for (int64_t bh = begin; bh < end; ++bh) f(w, bh, bh / n_head, bh % n_head);
+  });
+}
+
 // qkv (B*T, 3C) bf16, c_attn's output -> y (B*T, C) bf16, the heads side by side as c_proj takes
 // them, and P (B*n_head, T, T) fp32, the probabilities (zero above the diagonal) for the backward.
 std::tuple<Tensor, Tensor> attention_fwd(const Tensor& qkv, int64_t B, int64_t n_head) {
@@ -359,30 +355,26 @@ std::tuple<Tensor, Tensor> attention_fwd(const Tensor& qkv, int64_t B, int64_t n
   const bf16* pqkv = cbf(qkv);
   bf16* py = mbf(y);
   float* pp = P.mutable_data_ptr<float>();
-  at::parallel_for(0, B * n_head, 1, [&](int64_t begin, int64_t end) {
-    HeadSpace w(T, hs);
+  each_head(B, n_head, T, hs, [&](HeadSpace& w, int64_t bh, int64_t b, int64_t h) {
     const int64_t Tp = w.Tp, hsp = w.hsp;
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / n_head, h = bh % n_head;
-      const bf16* src = pqkv + b * T * 3 * C + h * hs;
-      w.load(src, 3 * C, w.q, false), w.load(src + C, 3 * C, w.k, true), w.load(src + 2 * C, 3 * C, w.v, false);
-      abt_lower(w.q, hsp, w.k, Tp, hsp, w.S, Tp, T);
-      for (int64_t i = 0; i < T; ++i) {
-        float* __restrict s = w.S + i * Tp;
-        const int64_t n = round16(i + 1);  // whole chunks, the columns past i masked: no remainder loops
-        float mx = -INFINITY;
+    const bf16* src = pqkv + b * T * 3 * C + h * hs;
+    w.load(src, 3 * C, w.q, false), w.load(src + C, 3 * C, w.k, true), w.load(src + 2 * C, 3 * C, w.v, false);
+    abt_lower(w.q, hsp, w.k, Tp, hsp, w.S, Tp, T);
+    for (int64_t i = 0; i < T; ++i) {
+      float* __restrict s = w.S + i * Tp;
+      const int64_t n = round16(i + 1);  // whole chunks, the columns past i masked: no remainder loops
+      float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, j <= i ? s[j] * sc : -INFINITY);
-        for (int64_t j = 0; j < n; ++j) s[j] = j <= i ? exp_approx(s[j] * sc - mx) : 0.f;
-        const float inv = 1.0f / lane_sum(n, [&](int64_t j) { return s[j]; });
-        float* __restrict out = pp + (bh * T + i) * T;
-        for (int64_t j = 0; j < std::min(n, T); ++j) out[j] = s[j] *= inv;
-        std::fill(s + n, s + Tp, 0.f);
-        std::fill(out + std::min(n, T), out + T, 0.f);
-      }
-      ab_lower(w.S, Tp, w.v, hsp, hsp, w.o, hsp, T);  // y = P v
-      w.store(w.o, py + b * T * C + h * hs, C);
+      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, j <= i ? s[j] * sc : -INFINITY);
+      for (int64_t j = 0; j < n; ++j) s[j] = j <= i ? exp_approx(s[j] * sc - mx) : 0.f;
+      const float inv = 1.0f / lane_sum(n, [&](int64_t j) { return s[j]; });
+      float* __restrict out = pp + (bh * T + i) * T;
+      for (int64_t j = 0; j < std::min(n, T); ++j) out[j] = s[j] *= inv;
+      std::fill(s + n, s + Tp, 0.f);
+      std::fill(out + std::min(n, T), out + T, 0.f);
     }
+    tri_ab<false>(w.S, Tp, w.v, hsp, hsp, w.o, hsp, T);  // y = P v
+    w.store(w.o, py + b * T * C + h * hs, C);
   });
   return {y, P};
 }
@@ -396,32 +388,28 @@ void attention_bwd(const Tensor& qkv, const Tensor& P, const Tensor& dy, int64_t
   const bf16* pdy = cbf(dy);
   const float* pp = P.const_data_ptr<float>();
   bf16* pdq = mbf(dqkv);
-  at::parallel_for(0, B * n_head, 1, [&](int64_t begin, int64_t end) {
-    HeadSpace w(T, hs);
+  each_head(B, n_head, T, hs, [&](HeadSpace& w, int64_t bh, int64_t b, int64_t h) {
     const int64_t Tp = w.Tp, hsp = w.hsp;
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / n_head, h = bh % n_head;
-      const bf16* src = pqkv + b * T * 3 * C + h * hs;
-      bf16* dst = pdq + b * T * 3 * C + h * hs;
-      w.load(src, 3 * C, w.q, false), w.load(src + C, 3 * C, w.k, false), w.load(src + 2 * C, 3 * C, w.v, true);
-      w.load(pdy + b * T * C + h * hs, C, w.d, false);
-      for (int64_t i = 0; i < T; ++i) std::memcpy(w.S + i * Tp, pp + (bh * T + i) * T, T * sizeof(float));
-      abt_lower(w.d, hsp, w.v, Tp, hsp, w.D, Tp, T);  // dP = dy v^T
-      for (int64_t i = 0; i < T; ++i) {  // dS = scale P (dP - sum_j P dP), zero past column i
-        const float* __restrict p = w.S + i * Tp;
-        float* __restrict dp = w.D + i * Tp;
-        const int64_t n = round16(i + 1);
-        const float dot = lane_sum(n, [&](int64_t j) { return j <= i ? p[j] * dp[j] : 0.f; });
-        for (int64_t j = 0; j < n; ++j) dp[j] = j <= i ? sc * p[j] * (dp[j] - dot) : 0.f;
-        std::fill(dp + n, dp + Tp, 0.f);
-      }
-      ab_lower(w.D, Tp, w.k, hsp, hsp, w.o, hsp, T);  // dq = dS k
-      w.store(w.o, dst, 3 * C);
-      atb_lower(w.D, Tp, w.q, hsp, hsp, w.o, hsp, T);  // dk = dS^T q
-      w.store(w.o, dst + C, 3 * C);
-      atb_lower(w.S, Tp, w.d, hsp, hsp, w.o, hsp, T);  // dv = P^T dy
-      w.store(w.o, dst + 2 * C, 3 * C);
+    const bf16* src = pqkv + b * T * 3 * C + h * hs;
+    bf16* dst = pdq + b * T * 3 * C + h * hs;
+    w.load(src, 3 * C, w.q, false), w.load(src + C, 3 * C, w.k, false), w.load(src + 2 * C, 3 * C, w.v, true);
+    w.load(pdy + b * T * C + h * hs, C, w.d, false);
+    for (int64_t i = 0; i < T; ++i) std::memcpy(w.S + i * Tp, pp + (bh * T + i) * T, T * sizeof(float));
+    abt_lower(w.d, hsp, w.v, Tp, hsp, w.D, Tp, T);  // dP = dy v^T
+    for (int64_t i = 0; i < T; ++i) {  // dS = scale P (dP - sum_j P dP), zero past column i
+      const float* __restrict p = w.S + i * Tp;
+      float* __restrict dp = w.D + i * Tp;
+      const int64_t n = round16(i + 1);
+      const float dot = lane_sum(n, [&](int64_t j) { return j <= i ? p[j] * dp[j] : 0.f; });
+      for (int64_t j = 0; j < n; ++j) dp[j] = j <= i ? sc * p[j] * (dp[j] - dot) : 0.f;
+      std::fill(dp + n, dp + Tp, 0.f);
     }
+    tri_ab<false>(w.D, Tp, w.k, hsp, hsp, w.o, hsp, T);  // dq = dS k
+    w.store(w.o, dst, 3 * C);
+    tri_ab<true>(w.D, Tp, w.q, hsp, hsp, w.o, hsp, T);  // dk = dS^T q
+    w.store(w.o, dst + C, 3 * C);
+    tri_ab<true>(w.S, Tp, w.d, hsp, hsp, w.o, hsp, T);  // dv = P^T dy
+    w.store(w.o, dst + 2 * C, 3 * C);
   });
 }
 
