@@ -7,7 +7,8 @@ other through the GIL (train/threads.py); see the README's Performance section f
 The C++ file is compiled on first use with torch's extension builder (a C++ compiler is needed)
 into ~/.cache/genforge/kernels (or $GENFORGE_CACHE/kernels), keyed by the source, torch's version
 and the CPU, and later runs load the built library directly. Where it cannot be built the model
-runs its Python modules, after one warning; GENFORGE_CPU_KERNELS=0 turns the op pair off.
+runs its Python modules, after one warning; GENFORGE_CPU_KERNELS=0 turns the op pair off, and
+GENFORGE_CPU_MARCH picks the instruction set it is built for (default: the host's).
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ import torch
 from torch import nn
 
 SOURCE = Path(__file__).with_name("gpt_cpu.cpp")
-# -fno-split-loops: gcc would split the causal mask's `j <= i` loops into a vectorized and a scalar half
-FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-split-loops"]
+# -march: the host's own instructions, or GENFORGE_CPU_MARCH (e.g. x86-64-v3) for a build that also
+# runs on older CPUs of a cluster sharing one cache directory; -fno-split-loops: gcc would split the
+# causal mask's `j <= i` loops into a vectorized and a scalar half
+FLAGS = ["-O3", f"-march={os.environ.get('GENFORGE_CPU_MARCH', 'native')}", "-fopenmp-simd", "-fno-split-loops"]
 
 
 def fused_params(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor] | None:

@@ -3,8 +3,13 @@ its outputs and gradients are as close to fp32 as the Python modules' under the 
 autocast, its kernels against float64 references, exact resume through it, and the fallback."""
 from __future__ import annotations
 
+import os
+import platform
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,6 +148,19 @@ def test_causal_attention_kernels_against_float64(B, T, n_head, hs, ops):
     assert dqkv.shape == qkv.shape and dqkv.dtype == torch.bfloat16
     torch.testing.assert_close(dqkv.double(), x.grad, atol=2e-2, rtol=1e-2)
     assert _rel(dqkv, x.grad) < 4e-3
+
+
+@needs_build
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64-v3 is an x86 target")
+def test_the_kernels_built_without_avx512_pass_the_same_checks(tmp_path):
+    """The portable paths (vector extensions on AVX2, the bf16 stores and lane sums without
+    AVX-512), which a CPU with AVX-512 never runs: the numerical tests again, on an AVX2 build."""
+    env = {**os.environ, "GENFORGE_CPU_MARCH": "x86-64-v3", "GENFORGE_CACHE": str(tmp_path)}
+    checks = "close_to_fp32 or attention_kernels or gelu_kernel or bitwise or resume"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", checks],
+                         env=env, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert list(tmp_path.glob("kernels/*/built")), "the AVX2 build was not made"
 
 
 @needs_build
