@@ -413,7 +413,7 @@ void attention_bwd(const Tensor& qkv, const Tensor& P, const Tensor& dy, int64_t
   });
 }
 
-// fp32 `src` in bf16 into `dst` (same shape, both contiguous): ATen's conversion takes ~3x longer
+// fp32 `src` in bf16 into `dst` (same shape, contiguous): ATen's conversion takes ~3x longer
 // where the CPU converts in hardware (store_bf16).
 Tensor& copy_bf16(Tensor& dst, const Tensor& src_) {
   const Tensor src = src_.contiguous();
@@ -437,7 +437,7 @@ Tensor to_f32(const Tensor& src_) {  // bf16 -> fp32 is exact: a shift
   return dst;
 }
 
-// x w16^T (+ b) into `out`, a buffer reused across layers, so still in cache
+// x w16^T (+ b) into `out` (resized to fit), mostly a buffer reused across layers, so still in cache
 Tensor& linear_out(Tensor& out, const Tensor& x, const Tensor& w16, const Tensor& b) {
   return b.defined() ? at::addmm_out(out, to_bf16(b), x, w16.t()) : at::mm_out(out, x, w16.t());
 }
@@ -476,7 +476,8 @@ std::vector<Tensor> gpt2_blocks_forward(const Tensor& x_in, at::TensorList param
     Block p(params, l, bias);
     Tensor W_attn = to_bf16(p.attn_w), W_proj = to_bf16(p.proj_w), W_fc = to_bf16(p.fc_w), W_mlp = to_bf16(p.mlp_w);
     auto [x0, xn1, mean1, rstd1] = ln_fwd(x, pending, p.ln1_w, p.ln1_b, eps);
-    Tensor qkv = p.attn_b.defined() ? at::addmm(to_bf16(p.attn_b), xn1, W_attn.t()) : at::mm(xn1, W_attn.t());
+    Tensor qkv = at::empty({N, 3 * C}, bf);  // saved for the backward: a fresh tensor per layer
+    linear_out(qkv, xn1, W_attn, p.attn_b);
     auto [y, P] = attention_fwd(qkv, B, n_head);
     auto [x1, xn2, mean2, rstd2] = ln_fwd(x0, linear_out(out_c, y, W_proj, p.proj_b), p.ln2_w, p.ln2_b, eps);
     auto [g, dg] = gelu_fwd(linear_out(hidden, xn2, W_fc, p.fc_b), tanh_gelu);
@@ -525,10 +526,9 @@ std::vector<Tensor> gpt2_blocks_backward(const Tensor& dy, at::TensorList saved,
     gl[4] = to_f32(at::mm(da.t(), y));
     if (bias) gl[5] = bias_grad(da);
     attention_bwd(qkv, P, at::mm_out(dnorm, da, W_proj), n_head, dqkv);
-    const Tensor& dqkv2 = dqkv;
-    gl[2] = to_f32(at::mm(dqkv2.t(), xn1));
-    if (bias) gl[3] = bias_grad(dqkv2);
-    std::tie(gl[0], gl[1]) = ln_bwd(at::mm_out(dnorm, dqkv2, W_attn), x0, mean1, rstd1, p.ln1_w, bias, dx, xhat);
+    gl[2] = to_f32(at::mm(dqkv.t(), xn1));
+    if (bias) gl[3] = bias_grad(dqkv);
+    std::tie(gl[0], gl[1]) = ln_bwd(at::mm_out(dnorm, dqkv, W_attn), x0, mean1, rstd1, p.ln1_w, bias, dx, xhat);
     for (int64_t i = 0, j = 0; i < 12; ++i) {
       if (in_params(i, bias)) grads[1 + l * k + j++] = gl[i];
     }
