@@ -39,13 +39,16 @@ def label_names(labels: list) -> list:
 
 class ClassifyBatches:
     """Random batches of (ids, mask, labels), padded per batch; batch n is drawn with a generator
-    seeded by (seed, n), so resume is exact. Validation walks the held-out examples in order."""
+    seeded by (seed, n), so resume is exact. Each draw takes batch_size * world examples and a
+    rank keeps its slice (as TokenBatches). Validation walks the held-out examples in order, the
+    same on every rank."""
 
     def __init__(self, tok, train: tuple[list[str], list[int]], val: tuple[list[str], list[int]], batch_size: int,
-                 max_len: int, seed: int = 0, device: str | torch.device = "cpu", pad_id: int = 0):
+                 max_len: int, seed: int = 0, device: str | torch.device = "cpu", pad_id: int = 0,
+                 rank: int = 0, world: int = 1):
         self.tok, self.train, self.val = tok, train, val
         self.batch_size, self.max_len, self.seed = batch_size, max_len, seed
-        self.device, self.pad_id = torch.device(device), pad_id
+        self.device, self.pad_id, self.rank, self.world = torch.device(device), pad_id, rank, world
         self.step = 0
 
     def __iter__(self):
@@ -54,7 +57,8 @@ class ClassifyBatches:
     def __next__(self):
         rng = np.random.default_rng([self.seed, self.step])
         self.step += 1
-        return self._batch(self.train, rng.integers(0, len(self.train[0]), size=self.batch_size))
+        rows = rng.integers(0, len(self.train[0]), size=self.batch_size * self.world)
+        return self._batch(self.train, rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size])
 
     def state_dict(self) -> dict:
         return {"step": self.step, "seed": self.seed}

@@ -7,11 +7,13 @@ weights come from a checkpoint, with an objective picked by the model and the da
 
 and a method that picks what trains: full, lora (PEFT adapters; also saved in PEFT's format
 under OUT/adapter), or freeze (the first N blocks and/or the embeddings stay fixed).
+
+Under torchrun it runs data parallel as `genforge train` does (genforge/train/dist.py): each rank
+trains on its own slice of every batch, rank 0 writes OUT (the others read what it wrote).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +24,12 @@ import torch
 from torch import nn
 
 from genforge.config import TrainConfig, from_dict, set_dotted
+from genforge import families
 from genforge.errors import ConfigError, DataError
-from genforge.finetune import lora
-from genforge.finetune.load import load_checkpoint_model
-from genforge.train.device import resolve_device
+from genforge.models import lora
+from genforge import checkpoint as ckpt_io
+from genforge.device import resolve_device
+from genforge.train import dist as dist_mod
 from genforge.train.loop import train
 
 
@@ -74,18 +78,21 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
              overrides: list[str] = (), resume: bool = False, progress: bool = True) -> Path:
     """Fine-tune the model of checkpoint ckpt on data into run directory out; return the final
     checkpoint. With resume, continue out's latest checkpoint exactly (same arguments)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("genforge finetune runs in one process (the CPU or one GPU); torchrun's data parallelism "
-                          "is for `genforge train`")
     opts = opts or FinetuneOptions()
     out = Path(out)
     cfg = train_config(list(overrides), opts, out)
-    model, base_config, base = load_checkpoint_model(ckpt)
-    torch.manual_seed(cfg.seed)  # a fresh head and LoRA's A follow train.seed
-    device = resolve_device(cfg.device)
+    dist, device = dist_mod.init(resolve_device(cfg.device))  # under torchrun: one process per device
+    loaded = ckpt_io.load(ckpt, trainable=True)
+    model, base_config, base = loaded.model, loaded.config, loaded.path
+    torch.manual_seed(cfg.seed)  # a fresh head and LoRA's A follow train.seed (the same on every rank)
     tok_dir = out / "tokenizer"
-    _copy_tokenizer(base, tok_dir)
-    task = _task(model, base_config["family"], base, Path(data), tok_dir, out, opts, cfg, device)
+    if dist.main:  # rank 0 first: it copies the tokenizer (and tokenizes raw text into OUT/data) ...
+        _copy_tokenizer(base, tok_dir)
+    else:
+        dist_mod.barrier(dist)
+    task = _task(model, base_config["family"], base, Path(data), tok_dir, out, opts, cfg, device, dist)
+    if dist.main:  # ... then the other ranks read what it wrote
+        dist_mod.barrier(dist)
     model, settings = _apply_method(task, opts)
     objective = task.objective(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -97,21 +104,17 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
         config["lora"] = settings
     final = train(objective, task.batches, cfg, out, resume=resume, config=config, tokenizer=tok_dir / "tokenizer.json",
                   progress=progress)
-    if settings:
+    if settings and dist.main:
         lora.save_adapter(model, out / "adapter")
     return final
 
 
-def _task(model, family: str, base: Path, data: Path, tok_dir: Path, out: Path, opts, cfg, device):
-    if family == "encoder":
-        from genforge.finetune.tasks import classify_task
-
-        return classify_task(model, data, tok_dir, opts, cfg, device)
-    if family == "gpt":
-        from genforge.finetune.tasks import decoder_task
-
-        return decoder_task(model, data, tok_dir, out, opts, cfg, device)
-    raise ConfigError(f"{base / 'config.json'}: family {family!r} cannot be fine-tuned yet")
+def _task(model, family: str, base: Path, data: Path, tok_dir: Path, out: Path, opts, cfg, device, dist):
+    """The fine-tuning task the family table names for the checkpoint's family (Family.finetune)."""
+    ref = families.family(family).finetune
+    if not ref:
+        raise ConfigError(f"{base / 'config.json'}: family {family!r} cannot be fine-tuned yet")
+    return families.resolve(ref)(model, data, tok_dir, out, opts, cfg, device, dist)
 
 
 def _apply_method(task, opts: FinetuneOptions) -> tuple[nn.Module, dict | None]:
@@ -121,7 +124,7 @@ def _apply_method(task, opts: FinetuneOptions) -> tuple[nn.Module, dict | None]:
     if opts.method != "lora":
         return task.model, None
     settings = lora.lora_settings(opts.lora_r, opts.lora_alpha, opts.lora_dropout, opts.target_modules,
-                                  ["head"] if task.name == "classify" else None)
+                                  ["pooler", "head"] if task.name == "classify" else None)
     return lora.wrap(task.model, settings), settings
 
 
@@ -139,15 +142,6 @@ def freeze(model: nn.Module, n_layers: int, embeddings: bool) -> None:
         m.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("--freeze-layers/--freeze-embeddings: nothing is left to train")
-
-
-def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices of n examples: a seeded shuffle, the last `fraction` (at least 1) held out."""
-    if n < 2:
-        raise DataError(f"need at least 2 examples to hold some out for validation, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    k = max(1, round(n * fraction))
-    return order[:-k], order[-k:]
 
 
 def _copy_tokenizer(base: Path, folder: Path) -> None:

@@ -19,8 +19,8 @@ import torch
 from genforge.data.jsonl import jsonl_records
 from genforge.errors import DataError
 from genforge.finetune.template import check_messages, segments
+from genforge.objectives.sft import IGNORE
 
-IGNORE = -100  # cross-entropy's ignore_index: no loss on this target
 
 
 def is_chat_jsonl(path: Path) -> bool:
@@ -106,11 +106,15 @@ def pack(examples: list[tuple[list[int], list[bool]]], block_size: int, pack: bo
 
 class SFTBatches:
     """Random rows of packed examples; batch n is drawn by a generator seeded with (seed, n), so
-    the cursor is one integer and resume is exact. Validation walks the held-out rows in order."""
+    the cursor is one integer and resume is exact. Each draw takes batch_size * world rows and a
+    rank keeps its slice (as TokenBatches). Validation walks the held-out rows in order, the same
+    on every rank."""
 
-    def __init__(self, train: tuple, val: tuple, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(self, train: tuple, val: tuple, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
+                 rank: int = 0, world: int = 1):
         self.train, self.val = train, val  # (X, Y, D) arrays each
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.rank, self.world = rank, world
         self.step = 0
 
     def __iter__(self):
@@ -119,8 +123,8 @@ class SFTBatches:
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.step])
         self.step += 1
-        rows = rng.integers(0, len(self.train[0]), size=self.batch_size)
-        return self._take(self.train, rows)
+        rows = rng.integers(0, len(self.train[0]), size=self.batch_size * self.world)
+        return self._take(self.train, rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size])
 
     def state_dict(self) -> dict:
         return {"step": self.step, "seed": self.seed}

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from genforge.errors import ConfigError, DataError
@@ -21,10 +22,9 @@ class Task:
     extra: dict = field(default_factory=dict)  # recorded in config.json's "finetune"
 
 
-def classify_task(model, data: Path, tok_dir: Path, opts, cfg, device) -> Task:
-    """An encoder with a K-way head on labelled jsonl (text, label)."""
+def classify_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device, dist) -> Task:
+    """An encoder with a K-way head on labelled jsonl (text, label); dist: this rank (train/dist.py)."""
     from genforge.finetune.classify_data import ClassifyBatches, label_names, read_labelled
-    from genforge.finetune.run import split
     from genforge.hf.tokenizer import load_tokenizer
     from genforge.objectives.classify import ClassifyObjective
 
@@ -43,13 +43,18 @@ def classify_task(model, data: Path, tok_dir: Path, opts, cfg, device) -> Task:
     train = ([texts[i] for i in train_idx], [index[labels[i]] for i in train_idx])
     val = (val_texts, [index[v] for v in val_labels])
     model = with_head(model, len(names))
+    if model.config.head_pool == "mean" and model.pooler is not None:
+        model.pooler.requires_grad_(False)  # that head never reads it (and DDP wants every trained weight used)
     batches = ClassifyBatches(load_tokenizer(tok_dir), train, val, opts.batch_size,
-                              min(opts.max_len, model.config.block_size), cfg.seed, device, model.config.pad_id)
+                              min(opts.max_len, model.config.block_size), cfg.seed, device, model.config.pad_id,
+                              dist.rank, dist.world)
     return Task("classify", model, batches, ClassifyObjective, {"labels": names})
 
 
 def with_head(model, n_labels: int):
-    """The encoder with an n_labels head: its own if it has one that size, else a new one."""
+    """The encoder with an n_labels head: its own if it has one that size, else a new one on
+    BERT's pooler (head_pool=cls: the layout of BertForSequenceClassification, so the classifier
+    exports whole; an encoder without a pooler gets a fresh one)."""
     from genforge.models.encoder import Encoder
 
     have = model.config.n_labels
@@ -57,20 +62,21 @@ def with_head(model, n_labels: int):
         return model
     if have:
         raise ConfigError(f"the checkpoint's head has {have} labels but the data has {n_labels}")
-    new = Encoder(dataclasses.replace(model.config, n_labels=n_labels))
+    new = Encoder(dataclasses.replace(model.config, n_labels=n_labels, pooler=True, head_pool="cls"))
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith(("head.", "pooler.")) for k in missing), (missing, unexpected)
     return new
 
 
-def decoder_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device) -> Task:
-    """A decoder LM on chat jsonl (SFT) or on text / prepared tokens (next-token loss)."""
+def decoder_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device, dist) -> Task:
+    """A decoder LM on chat jsonl (SFT) or on text / prepared tokens (next-token loss); dist: this
+    rank (train/dist.py)."""
     from genforge.data.tokenizer import Tokenizer
     from genforge.finetune.sft_data import is_chat_jsonl
 
     block = min(opts.block_size or model.config.block_size, model.config.block_size)
     if is_chat_jsonl(data):
-        return _sft_task(model, data, tok_dir, block, opts, cfg, device)
+        return _sft_task(model, data, tok_dir, block, opts, cfg, device, dist)
     from genforge.data.batches import TokenBatches
     from genforge.data.shards import TokenData
     from genforge.objectives.lm import LMObjective
@@ -90,15 +96,14 @@ def decoder_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device)
     if tokens.vocab_size > model.config.vocab_size or tokens.vocab_size != tok.vocab_size:
         raise DataError(f"{data}: its tokenizer ({tokens.vocab_size} tokens) is not the model's "
                         f"({tok.vocab_size} tokens); prepare it with --tokenizer-file CKPT/tokenizer.json")
-    batches = TokenBatches(tokens, opts.batch_size, block, cfg.seed, device)
+    batches = TokenBatches(tokens, opts.batch_size, block, cfg.seed, device, dist.rank, dist.world)
     return Task("lm", model, batches, LMObjective, {"block_size": block})
 
 
-def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device) -> Task:
+def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device, dist) -> Task:
     import numpy as np
 
     from genforge.data.tokenizer import Tokenizer
-    from genforge.finetune.run import split
     from genforge.finetune.sft_data import SFTBatches, pack, read_examples
     from genforge.finetune.template import load_bos, load_template, save_template
     from genforge.objectives.sft import SFTObjective
@@ -126,6 +131,15 @@ def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device) -
     vX, vY, vD, _ = pack(val, block, opts.pack)
     if not (Y != -100).any():
         raise DataError(f"{data}: no trained tokens (every reply was cut off by block_size={block})")
-    batches = SFTBatches((X, Y, D), (vX, vY, vD), opts.batch_size, cfg.seed, device)
+    batches = SFTBatches((X, Y, D), (vX, vY, vD), opts.batch_size, cfg.seed, device, dist.rank, dist.world)
     return Task("sft", model, batches, SFTObjective, {"block_size": block, "rows": len(X),
                                                          "trained_tokens": int(np.sum(Y != -100))})
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of n examples: a seeded shuffle, the last `fraction` (at least 1) held out."""
+    if n < 2:
+        raise DataError(f"need at least 2 examples to hold some out for validation, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    k = max(1, round(n * fraction))
+    return order[:-k], order[-k:]

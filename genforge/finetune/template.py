@@ -61,7 +61,9 @@ def save_template(folder: Path, template: str, eos: str) -> Path:
     file = Path(folder) / "tokenizer_config.json"
     config = json.loads(file.read_text()) if file.is_file() else {"tokenizer_class": "PreTrainedTokenizerFast"}
     config.update(chat_template=template, eos_token=eos)
-    file.write_text(json.dumps(config, indent=2))
+    text = json.dumps(config, indent=2)
+    if not file.is_file() or file.read_text() != text:  # unchanged: not rewritten (other ranks read it)
+        file.write_text(text)
     return file
 
 

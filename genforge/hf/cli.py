@@ -42,10 +42,11 @@ def add_export(sub) -> None:
 def _note_dropped_head(ckpt) -> None:
     import sys
 
-    from genforge.train import checkpoint as ckpt_io
+    from genforge import checkpoint as ckpt_io
 
-    config = ckpt_io.read_config(ckpt_io.resolve(ckpt))
-    labels = (config.get("model") or {}).get("n_labels")
-    if config.get("family") == "encoder" and labels:
-        print(f"note: the {labels}-output head on the mean-pooled states is not part of BertModel and was not "
-              "exported; the genforge checkpoint keeps it", file=sys.stderr)
+    model = ckpt_io.read_config(ckpt_io.resolve(ckpt)).get("model") or {}
+    labels = model.get("n_labels")
+    if labels and model.get("head_pool", "mean") != "cls":  # a classifier's head on the pooler is exported
+        print(f"note: the {labels}-output head reads the mean-pooled states, which no Hugging Face class does, so it "
+              "was not exported (BertModel only); the genforge checkpoint keeps it. Classifiers fine-tuned now put "
+              "their head on BERT's pooler and export as BertForSequenceClassification", file=sys.stderr)

@@ -1,6 +1,6 @@
 """`genforge import hf` / `genforge export hf`: Hugging Face checkpoint directories to genforge
 checkpoints and back. Architectures: GPT2LMHeadModel and LlamaForCausalLM (family gpt),
-BertModel (family encoder). Weights are read only from safetensors (single or sharded)."""
+BertModel and BertForSequenceClassification (family encoder; the classifier with its head). Weights are read only from safetensors (single or sharded)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,14 +12,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-import genforge
+from genforge.version import __version__
 from genforge.errors import CheckpointError
 from genforge.hf.tokenizer import load_tokenizer
-from genforge.models import gpt_hf
-from genforge.train import checkpoint as ckpt_io
+from genforge import checkpoint as ckpt_io
+from genforge.families import hf_family
 
 DECODERS = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
-ENCODERS = {"BertModel": "bert", "BertForMaskedLM": "bert", "BertForPreTraining": "bert"}
+ENCODERS = {"BertModel": "bert", "BertForMaskedLM": "bert", "BertForPreTraining": "bert",
+            "BertForSequenceClassification": "bert"}
 SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 
 
@@ -33,18 +34,14 @@ def read_hf_dir(folder: str | Path, n_labels: int = 0):
     config = _read_json(folder / "config.json", what="not a Hugging Face checkpoint directory")
     arch = (config.get("architectures") or [None])[0]
     kind = config.get("model_type")
-    if arch not in DECODERS and arch not in ENCODERS and not (arch is None and kind in ("gpt2", "llama", "bert")):
+    found = hf_family(kind)
+    if (arch not in DECODERS and arch not in ENCODERS and arch is not None) or found is None:
         raise CheckpointError(f"{folder / 'config.json'}: architecture {arch!r} (model_type {kind!r}) is not supported; "
                               f"expected one of {', '.join([*DECODERS, *ENCODERS])}")
     state = read_weights(folder)
     tok = load_tokenizer(folder)
     try:
-        if kind == "bert":
-            from genforge.models import encoder_hf
-
-            model = encoder_hf.from_hf(config, state, n_labels=n_labels)
-        else:
-            model = gpt_hf.from_hf(config, _check_shapes(config, state, folder))
+        model = found[1].hf.from_hf(config, _check_shapes(config, state, folder), n_labels=n_labels)
     except KeyError as e:
         raise CheckpointError(f"{folder}: {e.args[0]!r} missing from config.json or the weights") from None
     except RuntimeError as e:  # load_state_dict: a tensor whose shape does not fit the config
@@ -82,10 +79,13 @@ def import_hf(source: str | Path, out: str | Path) -> Path:
     """Write the genforge checkpoint of an HF directory (or hub repo id) at out; return out."""
     folder = resolve_source(source)
     model, tok, hf_config = read_hf_dir(folder)
-    family = "encoder" if hf_config.get("model_type") == "bert" else "gpt"
-    config = {"genforge_version": genforge.__version__, "family": family, "model": dataclasses.asdict(model.config),
+    family = hf_family(hf_config.get("model_type"))[0]
+    config = {"genforge_version": __version__, "family": family, "model": dataclasses.asdict(model.config),
               "tokenizer": "tokenizer.json", "hf": {"source": str(source), "architecture": _architecture(hf_config)},
               "step": 0}
+    if getattr(model.config, "n_labels", 0) and isinstance(hf_config.get("id2label"), dict):  # a classifier's names
+        names = {int(i): name for i, name in hf_config["id2label"].items()}
+        config["hf"]["labels"] = [names.get(i, f"LABEL_{i}") for i in range(model.config.n_labels)]
     with tempfile.TemporaryDirectory() as tmp:
         tok_file = folder / "tokenizer.json"  # the file itself, byte for byte; else the one built from vocab.txt
         if not tok_file.is_file():
@@ -100,19 +100,17 @@ def import_hf(source: str | Path, out: str | Path) -> Path:
 
 def export_hf(ckpt: str | Path, out: str | Path, max_shard_bytes: int | None = None) -> Path:
     """Write the HF directory of a genforge checkpoint at out (atomically); return out."""
-    from genforge.finetune.load import load_checkpoint_model
 
-    model, config, path = load_checkpoint_model(ckpt)
-    if config["family"] == "gpt":
-        hf_config, state = gpt_hf.to_hf(model)
-        if model.config.tie_embeddings:
-            state.pop("lm_head.weight", None)  # tied to the input embedding; safetensors refuses shared memory
-    elif config["family"] == "encoder":
-        from genforge.models import encoder_hf
-
-        hf_config, state = encoder_hf.to_hf(model)
-    else:
+    loaded = ckpt_io.load(ckpt, trainable=True)
+    model, config, path = loaded.model, loaded.config, loaded.path
+    if loaded.family.hf is None:
         raise CheckpointError(f"{path / 'config.json'}: family {config['family']!r} has no Hugging Face layout")
+    hf_config, state = loaded.family.hf.to_hf(model)
+    labels = (config.get("finetune") or {}).get("labels") or (config.get("hf") or {}).get("labels")
+    if "id2label" in hf_config and labels and len(labels) == len(hf_config["id2label"]):  # the classes by name
+        hf_config.update(id2label={i: str(n) for i, n in enumerate(labels)}, label2id={str(n): i for i, n in enumerate(labels)})
+    if getattr(model.config, "tie_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied to the input embedding; safetensors refuses shared memory
     hf_config.update(torch_dtype="float32", transformers_version=_transformers_version())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +118,7 @@ def export_hf(ckpt: str | Path, out: str | Path, max_shard_bytes: int | None = N
     try:
         _write_weights(tmp, {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2))
-        _write_tokenizer_files(path, tmp, config["family"])
+        _write_tokenizer_files(path, tmp, loaded.family.kind)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -171,14 +169,14 @@ def _write_weights(folder: Path, state: dict[str, torch.Tensor], max_shard_bytes
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def _write_tokenizer_files(ckpt: Path, folder: Path, family: str) -> None:
+def _write_tokenizer_files(ckpt: Path, folder: Path, kind: str) -> None:
     if not (ckpt / "tokenizer.json").is_file():
         raise CheckpointError(f"{ckpt}: tokenizer missing (no tokenizer.json to export)")
     shutil.copyfile(ckpt / "tokenizer.json", folder / "tokenizer.json")
     for name in SIDE_FILES:
         if (ckpt / name).is_file():
             shutil.copyfile(ckpt / name, folder / name)
-    if family == "gpt" and not (folder / "tokenizer_config.json").is_file():
+    if kind == "text" and not (folder / "tokenizer_config.json").is_file():  # a decoder's generation settings
         from genforge.data.tokenizer import EOT, Tokenizer
 
         tok = Tokenizer.from_file(folder / "tokenizer.json")
@@ -186,7 +184,7 @@ def _write_tokenizer_files(ckpt: Path, folder: Path, family: str) -> None:
         tc = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos, "bos_token": eos, "unk_token": eos,
               "model_max_length": 1_000_000}
         (folder / "tokenizer_config.json").write_text(json.dumps(tc, indent=2))
-    if family == "gpt" and not (folder / "generation_config.json").is_file():
+    if kind == "text" and not (folder / "generation_config.json").is_file():
         from genforge.data.tokenizer import Tokenizer
 
         eot = Tokenizer.from_file(folder / "tokenizer.json").eot_id

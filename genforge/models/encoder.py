@@ -1,11 +1,13 @@
 """BERT-style encoder (Devlin et al. 2019): word + position + token-type embeddings, post-norm
 blocks of bidirectional attention and a GELU MLP, in the layout of `transformers`' BertModel.
 
-Heads on the mean-pooled hidden states (the pooling of sentence-transformers, Reimers &
-Gurevych 2019):
-- `embed(idx, mask)`: sentence embeddings (L2-normalised), as all-MiniLM-L6-v2 gives them;
+- `embed(idx, mask)`: sentence embeddings, the mean-pooled hidden states L2-normalised (the
+  pooling of sentence-transformers, Reimers & Gurevych 2019), as all-MiniLM-L6-v2 gives them;
 - `logits(idx, mask)`: (B, n_labels) through a linear head; n_labels=K classifies,
-  n_labels=1 is a scalar sequence score (`score`), the shape a reward model needs.
+  n_labels=1 is a scalar sequence score (`score`), the shape a reward model needs. The head
+  reads BERT's pooler (dense + tanh on [CLS]; head_pool=cls, the layout of `transformers`'
+  BertForSequenceClassification, which new fine-tunes get) or the mean-pooled states
+  (head_pool=mean, the heads of checkpoints made before; no HF class has that head).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class EncoderConfig:
     dropout: float = 0.1
     pooler: bool = True  # BertModel's [CLS] dense+tanh, kept so that export gives back the same file
     n_labels: int = 0  # 0: no head; 1: a scalar score; K >= 2: K-way classification
+    head_pool: Literal["mean", "cls"] = "mean"  # what the head reads (see the module docstring)
     pad_id: int = 0
 
     def __post_init__(self):
@@ -49,6 +52,10 @@ class EncoderConfig:
             raise ConfigError(f"model.n_labels={self.n_labels} must be >= 0")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.head_pool not in ("mean", "cls"):
+            raise ConfigError(f"model.head_pool={self.head_pool!r} must be mean or cls")
+        if self.head_pool == "cls" and not self.pooler:
+            raise ConfigError("model.head_pool=cls reads BERT's pooler: it needs model.pooler=true")
 
 
 SIZES = {
@@ -98,8 +105,10 @@ class Encoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None,
-                token_type: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states (B, T, C) of token ids idx (B, T); mask (B, T) True on real tokens."""
+                token_type: torch.Tensor | None = None, head: bool = False) -> torch.Tensor:
+        """Hidden states (B, T, C) of token ids idx (B, T); mask (B, T) True on real tokens. With
+        head, the head's outputs (B, n_labels) instead (as `logits`; a classifier trains through
+        forward, which is what DistributedDataParallel synchronises)."""
         _, T = idx.shape
         if self.config.block_size < T:
             raise ValueError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}")
@@ -111,15 +120,19 @@ class Encoder(nn.Module):
             mask = mask.bool()
         for block in self.h:
             x = block(x, mask)
-        return x
+        if not head:
+            return x
+        if self.head is None:
+            raise ConfigError("model.n_labels=0: this encoder has no head (fine-tune it as a classifier first)")
+        if self.config.head_pool == "cls":
+            pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, C): BertPooler on [CLS]
+        else:
+            pooled = mean_pool(x, mask)
+        return self.head(self.drop(pooled))  # (B, n_labels)
 
     def pool(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Mean of the hidden states over real tokens: (B, C)."""
-        x = self(idx, mask)
-        if mask is None:
-            return x.mean(dim=1)
-        m = mask.to(x.dtype)[..., None]  # (B, T, 1)
-        return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+        return mean_pool(self(idx, mask), mask)
 
     def embed(self, idx: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
         """Sentence embeddings (B, C): mean-pooled, L2-normalised like sentence-transformers'."""
@@ -127,13 +140,19 @@ class Encoder(nn.Module):
         return F.normalize(z, dim=-1) if normalize else z
 
     def logits(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The head's outputs (B, n_labels) on the mean-pooled states."""
-        if self.head is None:
-            raise ConfigError("model.n_labels=0: this encoder has no head (fine-tune it as a classifier first)")
-        return self.head(self.drop(self.pool(idx, mask)))
+        """The head's outputs (B, n_labels); ConfigError without a head."""
+        return self(idx, mask, head=True)
 
     def score(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One scalar per sequence (B,): the head of an n_labels=1 encoder (e.g. a reward model)."""
         if self.config.n_labels != 1:
             raise ConfigError(f"model.n_labels={self.config.n_labels}: a scalar score needs n_labels=1")
         return self.logits(idx, mask)[:, 0]
+
+
+def mean_pool(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of hidden states x (B, T, C) over the real tokens of mask (B, T): (B, C)."""
+    if mask is None:
+        return x.mean(dim=1)
+    m = mask.to(x.dtype)[..., None]  # (B, T, 1)
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)

@@ -1,7 +1,7 @@
 """Classification objectives: cross-entropy of a classifier's logits against the labels, with
 validation loss and accuracy.
 
-- ClassifyObjective: sequences, with an encoder (mean-pooled hidden states -> head);
+- ClassifyObjective: sequences, with an encoder (pooled hidden states -> head);
 - ClassifierObjective: images; it trains the domain feature extractor that image metrics use
   (eval/image_metrics.py).
 """
@@ -11,13 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genforge.eval.image_metrics import predict
 
 
 class ClassifyObjective:
     phases = ("main",)
     ema_module = "model"
-    example_mean = True  # the loss is a mean over examples: batches split into shards (train/threads.py)
+    example_mean = True  # the loss is a mean over examples: batches split into shards (cpu/shards.py)
 
     def __init__(self, model: nn.Module):
         self.model = model  # an Encoder with n_labels >= 2 (or a PEFT model around one)
@@ -30,7 +29,7 @@ class ClassifyObjective:
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], phase: str = "main"):
         idx, mask, labels = batch  # (B, T), (B, T), (B,)
-        logits = self.model.logits(idx, mask)  # (B, n_labels)
+        logits = self.model(idx, mask, head=True)  # (B, n_labels); through forward, which DDP syncs
         loss = F.cross_entropy(logits.float(), labels)
         acc = (logits.argmax(-1) == labels).float().mean()
         return loss, {"loss": loss.detach(), "acc": acc, "tokens": int(mask.sum())}
@@ -38,7 +37,7 @@ class ClassifyObjective:
     def evaluate(self, batches) -> dict[str, float]:
         total, correct, count = 0.0, 0, 0
         for idx, mask, labels in batches:
-            logits = self.model.logits(idx, mask)
+            logits = self.model(idx, mask, head=True)
             total += F.cross_entropy(logits.float(), labels, reduction="sum").item()
             correct += int((logits.argmax(-1) == labels).sum())
             count += len(labels)
@@ -72,7 +71,3 @@ class ClassifierObjective:
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
         return {"val_loss": loss / n, "val_acc": correct / n}
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    return float((predict(model, x, batch) == y).double().mean())

@@ -101,3 +101,33 @@ def test_minilm_embeddings_match_sentence_transformers():
         got = model.eval().embed(idx, mask)
     cos = torch.nn.functional.cosine_similarity(got, ref.float(), dim=-1)
     assert cos.min() > 0.9999, cos
+
+
+def test_classifier_matches_bert_for_sequence_classification():
+    """A head on BERT's pooler (head_pool=cls) is BertForSequenceClassification, both ways."""
+    ours = randomized(n_labels=3, head_pool="cls")
+    config, state = to_hf(ours)
+    assert config["architectures"] == ["BertForSequenceClassification"] and len(config["id2label"]) == 3
+    hf = transformers.BertForSequenceClassification(transformers.BertConfig(**config)).eval()
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
+    idx, mask = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(ours.logits(idx, mask), hf(input_ids=idx, attention_mask=mask).logits,
+                                   atol=1e-5, rtol=1e-4)
+    back = from_hf(config, hf.state_dict())
+    assert back.config == ours.config
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), back.state_dict().values()))
+
+
+def test_a_mean_pooled_head_keeps_working_and_exports_without_it():
+    """Checkpoints made before head_pool existed have a head on the mean-pooled states: it loads
+    as it was (the default), and export writes the BertModel only."""
+    ours = randomized(n_labels=2)
+    assert ours.config.head_pool == "mean"
+    idx, mask = batch()
+    with torch.no_grad():
+        expected = ours.head(ours.pool(idx, mask))
+        torch.testing.assert_close(ours.logits(idx, mask), expected)
+    config, state = to_hf(ours)
+    assert config["architectures"] == ["BertModel"] and not any(k.startswith(("classifier", "bert.")) for k in state)
