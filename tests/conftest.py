@@ -4,12 +4,15 @@ checkpoint or data directory copy it first."""
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from genforge.config import RunConfig, load_config
+from genforge.config import RunConfig
+from genforge.run_config import load_config
 
 # The suite runs on small shared CPUs. Tiny models gain nothing from intra-op threads, and when
 # other processes hold the cores, torch's spinning worker threads make each op ~100x slower.
@@ -26,6 +29,20 @@ def make_text(n_lines: int, seed: int = 0) -> str:
         words = [rng.choice(WORDS) for _ in range(rng.randint(3, 9))]
         lines.append(" ".join(words).capitalize() + rng.choice(".!?,;"))
     return "\n".join(lines) + "\n"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    """Poll predicate() every `interval` seconds; return its first truthy value, or raise
+    AssertionError("timed out after Ns waiting for WHAT") once `timeout` seconds have passed.
+    A predicate that sees the wait is hopeless (the process it waits on died) raises itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
 
 
 def _tiny_overrides(data: Path, out: Path, max_iters: int) -> list[str]:

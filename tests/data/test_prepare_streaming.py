@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from conftest import make_text
+from tests.conftest import wait_until
 
 from genforge.cli import main
 from genforge.data import encode
@@ -205,12 +205,9 @@ def test_kill_9_leaves_no_data_that_looks_complete(tmp_path):
     out = prepare(str(tmp_path / "small.txt"), "char", tmp_path / "out")
     before = all_files(out)
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(big), str(out)], cwd=os.getcwd())
-    deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if any(tmp.glob("train-*.bin") for tmp in tmp_path.glob(".out.tmp-*")):
-                break
-            time.sleep(0.05)
+        wait_until(lambda: proc.poll() is not None or any(tmp.glob("train-*.bin") for tmp in tmp_path.glob(".out.tmp-*")),
+                   120, "prepare to write its first shard")
         assert proc.poll() is None, "prepare finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import httpx
 import torch
 
+from tests.conftest import wait_until
+
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "bold", "wizards", "judge", "my", "sphinx"]
 
 
@@ -39,11 +41,11 @@ def running(app, port: int | None = None):
                                            timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    def started() -> bool:
+        assert thread.is_alive() or server.started, "uvicorn stopped before it started"
+        return server.started
+
+    wait_until(started, 30, "uvicorn to start", interval=0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -14,6 +14,7 @@ import httpx
 
 from genforge.align.feedback import open_db
 from serve.helpers import free_port
+from tests.conftest import wait_until
 
 
 def test_kill_during_writes_keeps_every_acknowledged_rating(tmp_path, serve_ckpt):
@@ -30,14 +31,14 @@ def test_kill_during_writes_keeps_every_acknowledged_rating(tmp_path, serve_ckpt
                                "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def healthy() -> bool:
+            assert server.poll() is None, server.stderr.read().decode()
             try:
-                httpx.get(f"{url}/health").raise_for_status()
-                break
+                return httpx.get(f"{url}/health").is_success
             except httpx.HTTPError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
-                time.sleep(0.1)
+                return False
+
+        wait_until(healthy, 60, f"the server to answer {url}/health", interval=0.1)
         acknowledged: list[tuple[int, str]] = []
         stop = threading.Event()
 
