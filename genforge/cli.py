@@ -39,17 +39,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _quickstart(sub):
-    p = sub.add_parser("quickstart", help="prepare the embedded Shakespeare, train a small char GPT, sample")
+    from genforge.quickstart import STEPS
+
+    p = sub.add_parser("quickstart", help="one short run per modality on embedded data: "
+                       + "; ".join(f"{s.name}: {s.what}" for s in STEPS.values()))
     p.add_argument("--out", default="runs/quickstart", help="output directory (default runs/quickstart)")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
-    p.add_argument("--image-minutes", type=float, default=1.5,
-                   help="then train an image VAE on the embedded digits for this long (default 1.5)")
-    p.add_argument("--no-image", action="store_true", help="skip the image step")
+    names = ",".join(STEPS)
+    p.add_argument("--only", type=lambda v: v.split(","), metavar="STEP[,STEP]", help=f"run only these steps ({names})")
+    p.add_argument("--skip", type=lambda v: v.split(","), default=[], metavar="STEP[,STEP]", help="skip these steps")
+    for step in STEPS.values():
+        p.add_argument(step.flag, type=float, default=step.minutes, dest=f"minutes_{step.name}", metavar="M",
+                       help=f"the {step.name} step's training time budget in minutes (default {step.minutes:g})")
+    p.add_argument("--no-image", action="store_true", help=argparse.SUPPRESS)  # before --skip image existed
 
     def run(a):
         from genforge.quickstart import quickstart
 
-        quickstart(a.out, a.minutes, 0 if a.no_image else a.image_minutes)
+        minutes = {name: getattr(a, f"minutes_{name}") for name in STEPS}
+        quickstart(a.out, a.only, a.skip + (["image"] if a.no_image else []), minutes)
 
     p.set_defaults(func=run)
 

