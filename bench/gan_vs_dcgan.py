@@ -16,10 +16,12 @@ LeakyReLU(0.2) (+ BatchNorm), sigmoid out; weights N(0, 0.02); BCE on real=1 / f
 against label 1; Adam(lr, betas=(0.5, 0.999)), nz 100; sampled in eval mode (BN running
 statistics). Its settings (REF_SETTINGS: width ngf = ndf, lr, batch) were tuned by --tune-ref at
 the 3-minute budget; REF_TUNED is the winner (README, bench notes): at this budget a narrower
-net wins by taking more steps. genforge trains configs/gan/mnist.yaml with `genforge train`'s
-loop for the same budget, in the config's precision (train.dtype auto: bf16 autocast on CPUs with
-AVX512-BF16 or AMX); the reference trains in float32 as examples does, or with bf16 autocast too in
-the width16-bf16 setting. Runs alternate A B, seed r for both in repeat r.
+net wins by taking more steps. genforge trains the gan/mnist recipe with `genforge train`'s
+loop for the same budget, in the config's precision (train.dtype auto); the reference picks its
+precision by the same rule (genforge.device.resolve_dtype("auto")): bf16 autocast only on a CPU
+with native bf16 (genforge.cpu.isa), float32 elsewhere, where bf16 would be emulated and measure
+the emulation, not the GAN. The first line names the ISA and both sides' dtype. Runs alternate
+A B, seed r for both in repeat r.
 Both are scored by one function: FID of --samples generated images against the first --samples
 MNIST test images in the features of a genforge-trained MNIST classifier (trained first when
 --classifier is not given), class coverage (classes with >= 20% of their uniform share), and, so
@@ -51,10 +53,12 @@ sys.path.insert(0, str(ROOT))
 from genforge.data.image_batches import to_float
 from genforge.data.images import find_idx, read_idx_pair
 from genforge.eval import image_metrics as im
-from genforge.train.device import keep_freed_host_memory
+from genforge.cpu import isa
+from genforge.cpu.memory import keep_freed_host_memory
+from genforge.device import resolve_dtype
 
 NZ = 100
-# the reference's settings (G/D width, lr, Adam beta1, batch, bf16 autocast); REF_TUNED won the --tune-ref sweep
+# the reference's settings (G/D width, lr, Adam beta1, batch); REF_TUNED won the --tune-ref sweep
 REF_SETTINGS = {
     "examples": dict(width=64, lr=2e-4, beta1=0.5, batch=64),  # dcgan/main.py's defaults (ngf = ndf = 64)
     "lr5e-4": dict(width=64, lr=5e-4, beta1=0.5, batch=64),
@@ -62,10 +66,10 @@ REF_SETTINGS = {
     "width16": dict(width=16, lr=2e-4, beta1=0.5, batch=64),  # ~7x
     "width32-lr5e-4": dict(width=32, lr=5e-4, beta1=0.5, batch=64),
     "width32-batch128": dict(width=32, lr=4e-4, beta1=0.5, batch=128),  # lr scaled with the batch
-    # bf16 autocast (not in examples; genforge's side uses it where the CPU has AVX512-BF16): ~1.45x the steps
-    "width16-bf16": dict(width=16, lr=2e-4, beta1=0.5, batch=64, bf16=True),
 }
-REF_TUNED = "width16-bf16"  # seed 0: 23.83 vs width16's 29.24 (fp32); the stronger reference is the fair one
+REF_TUNED = "width16"  # seed 0 on AVX512-BF16: 23.83 in bf16 autocast (~1.45x the steps), 29.24 in fp32
+# the reference's autocast dtype: genforge's train.dtype=auto rule (bf16 only where native)
+REF_DTYPE = resolve_dtype("auto", torch.device("cpu"))
 
 
 class RefG(nn.Module):
@@ -110,7 +114,7 @@ def run_reference(train_x: torch.Tensor, minutes: float, seed: int, setting: str
     d.apply(weights_init)
     opt_d = torch.optim.Adam(d.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
     opt_g = torch.optim.Adam(g.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
-    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=hp.get("bf16", False))
+    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=REF_DTYPE == torch.bfloat16)
     bce = F.binary_cross_entropy
     deadline, it = time.process_time() + 60 * minutes, 0
     while time.process_time() < deadline:
@@ -139,7 +143,7 @@ def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int, ex
     from genforge.sample.images import load_image_model
     from genforge.train.run import run
 
-    cfg = load_config(ROOT / "configs/gan/mnist.yaml", [
+    cfg = load_config("gan/mnist", [
         f"data.source={mnist}", f"train.max_minutes={minutes}", "train.budget_clock=cpu", "train.max_iters=10000000",
         "train.eval_interval=1000000", "train.eval_iters=1", f"train.seed={seed}", f"train.threads={threads}",
         "train.device=cpu", f"train.out_dir={work / f'ours-{seed}'}", *extra])  # train.dtype: the config's
@@ -152,8 +156,8 @@ def classifier(work: Path, mnist: str, threads: int) -> Path:
     from genforge.config import load_config
     from genforge.train.run import run
 
-    print("training the MNIST feature extractor (configs/classifier/mnist.yaml, 400 steps)", flush=True)
-    cfg = load_config(ROOT / "configs/classifier/mnist.yaml", [
+    print("training the MNIST feature extractor (classifier/mnist recipe, 400 steps)", flush=True)
+    cfg = load_config("classifier/mnist", [
         f"data.source={mnist}", "train.max_iters=400", "train.eval_interval=400", f"train.threads={threads}",
         "train.device=cpu", "train.dtype=float32", f"train.out_dir={work / 'classifier'}"])
     return run(cfg, progress=False)
@@ -221,7 +225,7 @@ def compare(args, train_x, real, clf, work: Path) -> None:
         g, it = run_ours(work, args.mnist, args.minutes, r, args.threads, args.set)
         fake = ours_samples(g, args.samples, args.truncation)
         ours.append((*score(fake, real, clf), it))
-        print(f"genforge (configs/gan/mnist.yaml {' '.join(args.set)}) seed {r}: {it} iterations  {describe(ours[-1])}",
+        print(f"genforge (gan/mnist {' '.join(args.set)}) seed {r}: {it} iterations  {describe(ours[-1])}",
               flush=True)
         if args.grid:
             from genforge.sample.images import save_grid
@@ -257,6 +261,10 @@ def main() -> None:
     if find_idx(Path(args.mnist), "train") is None:
         sys.exit(f"{args.mnist}: no MNIST IDX files; pass --mnist")
     torch.set_num_threads(args.threads)
+    from genforge.run_config import load_config
+
+    ours = resolve_dtype(load_config("gan/mnist", args.set).train.dtype, torch.device("cpu"))
+    print(f"{isa.describe()}; dtype: genforge {ours}, reference {REF_DTYPE}", flush=True)
     # genforge's loop asks glibc to keep freed memory on CPU runs (fewer page faults); both sides
     # train in this one process, so set it before either runs and the reference gets it too
     keep_freed_host_memory()

@@ -8,9 +8,10 @@ genforge.models.gpt_hf.to_hf:
   small: GPT-2 124M (12 layers, 768 wide, 12 heads, vocab 50257, block 1024); 200 new tokens
 Both sides decode greedily with a KV cache after the same 16-token prompt; a timed run is one whole
 generate call (prefill included) and tok/s = new tokens / its wall time. HF runs in fp32. Ours runs
-as the GPT is ("fp32"), and as copies made by genforge.sample.decode_linear.for_decoding, whose
+as the GPT is ("fp32"), and as copies made by genforge.cpu.decode.for_decoding, whose
 linear layers hold their weights in the layout fastest for one row, in fp32 ("fp32-dec") or bf16
-("bf16-dec"; residual stream, KV cache and attention stay fp32). Making a copy takes well under a
+("bf16-dec"; residual stream, KV cache and attention stay fp32; only on a CPU with native bf16,
+genforge.cpu.isa: elsewhere it would time emulated bf16). The first line names the ISA. Making a copy takes well under a
 second; it is printed apart and not counted in tok/s. Runs alternate HF, ours, ... in this process;
 each number is the median over the repeats. A size's ratio takes ours' fastest variant. The last line is
     ratio_tiny=... ratio_small=...
@@ -27,7 +28,8 @@ import torch
 
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.models.gpt_hf import to_hf
-from genforge.sample.decode_linear import for_decoding
+from genforge.cpu import isa
+from genforge.cpu.decode import for_decoding
 from genforge.sample.text import generate_ids
 
 # name: (GPTConfig fields, new tokens, new tokens with --quick, timed runs per side)
@@ -45,11 +47,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per side (default: tiny 5, small 3)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, transformers {transformers_version()}, threads={args.threads}")
+    print(f"torch {torch.__version__}, transformers {transformers_version()}, threads={args.threads}, {isa.describe()}; "
+          f"dtype: HF torch.float32, genforge {', '.join(str(d) for _, d in decode_copies())} copies beside its fp32 model")
     ratios = {}
     for name, (cfg, new_tokens, quick_tokens, repeats) in SIZES.items():
         ratios[name] = bench_size(name, cfg, quick_tokens if args.quick else new_tokens, args.repeats or repeats)
     print(f"ratio_tiny={ratios['tiny']:.2f} ratio_small={ratios['small']:.2f}")
+
+
+def decode_copies() -> list[tuple[str, torch.dtype]]:
+    """ours' for_decoding copies: fp32, and bf16 where the CPU has it natively."""
+    return [("fp32-dec", torch.float32)] + ([("bf16-dec", torch.bfloat16)] if isa.native_bf16() else [])
 
 
 def bench_size(name: str, cfg: dict, new_tokens: int, repeats: int) -> float:
@@ -58,7 +66,7 @@ def bench_size(name: str, cfg: dict, new_tokens: int, repeats: int) -> float:
     hf = hf_model(ours)
     prompt = torch.randint(0, cfg["vocab_size"], (1, PROMPT_LEN), generator=torch.Generator().manual_seed(1))
     models = {"fp32": ours}
-    for label, dtype in (("fp32-dec", torch.float32), ("bf16-dec", torch.bfloat16)):
+    for label, dtype in decode_copies():
         start = time.perf_counter()
         models[label] = for_decoding(ours, dtype)
         print(f"[{name}] for_decoding({dtype}) took {time.perf_counter() - start:.2f} s (once per model; not in tok/s)")

@@ -4,13 +4,17 @@
         --data ../shared/data/tinyshakespeare/input.txt [--repeats 2] [--iters 2000]
 
 Trains nanoGPT's CPU recipe (4 layers, 4 heads, 128 wide, block 64, batch 12, lr 1e-3) with
-nanoGPT's own train.py and with `genforge train configs/lm/shakespeare_char.yaml`, alternating
+nanoGPT's own train.py and with `genforge train lm/shakespeare_char` (genforge/recipes/), alternating
 A B A B, each in its own process with the same thread count. Reports per run: median ms/iter as each
 side times its own iterations, and wall-clock from one iteration line to the next (logging
 included; evaluation iterations excluded on both sides), tokens/s, in-run val loss at each eval, val loss of
 the final model on the whole validation split, wall time and peak RSS (wait4 of the process).
-Then `configs/lm/shakespeare_char_fast.yaml`: wall time until its val loss first reaches
-nanoGPT's final val loss. The last line is
+Then `lm/shakespeare_char_fast`: wall time until its val loss first reaches nanoGPT's final val
+loss. Precision: genforge's train.dtype=auto (bf16 autocast only on a CPU with native bf16,
+genforge.cpu.isa); nanoGPT's train.py runs CPU in float32 whatever the CPU. The first line names
+the ISA and both sides' dtype; GENFORGE_CPU_ISA=avx2 with ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2 measures an AVX2 CPU on a newer one (both sides' processes inherit them).
+The last line is
     ratio_tok_s=... val_ours=... val_ref=... rss_ours_mb=... rss_ref_mb=...
 """
 from __future__ import annotations
@@ -56,6 +60,12 @@ def main() -> None:
 
 
 def run_all(args, work: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from genforge.cpu import isa
+    from genforge.device import resolve_dtype
+
+    print(f"{isa.describe()}; dtype: genforge {resolve_dtype('auto', torch.device('cpu'))} (train.dtype=auto), "
+          "nanoGPT torch.float32 (its train.py: CPU without autocast)", flush=True)
     text = Path(args.data).read_text()
     nano = setup_nanogpt(Path(args.nanogpt), work, text)
     subprocess.run([sys.executable, "-m", "genforge.cli", "prepare", args.data, "--tokenizer", "char",
@@ -69,7 +79,7 @@ def run_all(args, work: Path) -> None:
         refs[-1]["val_full"] = eval_nanogpt(nano, out, text)
         print(summary("nanoGPT ", refs[-1]), flush=True)
         gf_out = work / f"gf-out-{r}"
-        ours.append(run(gf_cmd("configs/lm/shakespeare_char.yaml", work, gf_out, args.iters, args.threads), ROOT, env, parse_ours))
+        ours.append(run(gf_cmd("lm/shakespeare_char", work, gf_out, args.iters, args.threads), ROOT, env, parse_ours))
         ours[-1]["val_full"] = eval_genforge(gf_out, text)
         print(summary("genforge", ours[-1]), flush=True)
     med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
@@ -77,7 +87,7 @@ def run_all(args, work: Path) -> None:
         print(f"{name:9s} val loss by eval step: " + ", ".join(f"{s}:{v:.4f}" for s, v in runs[0]["evals"]))
     val_ref = med(refs, "val_full")
     if not args.skip_fast:
-        fast = run(gf_cmd("configs/lm/shakespeare_char_fast.yaml", work, work / "gf-fast", None, args.threads),
+        fast = run(gf_cmd("lm/shakespeare_char_fast", work, work / "gf-fast", None, args.threads),
                    ROOT, env, parse_ours)
         target = med(refs, "val_last")
         hit = next((t for (s, v), t in zip(fast["evals"], fast["eval_times"]) if v <= target), None)

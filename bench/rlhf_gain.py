@@ -123,6 +123,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from genforge.cpu import isa
+    from genforge.device import resolve_dtype
+
+    print(f"{isa.describe()}; dtype: every side genforge's, train.dtype=auto -> {resolve_dtype('auto', torch.device('cpu'))}", flush=True)
     from genforge.align.pipeline import AlignOptions, align
 
     out = Path(args.out)

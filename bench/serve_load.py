@@ -110,6 +110,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and the reference")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from genforge.cpu import isa
+
+    print(f"{isa.describe()}; dtype: server and reference torch.float32 (genforge.load's dtype=auto on CPU)", flush=True)
     import genforge
 
     with tempfile.TemporaryDirectory() as tmp:

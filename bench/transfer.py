@@ -192,6 +192,10 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=100)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    from genforge.cpu import isa
+    from genforge.device import resolve_dtype
+
+    print(f"{isa.describe()}; dtype: both sides genforge's, train.dtype=auto -> {resolve_dtype('auto', torch.device('cpu'))}", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     r = {**decoder_transfer(out, a.pretrain_iters, a.decoder_iters), **encoder_transfer(out, a.encoder_iters, a.n_train)}

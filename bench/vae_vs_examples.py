@@ -39,6 +39,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from genforge.cpu import isa
 from genforge.data.images import find_idx, read_idx_pair
 
 
@@ -235,6 +236,7 @@ def main() -> None:
     ap.add_argument("--nll-ckpt", default="", help="evaluate a run kept with --nll-out instead of training")
     ap.add_argument("--nll-device", default="cpu", help="device of the IWAE evaluation (training is on the CPU)")
     args = ap.parse_args()
+    print(f"{isa.describe()}; dtype: genforge torch.float32 (train.dtype=float32), reference torch.float32", flush=True)
     if find_idx(Path(args.mnist), "train") is None:
         sys.exit(f"{args.mnist}: no MNIST IDX files (train-images-idx3-ubyte[.gz]); pass --mnist")
     torch.set_num_threads(args.threads)

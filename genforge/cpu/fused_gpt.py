@@ -1,8 +1,8 @@
-"""The GPT-2 flavour's blocks as one C++ op pair (genforge/models/gpt_cpu.cpp) for CPU training in
+"""The GPT-2 flavour's blocks as one C++ op pair (genforge/cpu/fused_gpt.cpp) for CPU training in
 bf16 autocast: the same arithmetic as the Python modules, with fewer passes over memory and no
 Python between the ops. On nanoGPT's CPU recipe a forward + backward of 6 x 64 tokens on one core
 takes ~20% less time than through the Python modules, and two such shards no longer slow each
-other through the GIL (train/threads.py); see the README's Performance section for the numbers.
+other through the GIL (cpu/shards.py); see the README's Performance section for the numbers.
 
 The C++ file is compiled on first use with torch's extension builder (a C++ compiler is needed)
 into ~/.cache/genforge/kernels (or $GENFORGE_CACHE/kernels), keyed by the source, torch's version
@@ -23,7 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-SOURCE = Path(__file__).with_name("gpt_cpu.cpp")
+from genforge.nn.attention import CausalSelfAttention
+from genforge.nn.mlp import MLP
+
+SOURCE = Path(__file__).with_name("fused_gpt.cpp")
 # -march: the host's own instructions, or GENFORGE_CPU_MARCH (e.g. x86-64-v3) for a build that also
 # runs on older CPUs of a cluster sharing one cache directory; -fno-split-loops: gcc would split the
 # causal mask's `j <= i` loops into a vectorized and a scalar half
@@ -40,9 +43,6 @@ def fused_params(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor] | None
             and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and not (model.training and cfg.dropout > 0) and not torch.compiler.is_compiling() and available()):
         return None
-    from genforge.nn.attention import CausalSelfAttention
-    from genforge.nn.mlp import MLP
-
     # straight through the modules' dicts: nn.Module.__getattr__ takes ~1 us a lookup, and this
     # runs on every forward
     params = []
@@ -59,8 +59,12 @@ def fused_params(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor] | None
     return params if all(p.dtype == torch.float32 and p.is_contiguous() for p in params) else None
 
 
-def blocks(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
-    """model.transformer.h applied to x (B, T, C) through the C++ op pair; params: fused_params(model, x)."""
+def blocks(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """model.transformer.h applied to x (B, T, C) through the C++ op pair, or None where the op
+    pair does not apply (see fused_params) and the caller runs the Python modules."""
+    params = fused_params(model, x)
+    if params is None:
+        return None
     cfg = model.config
     return _Blocks.apply(x, (cfg.n_layer, cfg.n_head, cfg.norm_eps, cfg.bias, cfg.activation == "gelu_tanh"), *params)
 

@@ -1,4 +1,4 @@
-"""Data parallelism across CPU threads (train.cpu_parallel=batch).
+"""Data parallelism across CPU threads (train.cpu_parallel=batch; set up by cpu/training.py).
 
 A small model's ops take microseconds, so torch's intra-op threads barely speed it up: OpenMP's
 fork/join and the spin-wait after each region cost about as much as the work they share. Here each
@@ -24,8 +24,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from genforge.train.device import autocast
-
 
 class ShardPool:
     """`threads` workers with one intra-op thread each; the calling thread also drops to one, since
@@ -48,7 +46,9 @@ class ShardPool:
 
         def run(shard):
             weight = batch_size(shard) / n
-            with autocast(device, dtype):  # autocast is per thread
+            # autocast is per thread; fp32 runs none (genforge.device.autocast's rule, not imported: this is a lower layer)
+            cast = contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+            with cast:
                 loss, metrics = objective.loss(shard, phase)
             return torch.autograd.grad(loss * (scale * weight), params, allow_unused=True), metrics, weight
 

@@ -16,8 +16,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from genforge.cpu import attention as cpu_attention
+from genforge.cpu import fused_gpt
 from genforge.errors import ConfigError
-from genforge.models import gpt_cpu
 from genforge.nn import MLP, CausalSelfAttention, KVCache, RotaryEmbedding, SwiGLU
 
 
@@ -79,7 +80,8 @@ class Block(nn.Module):
         Norm = nn.LayerNorm if cfg.flavour == "gpt2" else nn.RMSNorm
         norm_kw = dict(eps=cfg.norm_eps) if cfg.flavour == "llama" else dict(eps=cfg.norm_eps, bias=cfg.bias)
         self.ln_1 = Norm(cfg.n_embd, **norm_kw)
-        self.attn = CausalSelfAttention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, rope)
+        self.attn = CausalSelfAttention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, rope,
+                                        cpu_attention.attend)  # CPU under bf16: genforge.cpu's attention core
         self.ln_2 = Norm(cfg.n_embd, **norm_kw)
         if cfg.flavour == "gpt2":
             approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
@@ -128,7 +130,7 @@ class GPT(nn.Module):
 
     def new_cache(self, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         cfg = self.config
-        p = self.transformer.wte.weight  # the residual stream's dtype, also after sample.decode_linear.for_decoding
+        p = self.transformer.wte.weight  # the residual stream's dtype, also after cpu.decode.for_decoding
         return KVCache(cfg.n_layer, batch, cfg.n_kv_head, max_len or cfg.block_size, cfg.n_embd // cfg.n_head,
                        dtype or p.dtype, p.device)
 
@@ -154,9 +156,9 @@ class GPT(nn.Module):
             else:
                 x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(x)
-        fused = gpt_cpu.fused_params(self, x) if cache is None and mask is None else None
+        fused = fused_gpt.blocks(self, x) if cache is None and mask is None else None  # CPU, bf16 autocast: one C++ op pair
         if fused is not None:
-            x = gpt_cpu.blocks(self, x, fused)  # the same blocks as one C++ op pair (CPU, bf16 autocast)
+            x = fused
         else:
             for i, block in enumerate(self.transformer.h):
                 x = block(x, cache, i, pos, mask, positions)

@@ -2,7 +2,7 @@
 attention (Ainslie et al. 2023) and a preallocated KV cache for generation."""
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,12 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    """cpu_bf16_attend: the attention core for CPU under bf16 (the model passes
+    genforge.cpu.attention.attend; nn sits below genforge.cpu and does not import it), else None:
+    scaled_dot_product_attention everywhere."""
+
     def __init__(self, n_embd: int, n_head: int, n_kv_head: int, bias: bool, dropout: float = 0.0,
-                 rope: RotaryEmbedding | None = None):
+                 rope: RotaryEmbedding | None = None, cpu_bf16_attend: Callable | None = None):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, n_embd // n_head
         # q, k, v in one matmul: [q (n_head) | k (n_kv_head) | v (n_kv_head)] heads
@@ -46,6 +50,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout) if dropout else nn.Identity()  # Dropout(0) still costs a call
         self.rope = rope  # shared with the other layers; not a parameter
+        self.cpu_bf16_attend = cpu_bf16_attend
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0,
                 mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,28 +97,11 @@ class CausalSelfAttention(nn.Module):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        dtype = q.dtype
-        if q.device.type == "cpu" and (dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
-            # PyTorch's bf16 attention kernels on CPU are several times slower than fp32 (the
-            # backward most of all), and its fp32 flash kernel is slow for short sequences:
-            # bf16 batched matmuls around an fp32 softmax are faster and keep the probabilities in fp32.
-            # Every matmul input is bf16 already, so autocast changes nothing here and stays on.
-            # contiguous heads: the batched matmuls run faster on them than on the transposed views
-            bf16, contiguous = torch.bfloat16, torch.contiguous_format
-            q, k, v = q.to(bf16, memory_format=contiguous), k.to(bf16, memory_format=contiguous), v.to(bf16, memory_format=contiguous)
-            bias = _bias(mask, q.size(2), k.size(2), q.device)
-            if self.training and self.dropout > 0:
-                return self._math_bf16(q, k, v, bias).to(dtype)
-            return BF16Attention.apply(q, k, v, bias).to(dtype)
+        if (self.cpu_bf16_attend is not None and q.device.type == "cpu"
+                and (q.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))):
+            # PyTorch's own bf16 attention on CPU is several times slower than genforge.cpu's
+            return self.cpu_bf16_attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self._sdpa(q, k, v, mask)
-
-    def _math_bf16(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """BF16Attention's arithmetic in autograd's ops, with dropout on the probabilities."""
-        scores = (q @ k.transpose(-1, -2)).float() * q.size(-1) ** -0.5  # (B, nh, T, S)
-        if bias is not None:
-            scores = scores + bias
-        att = F.dropout(scores.softmax(-1), self.dropout, self.training)
-        return att.to(torch.bfloat16) @ v  # (B, nh, T, hs)
 
     def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T, S = q.size(2), k.size(2)
@@ -126,47 +114,6 @@ class CausalSelfAttention(nn.Module):
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         # a chunk of T new tokens after S - T cached ones
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(T, S, q.device), dropout_p=dropout)
-
-
-class BF16Attention(torch.autograd.Function):
-    """softmax(q k^T / sqrt(hs) + bias) v for bf16 q, k, v (B, nh, T|S, hs): bf16 matmuls, the
-    scores and probabilities in fp32, and a hand-written backward. Autograd's version of the same
-    arithmetic makes about twice the passes over the (B, nh, T, S) scores (casts, the scale, the
-    mask and their backwards, each a new tensor); this one takes a third less time per attention call
-    on one CPU thread and gives bitwise the same outputs and gradients (tests/models/test_attention_bf16.py)."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, bias):
-        scale = q.size(-1) ** -0.5
-        scores = q @ k.transpose(-1, -2)  # (B, nh, T, S) bf16
-        scores = scores.float().mul_(scale) if bias is None else torch.add(bias, scores, alpha=scale)  # fp32
-        probs = scores.softmax(-1)  # fp32
-        probs16 = probs.to(torch.bfloat16)
-        ctx.save_for_backward(q, k, v, probs, probs16)
-        return probs16 @ v  # (B, nh, T, hs)
-
-    @staticmethod
-    def backward(ctx, dy):
-        q, k, v, probs, probs16 = ctx.saved_tensors
-        dv = probs16.transpose(-1, -2) @ dy
-        dprobs = (dy @ v.transpose(-1, -2)).float()
-        dscores = torch._softmax_backward_data(dprobs, probs, -1, torch.float32)
-        dscores = dscores.mul_(q.size(-1) ** -0.5).to(torch.bfloat16)
-        return dscores @ k, dscores.transpose(-1, -2) @ q, dv, None
-
-
-def _bias(mask: torch.Tensor | None, T: int, S: int, device: torch.device) -> torch.Tensor | None:
-    """The additive form (0 / -inf, fp32) of a bool mask (B, 1, T, S), of the causal mask when there
-    is none and T > 1, or None (one new token sees every cached key)."""
-    if mask is not None:
-        return torch.zeros(mask.shape, device=device).masked_fill_(~mask, float("-inf"))
-    return _causal_bias(T, S, device) if T > 1 else None
-
-
-@functools.lru_cache(maxsize=16)
-def _causal_bias(T: int, S: int, device: torch.device) -> torch.Tensor:
-    """(T, S) fp32: 0 where query i (the last T of S positions) may see key j, -inf elsewhere."""
-    return torch.zeros(T, S, device=device).masked_fill_(~_causal_mask(T, S, device), float("-inf"))
 
 
 def _causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:

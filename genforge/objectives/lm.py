@@ -9,7 +9,7 @@ from torch import nn
 class LMObjective:
     phases = ("main",)
     ema_module = "model"
-    example_mean = True  # the loss is a mean over examples: batches split into shards (train/threads.py)
+    example_mean = True  # the loss is a mean over examples: batches split into shards (cpu/shards.py)
 
     def __init__(self, model: nn.Module):
         self.model = model

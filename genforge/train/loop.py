@@ -16,15 +16,15 @@ from tqdm import tqdm
 
 import genforge
 from genforge.config import TrainConfig
-from genforge.errors import CheckpointError, ConfigError, GenforgeError
+from genforge.cpu.training import for_training as cpu_training
+from genforge.errors import CheckpointError, GenforgeError
 from genforge.train import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
-from genforge.train.device import autocast, keep_freed_host_memory, resolve_device, resolve_dtype
+from genforge.device import autocast, resolve_device, resolve_dtype
 from genforge.train.ema import EMA
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
-from genforge.train.threads import Prefetch, ShardPool
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
 
@@ -111,13 +111,10 @@ class _Run:
         self.objective, self.data, self.cfg, self.out = objective, data, cfg, out
         self.dist, self.device = dist_mod.init(resolve_device(cfg.device))
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        if self.device.type == "cpu":  # where activations live in host memory
-            keep_freed_host_memory()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.shards = _shard_pool(objective, cfg, self.device, self.dist, self.dtype)
-        if self.shards is not None:  # the next step's batches are drawn while this one finishes
-            self.data = Prefetch(data, self.shards, cfg.grad_accum)
+        # on CPU: malloc settings, and train.cpu_parallel=batch's shard pool, drawing the next step's batches ahead
+        self.shards, self.data = cpu_training(objective, data, cfg, self.device, self.dist.enabled, self.dtype)
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
         torch.manual_seed(cfg.seed)
         for m in objective.modules().values():
@@ -148,7 +145,7 @@ class _Run:
         """One optimizer step per phase on grad_accum micro-batches; returns the learning rate."""
         cfg, t0 = self.cfg, time.perf_counter()
         lr = lr_at(self._schedule_step(step), cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)
-        if isinstance(self.data, Prefetch):
+        if self.shards is not None:  # self.data is a Prefetch
             batches = self.data.take()
         else:
             batches = [next(self.data) for _ in range(cfg.grad_accum)]
@@ -212,20 +209,6 @@ def _phase_step(objective, phase, opt, batches, lr, cfg, device, dtype, window, 
         opt.step()
     opt.zero_grad(set_to_none=True)
     return bad
-
-
-def _shard_pool(objective, cfg: TrainConfig, device, dist, dtype) -> ShardPool | None:
-    """The thread pool for train.cpu_parallel=batch (genforge/train/threads.py), or None."""
-    if cfg.cpu_parallel != "batch" or device.type != "cpu":  # a CPU setting: GPU runs ignore it
-        return None
-    if not getattr(objective, "example_mean", False):
-        raise ConfigError(f"train.cpu_parallel=batch: the {type(objective).__name__}'s loss is not a mean over "
-                          "examples that shards can split; use train.cpu_parallel=ops")
-    if dist.enabled or dtype == torch.float16:
-        raise ConfigError("train.cpu_parallel=batch needs one process (no torchrun) and no float16 loss scaling; "
-                          "use train.cpu_parallel=ops")
-    threads = cfg.threads or torch.get_num_threads()
-    return ShardPool(threads) if threads > 1 else None
 
 
 def _evaluate(objective, data, cfg, device, dtype, ema=None) -> dict[str, float]:

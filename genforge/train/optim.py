@@ -6,15 +6,22 @@ genforge's AdamW drives PyTorch's fused multi-tensor kernel (`torch._fused_adamw
 torch.optim.Optimizer pulls in torch._dynamo: +72 MB of resident memory for every training
 process, more than a small model's whole training state. Where the kernel is missing (an older
 torch, another device type) torch.optim.AdamW is used instead. state_dict() has torch's layout.
+
+torch.optim.Muon runs its Newton–Schulz iteration in bf16. On a CPU without native bf16 that is
+emulated, and a bf16 matmul there took 14.5x fp32's time, so there MuonAdamW runs it in fp32.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.optim import _muon
 
 from genforge.config import TrainConfig
+from genforge.cpu import isa
 from genforge.train.dist import shard_like
 
 
@@ -34,7 +41,7 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: to
         adamw = AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     else:
         adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    return MuonAdamW(muon, adamw, cfg) if muon else adamw
+    return MuonAdamW(muon, adamw, cfg, device) if muon else adamw
 
 
 def hidden_matrices(modules: Iterable[nn.Module]) -> set[nn.Parameter]:
@@ -47,13 +54,15 @@ def hidden_matrices(modules: Iterable[nn.Module]) -> set[nn.Parameter]:
 class MuonAdamW:
     """Muon for the hidden matrices and AdamW for the rest, behind the one optimizer interface.
     Muon's updates are scaled to AdamW's RMS (adjust_lr_fn="match_rms_adamw", Liu et al. 2025), so
-    one schedule drives both; its groups carry lr_scale = train.muon_lr_scale."""
+    one schedule drives both; its groups carry lr_scale = train.muon_lr_scale. Newton–Schulz runs in
+    ns_dtype: bf16 as in torch, fp32 on a CPU without native bf16 (genforge.cpu.isa)."""
 
-    def __init__(self, muon: list[nn.Parameter], adamw, cfg: TrainConfig):
+    def __init__(self, muon: list[nn.Parameter], adamw, cfg: TrainConfig, device: torch.device):
         self.muon = torch.optim.Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")
         for g in self.muon.param_groups:
             g["lr_scale"] = cfg.muon_lr_scale
         self.adamw = adamw
+        self.ns_dtype = torch.float32 if device.type == "cpu" and not isa.native_bf16() else torch.bfloat16
 
     @property
     def param_groups(self) -> list[dict]:  # a property: load_state_dict replaces torch's group dicts
@@ -61,7 +70,8 @@ class MuonAdamW:
 
     def step(self) -> None:
         self.adamw.step()
-        self.muon.step()
+        with _newton_schulz_in(self.ns_dtype):
+            self.muon.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.adamw.zero_grad(set_to_none)
@@ -86,6 +96,37 @@ class MuonAdamW:
         muon_groups = [{**g, "params": [i - n for i in g["params"]]} for g in groups if g["optimizer"] == "muon"]
         self.muon.load_state_dict({"state": {int(i) - n: s for i, s in state.items() if int(i) >= n},
                                    "param_groups": muon_groups})
+
+
+def newton_schulz(grad: torch.Tensor, ns_coefficients: tuple[float, float, float], ns_steps: int, eps: float,
+                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """The orthogonalised update of a 2-D grad: torch.optim.Muon's quintic Newton–Schulz iteration
+    (torch/optim/_muon.py, _zeropower_via_newtonschulz; Jordan et al. 2024), in dtype instead of
+    always bf16. Bitwise torch's for dtype=bf16."""
+    a, b, c = ns_coefficients
+    x = grad.to(dtype, copy=True)  # a copy also in fp32: the update may be the momentum buffer itself
+    if grad.size(0) > grad.size(1):
+        x = x.T
+    x.div_(x.norm().clamp(min=eps))  # spectral norm at most 1
+    for _ in range(ns_steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if grad.size(0) > grad.size(1) else x
+
+
+@contextlib.contextmanager
+def _newton_schulz_in(dtype: torch.dtype):
+    """torch.optim.Muon's steps meanwhile orthogonalise in dtype: its step looks the iteration up
+    in its module at each call, and has no setting for the dtype."""
+    if dtype == torch.bfloat16:  # torch's own
+        yield
+        return
+    torch_own = _muon._zeropower_via_newtonschulz
+    _muon._zeropower_via_newtonschulz = functools.partial(newton_schulz, dtype=dtype)
+    try:
+        yield
+    finally:
+        _muon._zeropower_via_newtonschulz = torch_own
 
 
 class AdamW:

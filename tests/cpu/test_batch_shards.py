@@ -1,18 +1,16 @@
-"""train.cpu_parallel=batch: one batch shard per CPU thread (genforge/train/threads.py). The
+"""train.cpu_parallel=batch: one batch shard per CPU thread (genforge/cpu/shards.py). The
 shards' gradients are the whole batch's, runs repeat bitwise whichever thread finishes first, and
 exact resume holds; objectives whose loss is not a mean over examples are refused."""
-import types
-
 import pytest
 import torch
 
 from genforge.config import TrainConfig
+from genforge.cpu.shards import Prefetch, ShardPool, batch_size, split
+from genforge.cpu.training import for_training
 from genforge.errors import CheckpointError, ConfigError
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.objectives.lm import LMObjective
-from genforge.train.loop import _shard_pool
 from genforge.train.run import run
-from genforge.train.threads import Prefetch, ShardPool, batch_size, split
 from tests.train.test_resume import assert_same_runs, losses
 
 BATCH = ("train.cpu_parallel=batch", "train.threads=2", "model.dropout=0.0", "train.lr_decay_iters=20")
@@ -144,9 +142,11 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_config, extra):
 
 def test_the_pool_gives_the_threads_back():
     torch.set_num_threads(2)
-    pool = _shard_pool(LMObjective(torch.nn.Linear(2, 2)), TrainConfig(cpu_parallel="batch"), torch.device("cpu"),
-                       types.SimpleNamespace(enabled=False), torch.float32)
+    data = iter(())
+    pool, prefetch = for_training(LMObjective(torch.nn.Linear(2, 2)), data, TrainConfig(cpu_parallel="batch"),
+                                  torch.device("cpu"), False, torch.float32)
     assert pool is not None and torch.get_num_threads() == 1  # the main thread's team would spin on the shards' cores
+    assert isinstance(prefetch, Prefetch) and prefetch.data is data
     with pool.all_threads():  # evaluation
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == 1
@@ -164,9 +164,10 @@ def test_objectives_without_an_example_mean_loss_are_refused():
     class BatchNormObjective:  # e.g. a GAN: batch statistics differ per shard
         pass
 
-    cfg, cpu, single = TrainConfig(cpu_parallel="batch", threads=2), torch.device("cpu"), types.SimpleNamespace(enabled=False)
+    cfg, cpu, data = TrainConfig(cpu_parallel="batch", threads=2), torch.device("cpu"), iter(())
     with pytest.raises(ConfigError, match="BatchNormObjective's loss is not a mean over examples"):
-        _shard_pool(BatchNormObjective(), cfg, cpu, single, torch.float32)
+        for_training(BatchNormObjective(), data, cfg, cpu, False, torch.float32)
     with pytest.raises(ConfigError, match="needs one process"):
-        _shard_pool(LMObjective(None), cfg, cpu, types.SimpleNamespace(enabled=True), torch.float32)
-    assert _shard_pool(BatchNormObjective(), TrainConfig(), cpu, single, torch.float32) is None  # ops: nothing to check
+        for_training(LMObjective(None), data, cfg, cpu, True, torch.float32)
+    assert for_training(BatchNormObjective(), data, TrainConfig(), cpu, False, torch.float32) == (None, data)  # ops
+    assert for_training(BatchNormObjective(), data, cfg, torch.device("meta"), False, torch.float32) == (None, data)  # not CPU

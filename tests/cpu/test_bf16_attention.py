@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from genforge.cpu.attention import BF16Attention, _causal_bias
 from genforge.models.gpt import GPT, GPTConfig, packed_mask
-from genforge.nn.attention import BF16Attention, _causal_bias
 
 
 def _reference(q, k, v, bias):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from genforge.models.gpt import GPT, GPTConfig
-from genforge.sample.decode_linear import DecodeLinear, for_decoding
+from genforge.cpu.decode import DecodeLinear, for_decoding
 from genforge.sample.text import generate_ids
 
 V = 37

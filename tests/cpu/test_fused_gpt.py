@@ -1,4 +1,4 @@
-"""The GPT-2 blocks' C++ op pair (genforge/models/gpt_cpu.{py,cpp}): when the model takes it, that
+"""The GPT-2 blocks' C++ op pair (genforge/cpu/fused_gpt.{py,cpp}): when the model takes it, that
 its outputs and gradients are as close to fp32 as the Python modules' under the same bf16
 autocast, its kernels against float64 references, exact resume through it, and the fallback."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genforge.models import gpt_cpu
+from genforge.cpu import fused_gpt
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.train.run import run
 from tests.train.test_resume import assert_same_runs
@@ -37,14 +37,14 @@ def _model(**kw) -> GPT:
 @pytest.fixture
 def ops():
     """The kernels' ops, built and loaded (any test may run first)."""
-    assert gpt_cpu.available()
+    assert fused_gpt.available()
     return torch.ops.genforge_cpu
 
 
 def _loss_and_grads(model, x, y, fused: bool, monkeypatch, dtype=torch.bfloat16):
     with monkeypatch.context() as mp:
         if not fused:
-            mp.setattr(gpt_cpu, "fused_params", lambda *a: None)
+            mp.setattr(fused_gpt, "fused_params", lambda *a: None)
         with torch.autocast("cpu", dtype, enabled=dtype != torch.float32):
             logits, _ = model(x)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
@@ -58,7 +58,7 @@ def _rel(a, b) -> float:
 
 @needs_build
 def test_the_kernels_build_and_load():
-    assert gpt_cpu.available()
+    assert fused_gpt.available()
 
 
 @needs_build
@@ -69,7 +69,7 @@ def test_as_close_to_fp32_as_the_python_modules(kw, T, monkeypatch):
     model = _model(**kw)
     x, y = torch.randint(0, 29, (3, T)), torch.randint(0, 29, (3, T))
     calls = []
-    monkeypatch.setattr(gpt_cpu._Blocks, "apply", lambda *a, f=gpt_cpu._Blocks.apply: calls.append(1) or f(*a))
+    monkeypatch.setattr(fused_gpt._Blocks, "apply", lambda *a, f=fused_gpt._Blocks.apply: calls.append(1) or f(*a))
     fused = _loss_and_grads(model, x, y, True, monkeypatch)
     assert calls, "the model did not take the fused blocks"
     python = _loss_and_grads(model, x, y, False, monkeypatch)
@@ -167,9 +167,9 @@ def test_the_kernels_built_without_avx512_pass_the_same_checks(tmp_path):
 def test_the_python_modules_run_where_the_blocks_do_not_apply():
     x = torch.zeros(2, 8, 24)
     model = _model()
-    fused = lambda m, x: gpt_cpu.fused_params(m, x) is not None  # noqa: E731
+    fused = lambda m, x: fused_gpt.fused_params(m, x) is not None  # noqa: E731
     with torch.autocast("cpu", torch.bfloat16):
-        assert list(map(id, gpt_cpu.fused_params(model, x))) == list(map(id, model.transformer.h.parameters()))  # in order
+        assert list(map(id, fused_gpt.fused_params(model, x))) == list(map(id, model.transformer.h.parameters()))  # in order
         assert not fused(_model(flavour="llama", n_head=3, n_embd=24), x)
         assert not fused(_model(dropout=0.1), x)  # training with dropout
         assert fused(_model(dropout=0.1).eval(), x)
@@ -191,36 +191,36 @@ def test_a_failed_build_warns_once_and_the_model_still_runs(monkeypatch):
     def broken():
         raise RuntimeError("Error building extension 'genforge_cpu'\nc++: not found")
 
-    gpt_cpu.available.cache_clear()
-    monkeypatch.setattr(gpt_cpu, "_build", broken)
+    fused_gpt.available.cache_clear()
+    monkeypatch.setattr(fused_gpt, "_build", broken)
     try:
         with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable.*c\\+\\+: not found"):
-            assert not gpt_cpu.available()
+            assert not fused_gpt.available()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert not gpt_cpu.available()  # cached: no second warning
+            assert not fused_gpt.available()  # cached: no second warning
             model = _model()
             with torch.autocast("cpu", torch.bfloat16):
                 logits, _ = model(torch.zeros(1, 8, dtype=torch.long))
         assert logits.shape == (1, 8, 29)
     finally:
-        gpt_cpu.available.cache_clear()
+        fused_gpt.available.cache_clear()
 
 
 def test_the_environment_turns_the_kernels_off(monkeypatch):
     monkeypatch.setenv("GENFORGE_CPU_KERNELS", "0")
-    gpt_cpu.available.cache_clear()
+    fused_gpt.available.cache_clear()
     try:
-        assert not gpt_cpu.available()
+        assert not fused_gpt.available()
     finally:
-        gpt_cpu.available.cache_clear()
+        fused_gpt.available.cache_clear()
 
 
 @needs_build
 @pytest.mark.parametrize("parallel", ["ops", "batch"])
 def test_resume_through_the_fused_blocks_equals_uninterrupted(tmp_path, tiny_config, parallel, monkeypatch):
     calls = []
-    monkeypatch.setattr(gpt_cpu._Blocks, "apply", lambda *a, f=gpt_cpu._Blocks.apply: calls.append(1) or f(*a))
+    monkeypatch.setattr(fused_gpt._Blocks, "apply", lambda *a, f=fused_gpt._Blocks.apply: calls.append(1) or f(*a))
     extra = ("train.dtype=bfloat16", "model.dropout=0.0", "train.lr_decay_iters=20", f"train.cpu_parallel={parallel}",
              "train.threads=2")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = """
 import resource, sys, torch
-from genforge.train.device import keep_freed_host_memory
+from genforge.cpu.memory import keep_freed_host_memory
 if sys.argv[1] == "keep":
     assert keep_freed_host_memory()
 # 48 MB activations: above glibc's largest dynamic mmap threshold (32 MB), so by default every
