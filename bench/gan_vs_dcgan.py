@@ -139,8 +139,8 @@ def run_reference(train_x: torch.Tensor, minutes: float, seed: int, setting: str
 
 
 def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int, extra: list[str]) -> tuple[nn.Module, int]:
-    from genforge.config import load_config
-    from genforge.sample.images import load_image_model
+    from genforge.run_config import load_config
+    from genforge import checkpoint as ckpt_io
     from genforge.train.run import run
 
     cfg = load_config("gan/mnist", [
@@ -148,12 +148,12 @@ def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int, ex
         "train.eval_interval=1000000", "train.eval_iters=1", f"train.seed={seed}", f"train.threads={threads}",
         "train.device=cpu", f"train.out_dir={work / f'ours-{seed}'}", *extra])  # train.dtype: the config's
     ckpt = run(cfg, progress=False)
-    g, _, _ = load_image_model(ckpt)
+    g = ckpt_io.load(ckpt).model
     return g, int(ckpt.name.split("-")[1])
 
 
 def classifier(work: Path, mnist: str, threads: int) -> Path:
-    from genforge.config import load_config
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
     print("training the MNIST feature extractor (classifier/mnist recipe, 400 steps)", flush=True)

@@ -49,7 +49,7 @@ def chatterbot_conversations(topics=None) -> list[tuple[str, list[str]]]:
 # --- a) decoder -------------------------------------------------------------------------------
 
 def pretrain(out: Path, iters: int) -> Path:
-    from genforge.config import load_config
+    from genforge.run_config import load_config
     from genforge.quickstart import CONFIG
     from genforge.train.run import run
 
@@ -73,10 +73,10 @@ def dialogs_data(out: Path, tokenizer: Path) -> Path:
 
 def scratch_checkpoint(ckpt: Path, out: Path, seed: int = 0) -> Path:
     """The pretrained checkpoint's model, config and tokenizer with fresh random weights."""
-    from genforge.finetune.load import load_checkpoint_model
-    from genforge.train import checkpoint as ckpt_io
+    from genforge import checkpoint as ckpt_io
 
-    model, config, path = load_checkpoint_model(ckpt)
+    loaded = ckpt_io.load(ckpt, trainable=True)
+    model, config, path = loaded.model, loaded.config, loaded.path
     torch.manual_seed(seed)
     fresh = type(model)(model.config)
     meta = {k: config[k] for k in ("genforge_version", "family", "model", "tokenizer")}
@@ -86,9 +86,8 @@ def scratch_checkpoint(ckpt: Path, out: Path, seed: int = 0) -> Path:
 def val_loss(ckpt: Path, data: Path) -> float:
     from genforge.data.shards import TokenData
     from genforge.eval.perplexity import evaluate_tokens
-    from genforge.finetune.load import load_checkpoint_model
 
-    model = load_checkpoint_model(ckpt)[0].eval()
+    model = ckpt_io.load(ckpt, trainable=True).model.eval()
     ids = np.concatenate([np.asarray(s) for s in TokenData(data).split("val")])
     total, count = evaluate_tokens(model, ids)
     return total / count
@@ -133,10 +132,10 @@ def topic_splits(out: Path, n_train: int, seed: int = 0) -> tuple[Path, Path]:
 
 def accuracy(ckpt: Path, test: Path) -> float:
     from genforge.finetune.classify_data import read_labelled
-    from genforge.finetune.load import load_checkpoint_model
     from genforge.hf.tokenizer import encode_batch, load_tokenizer
 
-    model, config, path = load_checkpoint_model(ckpt)
+    loaded = ckpt_io.load(ckpt, trainable=True)
+    model, config, path = loaded.model, loaded.config, loaded.path
     model.eval()
     labels = config["finetune"]["labels"]
     tok = load_tokenizer(path)

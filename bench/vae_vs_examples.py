@@ -110,7 +110,7 @@ def run_reference(train, epochs: int, seed: int) -> dict:
 
 
 def run_ours(work: Path, mnist: str, epochs: int, seed: int, threads: int) -> dict:
-    from genforge.config import load_config
+    from genforge.run_config import load_config
     from genforge.models.vae import VAE
     from genforge.train.log import read_metrics
     from genforge.train.run import run
@@ -128,7 +128,7 @@ def run_ours(work: Path, mnist: str, epochs: int, seed: int, threads: int) -> di
     wall = time.perf_counter() - t0
     rows = read_metrics(out / "metrics.csv")
     model = VAE(cfg.model)
-    from genforge.train.checkpoint import load_module
+    from genforge.checkpoint import load_module
 
     load_module(model, ckpt / "model.safetensors")
     return {"img_s": statistics.median(v for _, n, v in rows if n == "tok_s"), "seconds": wall,
@@ -157,7 +157,7 @@ def ours_forward(model):
 def train_best(out: Path, config: Path, mnist: str, iters: int, minutes: float, threads: int) -> tuple[Path, float]:
     """Train `config` (dynamically binarised MNIST) into `out` for `iters` steps (0: the config's) or at
     most `minutes`; (final checkpoint, CPU seconds of training), the seconds also in out/cpu_seconds.json."""
-    from genforge.config import load_config
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
     cfg = load_config(config, [
@@ -193,9 +193,9 @@ def binarized_test(mnist: str, n_test: int) -> torch.Tensor:
 def test_nll(ckpt: Path, x: torch.Tensor, k: int, device: str) -> tuple[float, float, float]:
     """(IWAE k NLL, its standard error over the images, negative ELBO), nats per image."""
     from genforge.objectives.vae import iwae_nll
-    from genforge.sample.images import load_image_model
+    from genforge import checkpoint as ckpt_io
 
-    model, _, _ = load_image_model(ckpt)
+    model = ckpt_io.load(ckpt).model
     model = model.to(device).eval()
     gen = torch.Generator().manual_seed(1)  # CPU noise: the same draws on any device
     step = 500 if device != "cpu" else 50

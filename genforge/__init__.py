@@ -1,7 +1,9 @@
 """genforge: one toolkit for the whole life of a generative model."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from genforge.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(ckpt, device: str = "auto", dtype: str = "auto"):
@@ -12,12 +14,6 @@ def load(ckpt, device: str = "auto", dtype: str = "auto"):
     .sample(n, cond=None, generator=None) -> (n, C, H, W) images in [0, 1].
     Raises CheckpointError for anything else.
     """
-    from genforge.sample.images import IMAGE_FAMILIES, load_image_model
-    from genforge.train import checkpoint as ckpt_io
-    from genforge.train.device import resolve_device
+    from genforge.api import load as api_load
 
-    if ckpt_io.read_config(ckpt_io.resolve(ckpt)).get("family") in IMAGE_FAMILIES:
-        return load_image_model(ckpt, str(resolve_device(device)))[0]
-    from genforge.api import TextModel
-
-    return TextModel.load(ckpt, device=device, dtype=dtype)
+    return api_load(ckpt, device, dtype)

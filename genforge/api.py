@@ -1,4 +1,4 @@
-"""The Python API: `genforge.load(ckpt)` -> TextModel."""
+"""The Python API: `genforge.load(ckpt)` -> a TextModel, or an image model."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -9,39 +9,51 @@ import torch
 from genforge.cpu.decode import for_decoding
 from genforge.data.tokenizer import Tokenizer
 from genforge.errors import CheckpointError
-from genforge.models import FAMILIES
 from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
-from genforge.train import checkpoint as ckpt_io
-from genforge.train.device import resolve_device
+from genforge import checkpoint as ckpt_io
+from genforge.device import resolve_device
 
 # From this size on, CPU decoding is bound by streaming weights, and for_decoding's layouts win
 # (GPT-2 small: 1.3x in fp32, 2.3x in bf16); below it, per-op overhead dominates and the plain model is as fast.
 DECODE_COPY_MIN_PARAMS = 20_000_000
 
 
-def load_model(ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[torch.nn.Module, dict, Path]:
-    """(model in eval mode, config.json dict, checkpoint dir) from a checkpoint directory."""
+def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
+    """A checkpoint ready to use, by what its family makes (genforge/families.py): a TextModel for
+    a language model; for an image model the module that samples, in eval mode, with
+    .sample(n, cond=None, generator=None) -> (n, C, H, W) images in [0, 1]. CheckpointError for
+    a family that makes neither."""
     path = ckpt_io.resolve(ckpt)
     config = ckpt_io.read_config(path)
-    family = FAMILIES.get(config.get("family"))
-    if family is None:
-        raise CheckpointError(f"{path / 'config.json'}: unknown family {config.get('family')!r}")
-    from genforge.finetune.load import load_checkpoint_model  # LoRA checkpoints load merged
+    kind = ckpt_io.family_of(config, path).kind
+    if kind == "text":
+        return TextModel.load(path, device=device, dtype=dtype)
+    if kind == "image":
+        return load_model(path, device, dtype).model
+    raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images "
+                          "(genforge.checkpoint.load(path).model gives its model)")
 
-    model, config, path = load_checkpoint_model(path)
+
+def load_model(ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> ckpt_io.Loaded:
+    """A checkpoint's model for inference on device (auto: CUDA, then MPS, then CPU) in dtype (auto:
+    bfloat16 for a language model on CUDA, else float32), eval mode; on CPU a large or bf16 decoder gets the weight
+    layouts of genforge/cpu/decode.py."""
     dev = resolve_device(device)
-    if dtype == "auto":
-        dtype = "bfloat16" if dev.type == "cuda" else "float32"
-    if dtype not in ("float32", "bfloat16", "float16"):
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise CheckpointError(f"dtype={dtype!r}: expected auto, float32, bfloat16 or float16")
-    if dev.type == "cpu":  # CPU matrix-vector products want their own weight layouts (genforge/cpu/decode.py)
-        if dtype == "float16":
-            raise CheckpointError("dtype=float16 needs a CUDA device; on CPU use float32 or bfloat16")
-        model = model.eval()
+    if dev.type == "cpu" and dtype == "float16":
+        raise CheckpointError("dtype=float16 needs a CUDA device; on CPU use float32 or bfloat16")
+    loaded = ckpt_io.load(ckpt)
+    model, text = loaded.model, loaded.family.kind == "text"
+    if dtype == "auto":
+        dtype = "bfloat16" if dev.type == "cuda" and text else "float32"
+    if dev.type == "cpu" and text:  # CPU matrix-vector products want their own weight layouts
         if dtype == "bfloat16" or sum(p.numel() for p in model.parameters()) >= DECODE_COPY_MIN_PARAMS:
             model = for_decoding(model, getattr(torch, dtype))
-        return model, config, path
-    return model.to(dev, getattr(torch, dtype)).eval(), config, path
+    else:
+        model = model.to(dev, getattr(torch, dtype))
+    loaded.model = model.eval()
+    return loaded
 
 
 class TextModel:
@@ -52,11 +64,11 @@ class TextModel:
 
     @classmethod
     def load(cls, ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> TextModel:
-        model, _, path = load_model(ckpt, device, dtype)
+        loaded = load_model(ckpt, device, dtype)
+        model, tokenizer, path = loaded.model, loaded.tokenizer, loaded.path
         tok_file = path / "tokenizer.json"
-        if not tok_file.is_file():
+        if tokenizer is None:
             raise CheckpointError(f"{path}: no tokenizer.json; this checkpoint cannot generate text")
-        tokenizer = Tokenizer.from_file(tok_file)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise CheckpointError(f"{tok_file}: {tokenizer.vocab_size} tokens but the model has vocab_size={model.config.vocab_size}")
         return cls(model, tokenizer, path)

@@ -1,19 +1,24 @@
-"""Checkpoint directories (DESIGN.md):
+"""Checkpoint directories, and the one way to load a model from one:
 
     config.json          family, model config, run config, genforge version, step
     model.safetensors    weights (other modules of the objective: NAME.safetensors)
     tokenizer.json       when the model has one
     state/               optimizer-PHASE.safetensors + .json, rng.safetensors, trainer.json
+    sha256.json          the sha256 of every other file, checked by verify()
 
 A checkpoint is written into a temporary directory, fsynced, then renamed; `latest` is a
 symlink replaced atomically afterwards. Only safetensors are read: pickles are refused.
+`load(path)` builds the model config.json describes through the family table and loads its
+weights; every verb, the Python API and the server load models through it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,9 +26,96 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from genforge.errors import CheckpointError
+from genforge.config import from_dict
+from genforge.errors import CheckpointError, ConfigError
+from genforge.families import Family, family
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+SUMS = "sha256.json"
+
+
+@dataclass
+class Loaded:
+    """What load() gives: the model in eval mode, config.json, the tokenizer (a text or score
+    family's genforge Tokenizer, else None) and the checkpoint directory."""
+    model: nn.Module
+    config: dict
+    tokenizer: object | None
+    path: Path
+
+    @property
+    def family(self) -> Family:
+        return family(self.config.get("family"))
+
+
+def load(ckpt: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+         merged: bool = True, trainable: bool = False, verify_files: bool = False) -> Loaded:
+    """The model of a checkpoint (or of a run directory's latest), weights loaded: the module that
+    samples (a GAN's generator, with its EMA weights where the run kept an EMA), a LoRA checkpoint's
+    adapters merged unless merged=False. trainable=True gives the whole model in train mode (what
+    a fine-tuning or alignment run starts from). CheckpointError for pickles, missing, truncated
+    or mismatched files, an unknown family."""
+    path = resolve(ckpt)
+    if verify_files:
+        verify(path)
+    config = read_config(path)
+    fam = family_of(config, path)
+    model = build(config, path)
+    if fam.part and not trainable:
+        model = getattr(model, fam.part)
+        load_module(model, path / f"{fam.part}.safetensors")
+    elif fam.part:  # the whole model: each part from its file
+        for name, module in model.named_children():
+            load_module(module, path / f"{name}.safetensors")
+    else:
+        load_module(model, path / "model.safetensors")
+    if config.get("lora") and merged:
+        from genforge.models.lora import merge
+
+        model = merge(model)
+    tokenizer = None
+    if fam.kind in ("text", "score") and (path / "tokenizer.json").is_file():
+        from genforge.data.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+    model = model.to(device, dtype) if dtype is not None else model.to(device)
+    return Loaded(model.train(trainable), config, tokenizer, path)
+
+
+def build(config: dict, path: Path) -> nn.Module:
+    """The (un-loaded) model config.json describes; a PEFT-wrapped one for LoRA checkpoints."""
+    fam = family_of(config, path)
+    try:
+        model = fam.build(from_dict(fam.config, config.get("model") or {}, "model"))
+    except ConfigError as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+    if config.get("lora"):
+        from genforge.models.lora import wrap
+
+        model = wrap(model, config["lora"])
+    return model
+
+
+def family_of(config: dict, path: Path) -> Family:
+    try:
+        return family(config.get("family"))
+    except ConfigError as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+
+
+def verify(ckpt: str | Path) -> Path:
+    """Check every file of a checkpoint against its sha256.json; CheckpointError naming the first
+    file that is missing or differs. Checkpoints written before sha256.json pass unchecked."""
+    path = resolve(ckpt)
+    if not (path / SUMS).is_file():
+        return path
+    want = json.loads((path / SUMS).read_text())
+    for name, digest in want.items():
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path / name}: missing from the checkpoint")
+        if _sha256(path / name) != digest:
+            raise CheckpointError(f"{path / name}: sha256 differs from {SUMS} (corrupted or changed since it was written)")
+    return path
 
 
 def save_checkpoint(path: Path, config: dict, modules: dict[str, nn.Module], tokenizer: Path | None = None,
@@ -54,6 +146,7 @@ def save_checkpoint(path: Path, config: dict, modules: dict[str, nn.Module], tok
                     save_file(_unshared(value), str(tmp / "state" / f"{stem}.safetensors"))
                 else:
                     (tmp / "state" / f"{stem}.json").write_text(json.dumps(value))
+        (tmp / SUMS).write_text(json.dumps(_sums(tmp), indent=1))
         _fsync_tree(tmp)
         tmp.chmod(0o755)
         if path.exists():
@@ -156,6 +249,18 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
     return out
+
+
+def _sums(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _looks_pickled(path: Path) -> bool:

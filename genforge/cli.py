@@ -100,14 +100,14 @@ def _prepare(sub):
 
 def _train(sub):
     p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("config", help="YAML file of config overrides (e.g. configs/lm/shakespeare_char.yaml)")
+    p.add_argument("config", help="a YAML file of config overrides, or a named recipe shipped with genforge (e.g. lm/shakespeare_char)")
     p.add_argument("overrides", nargs="*", help="dotted overrides: model.n_layer=6 train.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--verify", action="store_true", help="check each data shard's sha256 against the manifest")
 
     def run(a):
-        from genforge.config import load_config
+        from genforge.run_config import load_config
         from genforge.train.run import run as train_run
 
         overrides = a.overrides + (["data.verify=true"] if a.verify else [])
@@ -138,7 +138,7 @@ def _generate(sub):
     def run(a):
         import genforge
 
-        if _is_image_checkpoint(a.ckpt):
+        if _kind(a.ckpt) in ("image", "label"):  # a picture grid, or the error that says why not
             return _generate_images(a)
         a.num_samples = 1 if a.num_samples is None else a.num_samples
         _check_sampling(a)
@@ -166,10 +166,12 @@ def _image_generate_args(p) -> None:
                    help="images: what the grid shows (reconstructions and traversal: VAEs)")
 
 
-def _is_image_checkpoint(ckpt: str) -> bool:
-    from genforge.sample.image_verbs import checkpoint_family
+def _kind(ckpt: str) -> str:
+    """What the checkpoint's family makes (genforge/families.py: text, image, label, ...)."""
+    from genforge import checkpoint as ckpt_io
 
-    return checkpoint_family(ckpt) in ("vae", "gan", "classifier")
+    path = ckpt_io.resolve(ckpt)
+    return ckpt_io.family_of(ckpt_io.read_config(path), path).kind
 
 
 def _generate_images(a) -> None:
@@ -233,7 +235,7 @@ def _eval(sub):
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
 
-        if _is_image_checkpoint(a.ckpt):
+        if _kind(a.ckpt) in ("image", "label"):
             from genforge.eval.image_eval import evaluate_images
             from genforge.eval.image_metrics import parse_metrics
 

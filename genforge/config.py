@@ -1,9 +1,10 @@
 """Dataclass configs, YAML files of overrides, dotted command-line overrides, validation.
 
 A run is described by a RunConfig: which model family, the family's model config, the data and
-the training settings. YAML holds only what differs from the defaults; `key.sub=value` pairs on
-the command line override it. Unknown keys and values of the wrong type raise ConfigError naming
-the key.
+the training settings (and, for another way to train the family, its method and settings). YAML
+holds only what differs from the defaults; `key.sub=value` pairs on the command line override it.
+Unknown keys and values of the wrong type raise ConfigError naming the key. genforge/run_config.py
+reads run configs (YAML files, named recipes) against the family table.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
@@ -88,32 +88,21 @@ class TrainConfig:
 class RunConfig:
     family: str = "gpt"
     model: Any = None  # the family's config dataclass
-    data: Any = field(default_factory=DataConfig)  # the family's data config (Family.data)
+    data: Any = field(default_factory=DataConfig)  # the family's data config (Family.data), or the method's
     train: TrainConfig = field(default_factory=TrainConfig)
+    method: str = ""  # another way to train the family (Family.methods: dpo, ...); "" its own
+    settings: Any = None  # the method's settings dataclass (the section named after the method)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = {"family": self.family, "model": _asdict(self.model), "data": _asdict(self.data),
+               "train": dataclasses.asdict(self.train)}
+        if self.method:
+            out.update({"method": self.method, self.method: _asdict(self.settings)})
+        return out
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML file of overrides (or none), apply `key=value` overrides, build a RunConfig.
-
-    Raises ConfigError naming the key for unknown keys, wrong types and invalid values.
-    """
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})".splitlines()[0]) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
-    for item in overrides:
-        set_dotted(raw, item)
-    return build_run_config(raw)
+def _asdict(value):
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def set_dotted(raw: dict, item: str) -> None:
@@ -130,35 +119,18 @@ def set_dotted(raw: dict, item: str) -> None:
     node[leaf] = yaml.safe_load(text) if text else ""
 
 
-def build_run_config(raw: dict) -> RunConfig:
-    from genforge.models import FAMILIES
-
-    raw = dict(raw)
-    family = raw.get("family", "gpt")
-    if family not in FAMILIES:
-        raise ConfigError(f"family={family!r}: expected one of {sorted(FAMILIES)}")
-    model_cls = FAMILIES[family].config
-    _check_keys(raw, ["family", "model", "data", "train"], "")
-    return RunConfig(
-        family=family,
-        model=from_dict(model_cls, raw.get("model") or {}, "model"),
-        data=from_dict(FAMILIES[family].data, raw.get("data") or {}, "data"),
-        train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
-    )
-
-
 def from_dict(cls, values: dict, prefix: str):
     """Build dataclass `cls` from a dict, checking every key and type; `prefix` names the section."""
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    _check_keys(values, names, prefix)
+    check_keys(values, names, prefix)
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
     return cls(**kwargs)
 
 
-def _check_keys(values: dict, names: list[str], prefix: str) -> None:
+def check_keys(values: dict, names: list[str], prefix: str) -> None:
     for key in values:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)

@@ -1,5 +1,5 @@
 """Checkpoint directories: save/load round trips, run directories' latest, and refusal of
-pickles and of corrupted or truncated safetensors files."""
+pickles and of corrupted or truncated safetensors files, for every family in the table."""
 import dataclasses
 import json
 import shutil
@@ -8,10 +8,9 @@ import struct
 import pytest
 import torch
 
-from genforge.api import load_model
 from genforge.errors import CheckpointError
 from genforge.models.gpt import GPT, GPTConfig
-from genforge.train import checkpoint as ckpt_io
+from genforge import checkpoint as ckpt_io
 
 
 def make_model(flavour: str) -> GPT:
@@ -36,7 +35,8 @@ def test_save_load_round_trip(tmp_path, flavour):
              "optimizer": {"0.exp_avg": torch.randn(4, 3), "0.step": torch.tensor(3.0)},
              "tied": {"a": model.transformer.wte.weight, "b": model.lm_head.weight}}  # shared memory
     path = save(tmp_path / "ckpt", model, state)
-    loaded, config, where = load_model(path, device="cpu")
+    out = ckpt_io.load(path)
+    loaded, config, where = out.model, out.config, out.path
     assert where == path and config["step"] == 3
     assert loaded.config == model.config
     want = model.state_dict()
@@ -109,13 +109,13 @@ def test_pickle_files_are_refused_without_unpickling(tmp_path, name, monkeypatch
     torch.save(make_model("gpt2").state_dict(), path)
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called on a pickle"))
     with pytest.raises(CheckpointError, match=rf"{name}: a PyTorch pickle file"):
-        load_model(path, device="cpu")
+        ckpt_io.load(path)
 
 
 def test_pickle_inside_checkpoint_directory_is_refused(ckpt):
     torch.save(make_model("gpt2").state_dict(), ckpt / "model.safetensors")
     with pytest.raises(CheckpointError, match="model.safetensors: corrupted or truncated"):
-        load_model(ckpt, device="cpu")
+        ckpt_io.load(ckpt)
 
 
 def header_length(path) -> int:
@@ -132,7 +132,7 @@ def test_flipped_header_bytes(ckpt, where):
         data[i] ^= 0xFF
     f.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="model.safetensors: "):
-        load_model(ckpt, device="cpu")
+        ckpt_io.load(ckpt)
 
 
 @pytest.mark.parametrize("keep", ["empty", "4 bytes", "half header", "header only", "all but 1 byte"])
@@ -143,7 +143,7 @@ def test_truncated_weights(ckpt, keep):
     size = {"empty": 0, "4 bytes": 4, "half header": n // 2, "header only": n, "all but 1 byte": len(data) - 1}[keep]
     f.write_bytes(data[:size])
     with pytest.raises(CheckpointError, match=r"model.safetensors: corrupted or truncated"):
-        load_model(ckpt, device="cpu")
+        ckpt_io.load(ckpt)
 
 
 def test_missing_weights_and_mismatched_config(ckpt, tmp_path):
@@ -152,14 +152,72 @@ def test_missing_weights_and_mismatched_config(ckpt, tmp_path):
     config["model"]["n_embd"] = 64
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="model.safetensors: weights do not fit"):
-        load_model(other, device="cpu")
+        ckpt_io.load(other)
     config["model"]["n_embd"], config["model"]["n_layer"] = 32, 3
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"model.safetensors: weights do not match config.json \(missing"):
-        load_model(other, device="cpu")
+        ckpt_io.load(other)
     (ckpt / "config.json").write_text("{oops")
     with pytest.raises(CheckpointError, match="config.json: unreadable"):
-        load_model(ckpt, device="cpu")
+        ckpt_io.load(ckpt)
     (other / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model.safetensors: missing"):
-        load_model(other, device="cpu")
+        ckpt_io.load(other)
+
+
+def family_checkpoint(tmp_path, name):
+    """A freshly initialised checkpoint of family `name`, saved the way its runs save it."""
+    from genforge.config import from_dict
+    from genforge.families import FAMILIES
+    from genforge.models.gpt import GPTConfig
+
+    small = {"gpt": {"vocab_size": 29, "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
+             "encoder": {"vocab_size": 29, "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
+             "vae": {"image_size": 8, "channels": 1, "num_classes": 10},
+             "gan": {"image_size": 8, "channels": 1, "num_classes": 10},
+             "classifier": {"image_size": 8, "channels": 1, "num_classes": 10},
+             "reward": {"gpt": dataclasses.asdict(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=16))}}
+    fam = FAMILIES[name]
+    model = fam.build(from_dict(fam.config, small[name], "model"))
+    modules = dict(model.named_children()) if fam.part else {"model": model}
+    config = {"family": name, "model": dataclasses.asdict(model.config) if hasattr(model, "config") else small[name]}
+    return ckpt_io.save_checkpoint(tmp_path / name, config, modules), fam
+
+
+def test_every_family_in_the_table_has_a_test_here():
+    from genforge.families import FAMILIES
+
+    assert set(FAMILIES) == set(FAMILY_NAMES)
+
+
+FAMILY_NAMES = ["gpt", "encoder", "vae", "gan", "classifier", "reward"]
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_every_family_loads_and_refuses_pickles_and_truncated_files(tmp_path, name, monkeypatch):
+    ckpt, fam = family_checkpoint(tmp_path, name)
+    loaded = ckpt_io.load(ckpt)
+    assert loaded.family is fam and not loaded.model.training
+    assert ckpt_io.verify(ckpt) == ckpt
+    weights = ckpt / f"{fam.part or 'model'}.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match=f"{weights.name}: corrupted or truncated"):
+        ckpt_io.load(ckpt)
+    with pytest.raises(CheckpointError, match=f"{weights.name}: sha256 differs"):
+        ckpt_io.load(ckpt, verify_files=True)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called on a pickle"))
+    torch.save({"w": torch.zeros(2)}, weights)
+    with pytest.raises(CheckpointError, match=f"{weights.name}: corrupted or truncated"):
+        ckpt_io.load(ckpt)
+    torch.save({"w": torch.zeros(2)}, tmp_path / f"{name}.pt")
+    with pytest.raises(CheckpointError, match="a PyTorch pickle file"):
+        ckpt_io.load(tmp_path / f"{name}.pt")
+
+
+def test_unknown_family_is_a_checkpoint_error(ckpt):
+    config = json.loads((ckpt / "config.json").read_text())
+    config["family"] = "gtp"
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config.json: family='gtp': unknown model family \(did you mean gpt\?\)"):
+        ckpt_io.load(ckpt)

@@ -1,7 +1,7 @@
 """Config loading: YAML files of overrides, dotted overrides, and errors that name the key."""
 import pytest
 
-from genforge.config import load_config
+from genforge.run_config import load_config
 from genforge.errors import ConfigError
 from genforge.models.gpt import GPTConfig
 

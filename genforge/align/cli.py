@@ -3,21 +3,21 @@ from __future__ import annotations
 
 
 def add_align(sub) -> None:
-    p = sub.add_parser("align", help="ratings -> reward model -> DPO or PPO -> report (win rates, KL, perplexity)")
+    p = sub.add_parser("align", help="ratings -> reward model -> DPO, PPO or GRPO -> report (win rates, KL, perplexity)")
     p.add_argument("ckpt", help="the SFT checkpoint (or run directory) to improve")
     p.add_argument("--feedback", required=True, help="the reviewer database (SQLite) of `genforge serve --feedback-db`")
-    p.add_argument("--method", choices=("dpo", "ppo"), default="dpo")
-    p.add_argument("--out", default="runs/align", help="run directory: prefs, reward/, dpo|ppo/, report.* (default runs/align)")
+    p.add_argument("--method", choices=("dpo", "ppo", "grpo"), default="dpo")
+    p.add_argument("--out", default="runs/align", help="run directory: prefs, reward/, dpo|ppo|grpo/, report.* (default runs/align)")
     p.add_argument("--reward-model", help="an existing reward checkpoint (trained from this policy) instead of training one")
     p.add_argument("--rule", help="FILE.py:FUNCTION or MODULE:FUNCTION, (prompt, completion) -> score: a second judge "
                                   "for the report's win rate (never used in training)")
     p.add_argument("--val-data", help="text file or prepared directory for perplexity (default: the checkpoint's own data)")
-    p.add_argument("--iters", type=int, default=150, help="DPO steps or PPO iterations (default 150)")
+    p.add_argument("--iters", type=int, default=150, help="DPO steps, or PPO/GRPO rollout batches (default 150)")
     p.add_argument("--reward-iters", type=int, default=150)
-    p.add_argument("--lr", type=float, help="default 1e-4 (DPO), 1e-5 (PPO)")
+    p.add_argument("--lr", type=float, help="default 1e-4 (DPO), 1e-5 (PPO, GRPO)")
     p.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default 0.1)")
     p.add_argument("--dpo-loss", choices=("sigmoid", "ipo"), default="sigmoid")
-    p.add_argument("--kl-coef", type=float, default=0.05, help="PPO's KL penalty (default 0.05)")
+    p.add_argument("--kl-coef", type=float, default=0.05, help="PPO's KL penalty, GRPO's beta (default 0.05)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt and model (default 4)")
@@ -28,7 +28,7 @@ def add_align(sub) -> None:
 
     def run(a):
         from genforge.align.pipeline import AlignOptions, align
-        from genforge.align.report import load_rule
+        from genforge.align.rewards import load_rule
 
         opts = AlignOptions(method=a.method, reward_model=a.reward_model, reward_iters=a.reward_iters, iters=a.iters,
                             lr=a.lr, beta=a.beta, dpo_loss=a.dpo_loss, kl_coef=a.kl_coef, batch_size=a.batch_size,

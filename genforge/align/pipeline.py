@@ -1,15 +1,17 @@
-"""`genforge align CKPT --feedback DB --method dpo|ppo`: the whole loop from ratings to a better
-checkpoint, in one command.
+"""`genforge align CKPT --feedback DB --method dpo|ppo|grpo`: the whole loop from ratings to a
+better checkpoint, in one command.
 
 1. export the database's ratings as preference pairs, split by prompt into train and held-out;
 2. train a reward model on the train pairs (held-out pairwise accuracy), unless one is given;
-3. optimise the policy: DPO on the pairs, or PPO against the reward model on the train prompts;
+3. optimise the policy in the one loop: DPO on the pairs, or PPO or GRPO against the reward model
+   on rollouts from the train prompts (held-out prompts give the run's val_score and val_kl);
 4. evaluate on the held-out prompts (genforge/align/report.py) and write OUT/report.{json,md,png}.
 
 A user rule (`--rule file.py:function`, (prompt, completion) -> float) is read only by step 4.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from genforge.align.feedback import FeedbackDB, open_db
-from genforge.align.pairs import read_preferences
+from genforge.data.pairs import read_preferences
 from genforge.align.preferences import preference_records
 from genforge.config import TrainConfig
 from genforge.errors import ConfigError, DataError
@@ -26,24 +28,24 @@ from genforge.errors import ConfigError, DataError
 
 @dataclass
 class AlignOptions:
-    method: Literal["dpo", "ppo"] = "dpo"
+    method: Literal["dpo", "ppo", "grpo"] = "dpo"
     reward_model: str | None = None  # an existing reward checkpoint (skips step 2)
     reward_iters: int = 150
-    iters: int = 150  # DPO steps or PPO iterations
-    lr: float | None = None  # None: 1e-4 (DPO), 1e-5 (PPO)
+    iters: int = 150  # DPO steps, or PPO/GRPO rollout batches (each epochs x minibatches loop steps)
+    lr: float | None = None  # None: 1e-4 (DPO), 1e-5 (PPO, GRPO)
     beta: float = 0.1  # DPO's beta
     dpo_loss: Literal["sigmoid", "ipo"] = "sigmoid"
-    kl_coef: float = 0.05  # PPO's KL penalty
+    kl_coef: float = 0.05  # PPO's KL penalty (GRPO's beta)
     batch_size: int = 16
-    max_new_tokens: int = 48  # PPO rollouts and evaluation samples
+    max_new_tokens: int = 48  # PPO/GRPO rollouts and evaluation samples
     eval_samples: int = 4  # samples per held-out prompt and model
     val_fraction: float = 0.2  # prompts held out for evaluation
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self):
-        if self.method not in ("dpo", "ppo"):
-            raise ConfigError(f"--method {self.method!r}: expected dpo or ppo")
+        if self.method not in ("dpo", "ppo", "grpo"):
+            raise ConfigError(f"--method {self.method!r}: expected dpo, ppo or grpo")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"--val-fraction {self.val_fraction}: must be in (0, 1)")
 
@@ -98,7 +100,7 @@ def _train_cfg(out: Path, iters: int, lr: float, opts: AlignOptions) -> TrainCon
 
 def train_reward(ckpt: Path, train_file: str, val_file: str, out: Path, opts: AlignOptions, progress: bool) -> Path:
     """A reward model from the policy's checkpoint on the train pairs (held-out accuracy on val)."""
-    from genforge.align.pairs import PreferenceDataConfig
+    from genforge.data.pairs import PreferenceDataConfig
     from genforge.config import RunConfig
     from genforge.models.reward import RewardConfig
     from genforge.train.run import run
@@ -109,32 +111,48 @@ def train_reward(ckpt: Path, train_file: str, val_file: str, out: Path, opts: Al
     return run(cfg, progress=progress)
 
 
-def optimise(ckpt: Path, rm: Path, train_file: str, val_file: str, prompts: list[str], out: Path,
-             opts: AlignOptions, progress: bool) -> Path:
-    """The new checkpoint: DPO on the pairs, or PPO on the prompts against the reward model."""
-    if opts.method == "dpo":
-        from genforge.align.pairs import PreferenceDataConfig
-        from genforge.config import RunConfig
-        from genforge.objectives.dpo import DPOConfig
-        from genforge.train.run import run
+def optimise(ckpt: Path, rm: Path, train_file: str, val_file: str, out: Path, opts: AlignOptions,
+             progress: bool) -> Path:
+    """The new checkpoint: DPO on the pairs, or PPO or GRPO against the reward model on rollouts
+    from the pairs' prompts (held out: val_file's)."""
+    from genforge.config import RunConfig
+    from genforge.train.run import run
 
-        cfg = RunConfig(family="dpo", model=DPOConfig(base=str(ckpt), beta=opts.beta, loss=opts.dpo_loss),
+    if opts.method == "dpo":
+        from genforge.data.pairs import PreferenceDataConfig
+        from genforge.objectives.dpo import DPOConfig
+
+        cfg = RunConfig(family="gpt", method="dpo", settings=DPOConfig(base=str(ckpt), beta=opts.beta, loss=opts.dpo_loss),
                         data=PreferenceDataConfig(path=train_file, val_path=val_file, batch_size=opts.batch_size),
                         train=_train_cfg(out, opts.iters, opts.lr or 1e-4, opts))
         return run(cfg, progress=progress)
-    from genforge.align.ppo import PPOConfig
-    from genforge.align.ppo_run import run_ppo
+    from genforge.align.rollouts import steps_per_rollout
+    from genforge.data.prompts import PromptDataConfig, read_prompts
 
-    cfg = PPOConfig(iterations=opts.iters, max_new_tokens=opts.max_new_tokens, kl_coef=opts.kl_coef,
-                    lr=opts.lr or 1e-5, seed=opts.seed, prompts_per_iter=min(8, len(prompts)))
-    return run_ppo(ckpt, rm, prompts, out, cfg, opts.device, progress)
+    lr = opts.lr or 1e-5
+    if opts.method == "ppo":
+        from genforge.objectives.ppo import PPOConfig
+
+        # the value model learns at 1e-4 whatever the policy's lr (PPO's own loop did so before it joined the loop)
+        settings = PPOConfig(base=str(ckpt), reward=str(rm), max_new_tokens=opts.max_new_tokens, kl_coef=opts.kl_coef,
+                             value_lr_scale=1e-4 / lr)
+    else:
+        from genforge.objectives.grpo import GRPOConfig
+
+        settings = GRPOConfig(base=str(ckpt), reward=str(rm), max_new_tokens=opts.max_new_tokens, beta=opts.kl_coef)
+    data = PromptDataConfig(path=train_file, val_path=val_file, batch_size=min(8, len(read_prompts(train_file))))
+    iters = opts.iters * steps_per_rollout(settings, data.batch_size)
+    # a constant lr: a few rollout batches are too few to warm up and decay over
+    train_cfg = dataclasses.replace(_train_cfg(out, iters, lr, opts), min_lr=lr, warmup_iters=0, eval_iters=2)
+    return run(RunConfig(family="gpt", method=opts.method, settings=settings, data=data, train=train_cfg),
+               progress=progress)
 
 
 def align(ckpt: str | Path, feedback: str | Path, out: str | Path, opts: AlignOptions | None = None,
           rule=None, val_data: str | None = None, progress: bool = True) -> dict:
     """Run steps 1-4; return the report (also written to out/report.json)."""
     from genforge.align.report import evaluate, write_report
-    from genforge.train import checkpoint as ckpt_io
+    from genforge import checkpoint as ckpt_io
 
     opts, out = opts or AlignOptions(), Path(out)
     base = ckpt_io.resolve(ckpt)
@@ -144,13 +162,12 @@ def align(ckpt: str | Path, feedback: str | Path, out: str | Path, opts: AlignOp
         raise DataError(f"{feedback}: no pairs left for training after holding out {len(held)} prompts")
     train_file, val_file = _write(out / "prefs_train.jsonl", train), _write(out / "prefs_val.jsonl", val)
     if opts.reward_model:
-        from genforge.align.ppo_run import load_reward
+        from genforge.align.rewards import load_reward
 
         rm = load_reward(opts.reward_model, base)[1]
     else:
         rm = train_reward(base, train_file, val_file, out / "reward", opts, progress)
-    prompts = sorted({r["prompt"] for r in train})
-    new = optimise(base, rm, train_file, val_file, prompts, out / opts.method, opts, progress)
+    new = optimise(base, rm, train_file, val_file, out / opts.method, opts, progress)
     report = evaluate(base, new, rm, held, val, opts, rule, val_data)
     report.update(method=opts.method, pairs={"train": len(train), "held_out": len(val)},
                   reward_model=str(rm), checkpoint=str(new), base=str(base))

@@ -1,76 +1,81 @@
-"""A PPO run from checkpoints: the policy (an SFT decoder), the reward model trained from it (or
-a Python reward function), and the prompts to roll out on."""
+"""`genforge train` runners of the `ppo` and `grpo` methods of a gpt: the policy from ppo.base
+(grpo.base), a reward from a reward checkpoint trained from that policy or a Python callable
+(ppo.reward), prompts from data.path, and training in the one loop on rollouts
+(genforge/align/rollouts.py; the objectives are genforge/objectives/ppo.py and grpo.py).
+
+The final checkpoint is a plain `gpt` checkpoint (sample, serve and eval read it as the SFT
+model), with the run's settings under "ppo" (or "grpo") in config.json.
+"""
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from genforge.align.ppo import PPOConfig, PPOTrainer, RewardFn, train_ppo
-from genforge.data.tokenizer import Tokenizer
-from genforge.errors import CheckpointError, DataError
-from genforge.finetune.load import load_checkpoint_model
+from genforge.align.rewards import reward_of
+from genforge.align.rollouts import RolloutBatches
+from genforge.align.runs import load_base
+from genforge.config import RunConfig
+from genforge.data.prompts import open_prompts
+from genforge.device import resolve_device, resolve_dtype
+from genforge.train import dist as dist_mod
+from genforge.train.loop import train
 
 
-def check_same_tokenizer(policy_dir: Path, reward_dir: Path) -> None:
-    """DataError unless both checkpoints read text with the same vocabulary: the reward model
-    scores the policy's token ids as they are."""
-    def vocab(d: Path) -> dict:
-        f = d / "tokenizer.json"
-        if not f.is_file():
-            raise DataError(f"{d}: tokenizer.json missing")
-        return json.loads(f.read_text(encoding="utf-8"))["model"].get("vocab") or {}
-
-    a, b = vocab(policy_dir), vocab(reward_dir)
-    if a != b:
-        raise DataError(f"tokenizer mismatch: the reward model {reward_dir} reads {len(b)} tokens, the policy "
-                        f"{policy_dir} {len(a)} other ones; train the reward model from this policy "
-                        f"(model.base={policy_dir})")
-
-
-def load_reward(path: str | Path, policy_dir: Path) -> tuple[nn.Module, Path]:
-    """(reward model of checkpoint path, its directory), checked against the policy's tokenizer."""
-    model, config, rdir = load_checkpoint_model(path)
-    if config.get("family") != "reward":
-        raise CheckpointError(f"{rdir}: family {config.get('family')!r}, expected a reward model (family reward)")
-    check_same_tokenizer(policy_dir, rdir)
-    return model, rdir
-
-
-def run_ppo(ckpt: str | Path, reward: str | Path | RewardFn, prompts: list[str], out: str | Path,
-            cfg: PPOConfig | None = None, device: str = "cpu", progress: bool = True) -> Path:
-    """Optimise the policy of checkpoint ckpt by PPO against reward (a reward checkpoint or a
-    callable); return the new `gpt` checkpoint under out."""
-    cfg = cfg or PPOConfig()
-    policy, base_config, pdir = load_checkpoint_model(ckpt)
-    if base_config.get("family") != "gpt":
-        raise CheckpointError(f"{pdir}: family {base_config.get('family')!r}, PPO needs a decoder (gpt) checkpoint")
-    tokenizer = Tokenizer.from_file(pdir / "tokenizer.json")
-    torch.manual_seed(cfg.seed)
-    if callable(reward) and not isinstance(reward, (str, Path)):
-        reward_model, value, source = reward, _fresh_value(policy), getattr(reward, "__name__", "callable")
-    else:
-        reward_model, rdir = load_reward(reward, pdir)
-        value, source = copy.deepcopy(reward_model), str(rdir)  # TRL's choice: the value model starts as the reward model
-        reward_model.requires_grad_(False)
-    trainer = PPOTrainer(policy.to(device), tokenizer, _to(reward_model, device), value.to(device), cfg)
-    config = {"family": "gpt", "model": dataclasses.asdict(policy.config), "tokenizer": "tokenizer.json",
-              "data": base_config.get("data", {}), "ppo_reward": source, "ppo_base": str(pdir)}
-    return train_ppo(trainer, prompts, out, config, pdir / "tokenizer.json", progress)
-
-
-def _fresh_value(policy: nn.Module) -> nn.Module:
-    """With a reward function there is no reward model to start from: the policy's trunk and a new head."""
+def fresh_value(policy: nn.Module, seed: int) -> nn.Module:
+    """With a reward function there is no reward model to start from: the policy's trunk and a new
+    head (its init follows train.seed)."""
     from genforge.models.reward import RewardConfig, RewardModel
 
+    torch.manual_seed(seed)
     value = RewardModel(RewardConfig(gpt=policy.config))
     value.gpt.load_state_dict(policy.state_dict())
     return value
 
 
-def _to(reward, device: str):
-    return reward.to(device) if isinstance(reward, nn.Module) else reward
+def run_ppo(cfg: RunConfig, resume: bool, progress: bool) -> Path:
+    """The base decoder optimised by PPO against ppo.reward; the value model starts as the reward
+    model (TRL's choice) or, for a callable, as the policy's trunk with a fresh head."""
+    from genforge.objectives.ppo import PPOObjective
+
+    policy, base_config, path = load_base(cfg.settings.base, "ppo.base")
+    reward, source = reward_of(cfg.settings.reward, path, "ppo.reward")
+    if isinstance(reward, nn.Module):
+        value = copy.deepcopy(reward).requires_grad_(True)
+    else:
+        value = fresh_value(policy, cfg.train.seed)
+    return _train(cfg, PPOObjective(policy, value, reward, cfg.settings), base_config, path, source, resume,
+                  progress)
+
+
+def run_grpo(cfg: RunConfig, resume: bool, progress: bool) -> Path:
+    """The base decoder optimised by GRPO (or RLOO) against grpo.reward."""
+    from genforge.objectives.grpo import GRPOObjective
+
+    policy, base_config, path = load_base(cfg.settings.base, "grpo.base")
+    reward, source = reward_of(cfg.settings.reward, path, "grpo.reward")
+    return _train(cfg, GRPOObjective(policy, reward, cfg.settings), base_config, path, source, resume, progress)
+
+
+def _train(cfg: RunConfig, objective, base_config: dict, path: Path, source: str, resume: bool,
+           progress: bool) -> Path:
+    from genforge.data.tokenizer import Tokenizer
+
+    dist, device = dist_mod.init(resolve_device(cfg.train.device))  # under torchrun: this rank's device
+    objective.reference.to(device)  # the loop moves only modules()
+    if isinstance(objective.reward, nn.Module):
+        objective.reward.to(device)
+    prompts, val_prompts = open_prompts(cfg.data, cfg.train.seed)
+    data = RolloutBatches(objective, cfg.settings, Tokenizer.from_file(path / "tokenizer.json"), prompts, val_prompts,
+                          cfg.data.batch_size, cfg.train.seed, device, resolve_dtype(cfg.train.dtype, device),
+                          dist.rank, dist.world)
+    summary = {"prompts": cfg.data.path, "train_prompts": len(prompts), "val_prompts": len(val_prompts),
+               "reward_source": source}
+    config = {"family": "gpt", "model": dataclasses.asdict(objective.model.config), "tokenizer": "tokenizer.json",
+              "data": base_config.get("data", {}),  # the original data: `genforge eval` finds its validation split
+              cfg.method: {**dataclasses.asdict(cfg.settings), **summary}, "run": cfg.to_dict()}
+    return train(objective, data, cfg.train, Path(cfg.train.out_dir), resume=resume, config=config,
+                 tokenizer=path / "tokenizer.json", progress=progress)

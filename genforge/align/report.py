@@ -10,35 +10,13 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from genforge.errors import ConfigError, DataError
-
-Rule = Callable[[str, str], float]  # (prompt, completion) -> score; higher is better
-
-
-def load_rule(spec: str) -> Rule:
-    """`path/to/file.py:function` or `package.module:function` -> the function."""
-    target, sep, name = spec.rpartition(":")
-    if not sep or not target or not name:
-        raise ConfigError(f"--rule {spec!r}: expected FILE.py:FUNCTION or MODULE:FUNCTION")
-    if target.endswith(".py"):
-        if not Path(target).is_file():
-            raise ConfigError(f"--rule {spec!r}: {target} not found")
-        module_spec = importlib.util.spec_from_file_location("genforge_user_rule", target)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(target)
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise ConfigError(f"--rule {spec!r}: {target} has no function {name!r}")
-    return fn
+from genforge.align.rewards import Rule, load_reward
+from genforge.errors import DataError
 
 
 def win_rate(new: list[float], old: list[float]) -> float:
@@ -49,22 +27,20 @@ def win_rate(new: list[float], old: list[float]) -> float:
 
 
 def _samples(ckpt: Path, prompts: list[str], opts, device: str):
-    from genforge.align.ppo import PPOConfig, rollout
+    from genforge.align.rollouts import sample_rollouts
     from genforge.data.tokenizer import Tokenizer
-    from genforge.finetune.load import load_checkpoint_model
+    from genforge import checkpoint as ckpt_io
 
-    model = load_checkpoint_model(ckpt)[0].to(device).eval()
+    model = ckpt_io.load(ckpt, trainable=True).model.to(device).eval()
     tok = Tokenizer.from_file(ckpt / "tokenizer.json")
-    cfg = PPOConfig(samples_per_prompt=opts.eval_samples, max_new_tokens=opts.max_new_tokens, temperature=1.0)
     gen = torch.Generator(device=device).manual_seed(opts.seed + 1)  # the same seed for old and new
-    return model, rollout(model, tok, prompts, cfg, gen)
+    return model, sample_rollouts(model, tok, prompts, opts.eval_samples, opts.max_new_tokens, 1.0, gen)
 
 
 def evaluate(base: Path, new: Path, rm_path: Path, prompts: list[str], held_pairs: list[dict], opts,
              rule: Rule | None = None, val_data: str | None = None) -> dict:
     """The report's numbers (see the module docstring)."""
-    from genforge.align.pairs import encode_pairs
-    from genforge.align.ppo_run import load_reward
+    from genforge.data.pairs import encode_pairs
     from genforge.data.tokenizer import Tokenizer
     from genforge.objectives.dpo import response_mask, token_logps
 

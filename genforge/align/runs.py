@@ -1,6 +1,7 @@
-"""`genforge train` runners for the preference families: `reward` (a Bradley–Terry reward model)
-and `dpo` (a policy optimised by DPO/IPO). Both start from a decoder checkpoint (model.base), read
-a preference jsonl (data.path) with that checkpoint's tokenizer and train in the one loop.
+"""`genforge train` runners on preference pairs: the `reward` family (a Bradley–Terry reward
+model, from model.base) and the `dpo` method of a gpt (a policy optimised by DPO/IPO, from
+dpo.base). Both start from a decoder checkpoint, read a preference jsonl (data.path) with that
+checkpoint's tokenizer and train in the one loop.
 
 A DPO checkpoint is a plain `gpt` checkpoint (sample, serve, eval and finetune read it as the
 SFT model), with the run's DPO settings under "dpo" in config.json.
@@ -12,24 +13,24 @@ from pathlib import Path
 
 import torch
 
-from genforge.align.pairs import PreferenceBatches, open_preferences
+from genforge.data.pairs import PreferenceBatches, open_preferences
 from genforge.config import RunConfig
 from genforge.errors import ConfigError
-from genforge.train import checkpoint as ckpt_io
-from genforge.train.device import resolve_device
+from genforge import checkpoint as ckpt_io
+from genforge.device import resolve_device
 from genforge.train.loop import train
 
 
-def load_base(base: str) -> tuple[torch.nn.Module, dict, Path]:
-    """(decoder model, config.json, checkpoint dir) of model.base; ConfigError if it is not a decoder."""
-    from genforge.finetune.load import load_checkpoint_model
-
+def load_base(base: str, key: str = "model.base") -> tuple[torch.nn.Module, dict, Path]:
+    """(decoder model, config.json, checkpoint dir) of the checkpoint `key` names; ConfigError if
+    it is not a decoder."""
     if not base:
-        raise ConfigError("model.base: required (the SFT decoder checkpoint to start from)")
+        raise ConfigError(f"{key}: required (the SFT decoder checkpoint to start from)")
     family = ckpt_io.read_config(ckpt_io.resolve(base)).get("family")
     if family != "gpt":
-        raise ConfigError(f"model.base={base}: family {family!r}, expected a decoder (gpt) checkpoint")
-    return load_checkpoint_model(base)
+        raise ConfigError(f"{key}={base}: family {family!r}, expected a decoder (gpt) checkpoint")
+    loaded = ckpt_io.load(base, trainable=True)
+    return loaded.model, loaded.config, loaded.path
 
 
 def _data(cfg: RunConfig, path: Path, block_size: int) -> PreferenceBatches:
@@ -64,17 +65,12 @@ def run_dpo(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     """The base decoder optimised by DPO against a frozen copy of itself (or its precomputed log-probs)."""
     from genforge.objectives.dpo import DPOObjective
 
-    policy, base_config, path = load_base(cfg.model.base)
+    policy, base_config, path = load_base(cfg.settings.base, "dpo.base")
     data = _data(cfg, path, policy.config.block_size)
-    precomputed = data.all_batches() if cfg.model.reference == "precomputed" else None
-    objective = DPOObjective(policy, cfg.model, precomputed)
+    precomputed = data.all_batches() if cfg.settings.reference == "precomputed" else None
+    objective = DPOObjective(policy, cfg.settings, precomputed)
     config = {"family": "gpt", "model": dataclasses.asdict(policy.config), "tokenizer": "tokenizer.json",
               "data": base_config.get("data", {}),  # the original data: `genforge eval` finds its validation split
-              "dpo": {**dataclasses.asdict(cfg.model), **_summary(cfg, data)}, "run": cfg.to_dict()}
+              "dpo": {**dataclasses.asdict(cfg.settings), **_summary(cfg, data)}, "run": cfg.to_dict()}
     return train(objective, data, cfg.train, Path(cfg.train.out_dir), resume=resume, config=config,
                  tokenizer=path / "tokenizer.json", progress=progress)
-
-
-def dpo_policy(cfg) -> torch.nn.Module:
-    """The `dpo` family's model: the base checkpoint's decoder (what a DPO run starts from)."""
-    return load_base(cfg.base)[0]

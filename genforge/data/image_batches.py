@@ -173,3 +173,13 @@ class ImageBatches:
 def image_batches(cfg: ImageDataConfig, seed: int, device: torch.device) -> ImageBatches:
     train, val = open_images(cfg)
     return ImageBatches(train, val, cfg.batch_size, seed, device, [AUGMENTATIONS[a] for a in cfg.augment])
+
+
+def checkpoint_images(config: dict, split: str = "val"):
+    """(the ImageSet a checkpoint trained (train) or evaluated (val) on, as its run config read
+    it; that data config). DataError when the data is not on this machine."""
+    from genforge.config import from_dict
+
+    data = from_dict(ImageDataConfig, (config.get("run") or {}).get("data") or {}, "data")
+    train, val = open_images(data)
+    return (train if split == "train" else val), data

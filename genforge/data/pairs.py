@@ -16,7 +16,7 @@ import torch
 
 from genforge.data.jsonl import jsonl_records
 from genforge.errors import ConfigError, DataError
-from genforge.sample.text import prompt_ids
+from genforge.data.tokenizer import prompt_ids
 
 
 @dataclass

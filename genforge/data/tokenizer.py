@@ -137,3 +137,8 @@ def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
         tok.add_special_tokens([EOT])
         return Tokenizer(tok)
     raise DataError(f"--tokenizer {spec!r}: expected char or bpe:VOCAB with VOCAB > 256 (e.g. bpe:8192)")
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Token ids of prompt; an empty prompt starts from the end-of-text token (a fresh document)."""
+    return tokenizer.encode(prompt) or [tokenizer.eot_id]

@@ -1,44 +1,36 @@
 """`genforge eval` for image checkpoints: FID / KID / precision-recall / class coverage of samples
 against the checkpoint's validation images, through a genforge-trained classifier's features;
-the IWAE bound on -log p(x) for a VAE; accuracy for a classifier."""
+the IWAE bound on -log p(x) for a VAE; accuracy for a classifier (a family of kind "label")."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
+from genforge import checkpoint as ckpt_io
 from genforge.errors import ConfigError
 from genforge.eval import image_metrics as im
-
-
-def real_images(config: dict, split: str = "val"):
-    """The ImageSet a checkpoint trained (train) or evaluated (val) on, as its run config read it."""
-    from genforge.config import from_dict
-    from genforge.data.image_batches import ImageDataConfig, open_images
-
-    data = from_dict(ImageDataConfig, (config.get("run") or {}).get("data") or {}, "data")
-    train, val = open_images(data)
-    return (train if split == "train" else val), data
 
 
 def evaluate_images(ckpt: str | Path, metrics: list[str], classifier: str | None = None, num_samples: int = 2000,
                     iwae_k: int = 100, device: str = "cpu", seed: int = 0) -> dict:
     """Metrics of an image checkpoint as a dict (names -> numbers)."""
-    from genforge.data.image_batches import to_float
-    from genforge.sample.images import load_image_model
+    from genforge.data.image_batches import checkpoint_images, to_float
+    from genforge.models.vae import VAE
 
-    model, config, _ = load_image_model(ckpt, device)
+    loaded = ckpt_io.load(ckpt, device)
+    model, config, kind = loaded.model, loaded.config, loaded.family.kind
+    if kind not in ("image", "label"):
+        raise ConfigError(f"{loaded.path}: a {config['family']} checkpoint is not an image model")
     family = config["family"]
-    val, data = real_images(config)
+    val, data = checkpoint_images(config)
     real = to_float(val.images[:num_samples]).to(device)
     out: dict = {"family": family, "real_images": len(real)}
-    if family == "classifier":
-        from genforge.objectives.classify import accuracy
-
-        out["val_acc"] = accuracy(model, real, torch.from_numpy(val.labels[:num_samples]).to(device))
+    if kind == "label":  # a classifier: how often it is right
+        out["val_acc"] = im.accuracy(model, real, torch.from_numpy(val.labels[:num_samples]).to(device))
         return out
     if "nll" in metrics:
-        if family != "vae":
+        if not isinstance(model, VAE):
             raise ConfigError(f"--metrics nll: only a VAE has a likelihood (this checkpoint is a {family})")
         out.update(vae_nll(model, real, iwae_k, seed))
     picture = [m for m in metrics if m != "nll"]
@@ -75,7 +67,7 @@ def vae_nll(model, real: torch.Tensor, k: int, seed: int = 0, batch: int = 100) 
 def _extractor(classifier: str | None, model_cfg, device):
     if not classifier:
         raise ConfigError("fid, kid, pr and coverage need a feature extractor: pass --classifier CKPT (train one "
-                          "with `genforge train configs/classifier/mnist.yaml`, or the glyphs/digits/fashion ones)")
+                          "with `genforge train classifier/mnist`, or the glyphs/digits/fashion ones)")
     clf = im.load_classifier(classifier, device)
     if (clf.config.image_size, clf.config.channels) != (model_cfg.image_size, model_cfg.channels):
         raise ConfigError(f"--classifier {classifier}: trained on {clf.config.image_size}px x{clf.config.channels} "

@@ -13,24 +13,20 @@ import torch
 from torch import nn
 
 from genforge.errors import CheckpointError, ConfigError
+from genforge.models.classifier import predict
 
 MIN_SHARE = 0.2  # a class counts as covered when it gets >= 20% of its uniform share of the samples
 
 
 def load_classifier(ckpt: str | Path, device: str | torch.device = "cpu"):
-    """The classifier (eval mode) of a checkpoint trained with family: classifier."""
-    from genforge.config import from_dict
-    from genforge.models.classifier import Classifier, ClassifierConfig
-    from genforge.train import checkpoint as ckpt_io
+    """The classifier (eval mode) of a checkpoint of an image classifier (a family of kind "label")."""
+    from genforge import checkpoint as ckpt_io
 
-    path = ckpt_io.resolve(ckpt)
-    config = ckpt_io.read_config(path)
-    if config.get("family") != "classifier":
-        raise CheckpointError(f"{path}: family {config.get('family')!r}; a feature extractor needs a "
-                              "classifier checkpoint (genforge train configs/classifier/mnist.yaml)")
-    model = Classifier(from_dict(ClassifierConfig, config["model"], "model"))
-    ckpt_io.load_module(model, path / "model.safetensors")
-    return model.to(device).eval()
+    loaded = ckpt_io.load(ckpt, device)
+    if loaded.family.kind != "label":
+        raise CheckpointError(f"{loaded.path}: family {loaded.config.get('family')!r}; a feature extractor needs a "
+                              "classifier checkpoint (genforge train classifier/mnist)")
+    return loaded.model
 
 
 def feature_module(extractor: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
@@ -95,10 +91,9 @@ def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, k: int 
 
 
 @torch.no_grad()
-def predict(classifier: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """The classifier's class ids (N,) for images, in batches."""
-    with torch.no_grad():
-        return torch.cat([classifier(images[i:i + batch].float()).argmax(1) for i in range(0, len(images), batch)])
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    """The share of images x the classifier labels as y."""
+    return float((predict(model, x, batch) == y).double().mean())
 
 
 def class_coverage(classifier: nn.Module, fake: torch.Tensor, num_classes: int) -> tuple[int, list[int], torch.Tensor]:

@@ -49,12 +49,15 @@ def evaluate_checkpoint(ckpt, data: str | None = None, file: str | None = None, 
     on) or on a text file; returns loss, perplexity, bits per char/byte, tokens."""
     from pathlib import Path
 
-    from genforge.api import TextModel
+    from genforge import checkpoint as ckpt_io
     from genforge.data.readers import read_text
     from genforge.data.shards import TokenData
+    from genforge.device import resolve_device
 
-    lm = TextModel.load(ckpt, device=device, dtype="float32")
+    lm = ckpt_io.load(ckpt, resolve_device(device))
     tok = lm.tokenizer
+    if lm.family.kind != "text" or tok is None:
+        raise DataError(f"{lm.path}: a {lm.config.get('family')} checkpoint is not a language model with a tokenizer")
     unit = "char" if tok.kind == "char" else "byte"
     if file is not None:
         path = Path(file)
@@ -85,9 +88,7 @@ def evaluate_checkpoint(ckpt, data: str | None = None, file: str | None = None, 
 
 
 def ckpt_data_path(lm) -> str:
-    from genforge.train.checkpoint import read_config
-
-    path = (read_config(lm.path).get("data") or {}).get("path")
+    path = (lm.config.get("data") or {}).get("path")
     if not path:
         raise DataError(f"{lm.path}: the checkpoint does not record its data; pass --data DIR or --file F")
     return path

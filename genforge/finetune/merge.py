@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import genforge
+from genforge.version import __version__
 from genforge.errors import CheckpointError
-from genforge.finetune import lora
-from genforge.finetune.load import load_checkpoint_model
-from genforge.train import checkpoint as ckpt_io
+from genforge.models import lora
+from genforge import checkpoint as ckpt_io
 
 
 def merge(ckpt: str | Path, out: str | Path, adapter: str | Path | None = None) -> Path:
@@ -19,11 +18,13 @@ def merge(ckpt: str | Path, out: str | Path, adapter: str | Path | None = None) 
         if not ckpt_io.read_config(path).get("lora"):
             raise CheckpointError(f"{path}: not a LoRA checkpoint (no \"lora\" in config.json); "
                                   "pass --adapter DIR to merge a PEFT adapter into it")
-        model, config, path = load_checkpoint_model(path, merged=True)
+        loaded = ckpt_io.load(path, merged=True, trainable=True)
+        model, config, path = loaded.model, loaded.config, loaded.path
     else:
-        model, config, path = load_checkpoint_model(ckpt)
+        loaded = ckpt_io.load(ckpt, trainable=True)
+        model, config, path = loaded.model, loaded.config, loaded.path
         model = lora.merge(lora.load_adapter(model, Path(adapter)))
-    meta = {"genforge_version": genforge.__version__, "family": config["family"],
+    meta = {"genforge_version": __version__, "family": config["family"],
             "model": dataclasses.asdict(model.config), "tokenizer": "tokenizer.json",
             "merged_from": {"checkpoint": str(path), "adapter": str(adapter or path)},
             **{k: config[k] for k in ("finetune", "hf") if k in config}}

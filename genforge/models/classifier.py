@@ -55,3 +55,9 @@ class Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier.features(x.float())
+
+
+def predict(classifier: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """The classifier's class ids (N,) for images, in batches."""
+    with torch.no_grad():
+        return torch.cat([classifier(images[i:i + batch].float()).argmax(1) for i in range(0, len(images), batch)])

@@ -90,6 +90,10 @@ class Generator(nn.Module):
             z = layer(z, y) if isinstance(layer, ConditionalBatchNorm) else layer(z)
         return z  # (B, C, H, W) in [-1, 1]
 
+    def render(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (and classes) to pictures in [0, 1] (the samplers' interface)."""
+        return (self(z, y) + 1) / 2
+
     @torch.no_grad()
     def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
                truncation: float | None = None) -> torch.Tensor:
@@ -103,7 +107,7 @@ class Generator(nn.Module):
         if self.config.n_cond:
             y = (torch.arange(n) % self.config.n_cond) if cond is None else torch.as_tensor(cond).expand(n)
             y = y.to(device)
-        return (self(z, y) + 1) / 2
+        return self.render(z, y)
 
 
 class Discriminator(nn.Module):

@@ -15,8 +15,10 @@ def to_hf(model: GPT) -> tuple[dict, dict[str, torch.Tensor]]:
     return (_gpt2_to_hf(cfg, sd) if cfg.flavour == "gpt2" else _llama_to_hf(cfg, sd))
 
 
-def from_hf(hf_config: dict, hf_state: dict[str, torch.Tensor]) -> GPT:
+def from_hf(hf_config: dict, hf_state: dict[str, torch.Tensor], n_labels: int = 0) -> GPT:
     """Build a genforge GPT from an HF config dict and state dict (GPT-2 or Llama architecture)."""
+    if n_labels:
+        raise CheckpointError("n_labels: a decoder checkpoint has no classification head to add")
     kind = hf_config.get("model_type")
     if kind == "gpt2":
         cfg, sd = _gpt2_from_hf(hf_config, hf_state)

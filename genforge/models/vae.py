@@ -100,6 +100,10 @@ class VAE(nn.Module):
         out = self.decode(z)
         return torch.sigmoid(out) if self.config.decoder == "bernoulli" else out.clamp(0, 1)
 
+    def render(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents to pictures in [0, 1] (the samplers' interface; a VAE has no classes)."""
+        return self.mean_image(z)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation

@@ -7,6 +7,7 @@
     modules() -> dict[str, nn.Module]             what a checkpoint saves ("model", "d", ...)
     ema_module: str | None                        which module an EMA copy follows
     lr_scales: dict[str, float] (optional)        a phase's learning rate = the schedule's times this
+    train_mode: bool (optional, True)             False: the loop keeps the modules in eval mode (PPO)
 
 so every family trains in the same loop (genforge/train/loop.py).
 """

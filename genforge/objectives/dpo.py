@@ -31,11 +31,11 @@ class DPOConfig:
 
     def __post_init__(self):
         if self.beta <= 0:
-            raise ConfigError(f"model.beta={self.beta} must be > 0")
+            raise ConfigError(f"dpo.beta={self.beta} must be > 0")
         if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"model.label_smoothing={self.label_smoothing} must be in [0, 0.5)")
+            raise ConfigError(f"dpo.label_smoothing={self.label_smoothing} must be in [0, 0.5)")
         if self.loss == "ipo" and self.label_smoothing:
-            raise ConfigError("model.label_smoothing applies to loss=sigmoid only")
+            raise ConfigError("dpo.label_smoothing applies to loss=sigmoid only")
 
 
 def token_logps(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:

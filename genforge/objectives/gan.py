@@ -10,6 +10,7 @@ Losses on raw discriminator outputs (logits):
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +41,12 @@ class GANObjective:
     phases = ("d", "g")
     ema_module = "g"
 
-    def __init__(self, model: GAN, scorer=None, class_names: list[str] | None = None):
+    def __init__(self, model: GAN, report: Callable[[torch.Tensor, torch.Tensor], dict] | None = None):
         self.model, self.g, self.d, self.c = model, model.g, model.d, model.config
         self.lr_scales = {"d": self.c.d_lr_scale}  # the loop multiplies the scheduled lr per phase
-        self.scorer = scorer  # a classifier (genforge/models/classifier.py) for coverage and FID at eval
-        self.class_names = class_names
+        # report(fake, real) -> metrics at each eval, "warnings" among them (the runner passes
+        # genforge.eval.image_metrics.sample_report: diversity and, with a classifier, FID and coverage)
+        self.report = report
         self._pending = None  # (batch images, fakes, their classes) of the last D phase
 
     def parameters(self, phase: str):
@@ -110,10 +112,8 @@ class GANObjective:
         return self._fake(len(x), x.device)
 
     def evaluate(self, batches) -> dict[str, float]:
-        """D/G losses on validation images, sample diversity and, with a scorer, FID and class
-        coverage; prints a warning when the samples look mode-collapsed."""
-        from genforge.eval.image_metrics import sample_report
-
+        """D/G losses on validation images and the report on samples (printing its warnings, e.g.
+        when the samples look mode-collapsed)."""
         gen = torch.Generator().manual_seed(0)
         reals, d_losses, g_losses = [], [], []
         for x, y in batches:
@@ -128,7 +128,7 @@ class GANObjective:
         real = torch.cat(reals)
         fake = self.g.sample(len(real), generator=gen)
         values = {"val_d_loss": sum(d_losses) / len(d_losses), "val_g_loss": sum(g_losses) / len(g_losses)}
-        report = sample_report(fake, real, self.scorer, self.class_names)
-        for line in report.pop("warnings"):
+        report = self.report(fake, real) if self.report else {}
+        for line in report.pop("warnings", []):
             print(f"genforge: {line}", file=sys.stderr, flush=True)
         return {**values, **report}

@@ -6,6 +6,12 @@ layout of TRL's PPOTrainer), on per-token tensors (B, T) with a mask of the resp
 - gae: generalised advantage estimation (Schulman et al. 2016, eq. 16);
 - policy_loss: the clipped surrogate, max(-A r, -A clip(r, 1-eps, 1+eps)), r = pi/pi_old;
 - value_loss: clipped squared error of the value head.
+
+The losses average over tokens as masked_mean does, or, given `width` (the longest a response
+can be), as sums over each row's tokens divided by that constant and averaged over rows (Liu et
+al. 2025, "Understanding R1-Zero-Like Training", §3.1): a mean over examples, so gradient
+accumulation over micro-batches of equal row counts gives the gradient of their union exactly.
+Where every response runs to its full length the two are the same.
 """
 from __future__ import annotations
 
@@ -14,6 +20,13 @@ import torch
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def row_mean(x: torch.Tensor, mask: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """masked_mean(x, mask), or with width: mean over rows of sum_t x * mask / width."""
+    if width is None:
+        return masked_mean(x, mask)
+    return ((x * mask).sum(1) / width).mean()
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,18 +66,20 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 
 def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip: float = 0.2) -> tuple[torch.Tensor, dict]:
-    """The clipped surrogate loss (a mean over masked tokens) and the fraction of tokens clipped."""
+                clip: float = 0.2, width: int | None = None) -> tuple[torch.Tensor, dict]:
+    """The clipped surrogate loss (a mean over masked tokens, or row_mean with width) and the
+    fraction of tokens clipped."""
     ratio = torch.exp(logps - old_logps)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = row_mean(torch.maximum(unclipped, clipped), mask, width)
     frac = masked_mean((clipped > unclipped).float(), mask)
     return loss, {"clip_frac": frac.detach(), "ratio": masked_mean(ratio, mask).detach()}
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip: float = 0.2) -> torch.Tensor:
-    """0.5 * max((V - R)^2, (clip(V, V_old +- clip) - R)^2), a mean over masked tokens."""
+               clip: float = 0.2, width: int | None = None) -> torch.Tensor:
+    """0.5 * max((V - R)^2, (clip(V, V_old +- clip) - R)^2), a mean over masked tokens (or row_mean
+    with width)."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
-    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+    return 0.5 * row_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask, width)

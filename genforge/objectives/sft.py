@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genforge.finetune.sft_data import IGNORE
+IGNORE = -100  # cross-entropy's ignore_index: no loss on this target
 
 
 class SFTObjective:

@@ -1,6 +1,7 @@
 """Pictures from image models: sample grids, reconstructions, latent interpolation (a PNG strip
 or an animated GIF) and latent traversals. Models need `sample(n, cond, generator, truncation)`;
-a VAE also `encode` and `mean_image`, a GAN generator `forward(z, y)`. Never imports training code.
+latent paths also `render(z, y=None)` (latents to images in [0, 1]), and interpolating between
+two inputs `encode`. Never imports training code.
 """
 from __future__ import annotations
 
@@ -10,31 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genforge.errors import CheckpointError, GenforgeError
-from genforge.train import checkpoint as ckpt_io
-
-IMAGE_FAMILIES = ("vae", "gan", "classifier")
-
-
-def load_image_model(ckpt: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict, Path]:
-    """(model in eval mode, config.json, checkpoint dir): a VAE, or a GAN's generator (its EMA
-    weights when the run kept an EMA), or a classifier."""
-    from genforge.config import from_dict
-    from genforge.models import FAMILIES
-
-    path = ckpt_io.resolve(ckpt)
-    config = ckpt_io.read_config(path)
-    family = config.get("family")
-    if family not in IMAGE_FAMILIES:
-        raise CheckpointError(f"{path / 'config.json'}: family {family!r} is not an image model ({', '.join(IMAGE_FAMILIES)})")
-    model = FAMILIES[family].build(from_dict(FAMILIES[family].config, config.get("model") or {}, "model"))
-    if family == "gan":
-        ckpt_io.load_module(model.g, path / "g.safetensors")
-        model = model.g
-    else:
-        ckpt_io.load_module(model, path / "model.safetensors")
-    return model.to(device).eval(), config, path
-
+from genforge.errors import GenforgeError
 
 def to_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """(N, C, H, W) images in [0, 1] -> one uint8 picture (rows, cols[, 3]) with `nrow` per row."""
@@ -86,49 +63,52 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(model: torch.nn.Module, family: str, steps: int = 10, seed: int = 0,
-                inputs: torch.Tensor | None = None, cls: int | None = None) -> torch.Tensor:
-    """(steps, C, H, W) images along a latent path: a VAE between the encodings of two inputs
-    (2, C, H, W) (or two prior draws), a GAN between two latent draws (slerp)."""
+def interpolate(model: torch.nn.Module, steps: int = 10, seed: int = 0, inputs: torch.Tensor | None = None,
+                cls: int | None = None) -> torch.Tensor:
+    """(steps, C, H, W) images along a latent path: between the encodings of two inputs (2, C, H, W)
+    in a straight line where the model encodes (a VAE's posterior means), else between two prior
+    draws along the sphere (slerp)."""
     if steps < 2:
         raise GenforgeError(f"steps={steps}: an interpolation needs at least 2")
+    _check_latent(model)
     gen = torch.Generator().manual_seed(seed)
-    dim = model.config.latent_dim
     device = next(model.parameters()).device
     t = torch.linspace(0, 1, steps)
-    if family == "vae":
-        if inputs is not None:
-            a, b = model.encode(inputs.float().to(device))[0].cpu()
-            z = torch.lerp(a[None], b[None], t[:, None])  # the posterior means: a straight line
-        else:
-            z = slerp(*torch.randn(2, dim, generator=gen), t)
-        return model.mean_image(z.to(device))
-    if family != "gan":
-        raise GenforgeError(f"family {family!r} has no latent space to interpolate")
-    z = slerp(*torch.randn(2, dim, generator=gen), t).to(device)
-    y = None
-    if model.config.n_cond:
-        y = torch.full((steps,), cls if cls is not None else 0, dtype=torch.long, device=device)
-    return (model(z, y) + 1) / 2
+    if inputs is not None and hasattr(model, "encode"):
+        a, b = model.encode(inputs.float().to(device))[0].cpu()
+        z = torch.lerp(a[None], b[None], t[:, None])
+    else:
+        z = slerp(*torch.randn(2, model.config.latent_dim, generator=gen), t)
+    return model.render(z.to(device), _classes(model, steps, cls, device))
 
 
 @torch.no_grad()
-def traverse(model: torch.nn.Module, family: str, dims: int = 8, steps: int = 9, span: float = 2.5,
-             seed: int = 0) -> torch.Tensor:
-    """(dims * steps, C, H, W): row i varies latent dimension i from -span to +span around one draw."""
+def traverse(model: torch.nn.Module, dims: int = 8, steps: int = 9, span: float = 2.5, seed: int = 0) -> torch.Tensor:
+    """(dims * steps, C, H, W): row i varies latent dimension i from -span to +span around one
+    point: the prior's mean where the model encodes (a VAE), else one prior draw."""
+    _check_latent(model)
     gen = torch.Generator().manual_seed(seed)
     dim = model.config.latent_dim
-    base = torch.zeros(dim) if family == "vae" else torch.randn(dim, generator=gen)
+    base = torch.zeros(dim) if hasattr(model, "encode") else torch.randn(dim, generator=gen)
     dims = min(dims, dim)
     z = base.repeat(dims * steps, 1)
     values = torch.linspace(-span, span, steps)
     for i in range(dims):
         z[i * steps:(i + 1) * steps, i] = values
-    z = z.to(next(model.parameters()).device)
-    if family == "vae":
-        return model.mean_image(z)
-    y = torch.zeros(len(z), dtype=torch.long, device=z.device) if model.config.n_cond else None
-    return (model(z, y) + 1) / 2
+    device = next(model.parameters()).device
+    return model.render(z.to(device), _classes(model, len(z), 0, device))
+
+
+def _check_latent(model: torch.nn.Module) -> None:
+    if not callable(getattr(model, "render", None)):
+        raise GenforgeError(f"a {type(model).__name__} has no latent space to walk (it has no render(z))")
+
+
+def _classes(model: torch.nn.Module, n: int, cls: int | None, device) -> torch.Tensor | None:
+    """The class ids a class-conditional model decodes n latents with (cls, else 0); None otherwise."""
+    if not getattr(model.config, "n_cond", 0):
+        return None
+    return torch.full((n,), cls or 0, dtype=torch.long, device=device)
 
 
 def sample_images(model: torch.nn.Module, n: int, cls: int | None = None, seed: int = 0,

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from genforge.data.tokenizer import prompt_ids
+
 
 def stream_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
@@ -113,11 +115,6 @@ def stream_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: 
     text = tokenizer.decode(ids)
     if len(text) > emitted:
         yield text[emitted:]
-
-
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Token ids of prompt; an empty prompt starts from the end-of-text token (a fresh document)."""
-    return tokenizer.encode(prompt) or [tokenizer.eot_id]
 
 
 def truncate(text: str, stop: Sequence[str]) -> str:

@@ -1,5 +1,6 @@
-"""What the server serves: text models (decoder LMs with a tokenizer) and image models (any module
-with `sample(n, cond=None, generator=None) -> (B, C, H, W)` in [0, 1]), each under an id."""
+"""What the server serves, by the kind of its family (genforge/families.py): text models (decoder
+LMs with a tokenizer) and image models (a module with `sample(n, cond=None, generator=None) ->
+(B, C, H, W)` in [0, 1]), each under an id."""
 from __future__ import annotations
 
 import json
@@ -31,16 +32,19 @@ def model_id(path: Path) -> str:
 
 
 def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
-    """Load `CKPT` or `NAME=CKPT`: a text model when the checkpoint has a tokenizer, else an image model."""
+    """Load `CKPT` or `NAME=CKPT`, served by what its family makes (genforge/families.py): text
+    (completions and chat) or images (/v1/images/generations)."""
     name, sep, ckpt = spec.partition("=")
     if not sep:
         name, ckpt = "", spec
+    from genforge import checkpoint as ckpt_io
     from genforge.api import TextModel, load_model
-    from genforge.train import checkpoint as ckpt_io
 
     path = ckpt_io.resolve(ckpt)
-    if (path / "tokenizer.json").is_file():
-        template = ckpt_io.read_config(path).get("chat_template")
+    config = ckpt_io.read_config(path)
+    kind = ckpt_io.family_of(config, path).kind
+    if kind == "text":
+        template = config.get("chat_template")
         tok_config = path / "tokenizer_config.json"
         if (path / "chat_template.jinja").is_file() or (
                 tok_config.is_file() and "chat_template" in json.loads(tok_config.read_text())):
@@ -48,21 +52,17 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
 
             jinja, eos = load_template(path)
             template = {"jinja": jinja, "eos": eos, "bos": load_bos(path)}
-        served = Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
-                        template if isinstance(template, dict) else None)
-    else:
-        from genforge.sample.images import IMAGE_FAMILIES, load_image_model
-
-        if ckpt_io.read_config(path).get("family") in IMAGE_FAMILIES:  # a GAN serves its (EMA) generator
-            from genforge.train.device import resolve_device
-
-            model = load_image_model(path, str(resolve_device(device)))[0]
-        else:
-            model = load_model(path, device, dtype)[0]
+        return Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
+                      template if isinstance(template, dict) else None)
+    if kind == "image":  # a GAN serves its (EMA) generator
+        model = load_model(path, device, dtype).model
         if not callable(getattr(model, "sample", None)):
-            raise CheckpointError(f"{path}: neither a text model (no tokenizer.json) nor an image model (no sample())")
-        served = Served(name or model_id(path), "image", model, str(path))
-    return served
+            raise CheckpointError(f"{path}: family {config['family']} makes images but its model has no sample()")
+        return Served(name or model_id(path), "image", model, str(path))
+    from genforge.families import of_kind
+
+    raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images, so it cannot be "
+                          f"served (text: {', '.join(of_kind('text'))}; images: {', '.join(of_kind('image'))})")
 
 
 def index(served: list[Served]) -> dict[str, Served]:

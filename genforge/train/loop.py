@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-import genforge
+from genforge.version import __version__
 from genforge.config import TrainConfig
 from genforge.cpu.training import for_training as cpu_training
 from genforge.errors import CheckpointError, GenforgeError
-from genforge.train import checkpoint as ckpt_io
+from genforge import checkpoint as ckpt_io
 from genforge.train import dist as dist_mod
 from genforge.device import autocast, resolve_device, resolve_dtype
 from genforge.train.ema import EMA
@@ -118,11 +118,11 @@ class _Run:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
         torch.manual_seed(cfg.seed)
         for m in objective.modules().values():
-            m.to(self.device).train()
+            m.to(self.device).train(_train_mode(objective))
         self.optimizers: dict = {}  # built by train() once the modules are wrapped
         self.scalers: dict = {}  # a GradScaler per phase when training in float16
         self.ema = _make_ema(objective, cfg)
-        self.meta = {"genforge_version": genforge.__version__, **(config or {})}
+        self.meta = {"genforge_version": __version__, **(config or {})}
         self.window = _Window()
         self.streak = self.worst = torch.zeros((), device=self.device)
         # train.budget_clock=cpu: the budget counts this process's CPU time (all its threads), which
@@ -218,8 +218,14 @@ def _evaluate(objective, data, cfg, device, dtype, ema=None) -> dict[str, float]
     with torch.no_grad(), autocast(device, dtype), _ema_weights(objective, ema):
         values = objective.evaluate(data.eval_batches(cfg.eval_iters))
     for m in modules:
-        m.train()
+        m.train(_train_mode(objective))
     return values
+
+
+def _train_mode(objective) -> bool:
+    """False where the objective keeps its modules in eval mode while training (PPO, GRPO: with
+    dropout the log-probs of an update would not be those its rollouts were sampled with)."""
+    return getattr(objective, "train_mode", True)
 
 
 @contextlib.contextmanager

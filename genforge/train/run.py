@@ -6,25 +6,26 @@ from pathlib import Path
 
 import torch
 
-from genforge.align.runs import run_dpo, run_reward
 from genforge.config import RunConfig
 from genforge.data.batches import TokenBatches
 from genforge.data.shards import TokenData
 from genforge.errors import ConfigError
-from genforge.models import FAMILIES
+from genforge.families import family, resolve
 from genforge.objectives.lm import LMObjective
 from genforge.train import dist as dist_mod
-from genforge.train.device import resolve_device
+from genforge.device import resolve_device
 from genforge.train.loop import train
-from genforge.train.run_images import run_images
 
 
 def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train the run described by cfg; return the final checkpoint directory."""
-    runner = RUNNERS.get(cfg.family)
-    if runner is None:
-        raise ConfigError(f"family={cfg.family!r}: training is not implemented for this family yet")
-    return runner(cfg, resume, progress)
+    """Train the run described by cfg with the runner the family table names for its family (or
+    its method); return the final checkpoint directory."""
+    fam = family(cfg.family)
+    ref = fam.methods[cfg.method].run if cfg.method else fam.run
+    if not ref:
+        raise ConfigError(f"family={cfg.family!r}: `genforge train` does not train this family "
+                          "(`genforge finetune` fine-tunes its checkpoints)")
+    return resolve(ref)(cfg, resume, progress)
 
 
 def run_lm(cfg: RunConfig, resume: bool, progress: bool) -> Path:
@@ -41,7 +42,7 @@ def run_lm(cfg: RunConfig, resume: bool, progress: bool) -> Path:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the data's vocabulary "
                           f"({data.vocab_size} tokens in {data.path / 'manifest.json'})")
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed, not whatever ran before
-    model = FAMILIES[cfg.family].build(cfg.model)
+    model = family(cfg.family).build(cfg.model)
     batches = TokenBatches(data, cfg.data.batch_size, cfg.model.block_size, cfg.train.seed, device,
                            rank=dist.rank, world=dist.world)
     summary = {k: data.manifest[k] for k in ("dtype", "vocab_size", "eot_id", "tokenizer_kind", "source") if k in data.manifest}
@@ -62,8 +63,3 @@ def open_token_data(cfg: RunConfig) -> TokenData:
         print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
         prepare(cfg.data.source, cfg.data.tokenizer, path)
     return TokenData(path, verify=cfg.data.verify)
-
-
-# family -> function(cfg, resume, progress) -> final checkpoint directory
-RUNNERS = {"gpt": run_lm, "vae": run_images, "gan": run_images, "classifier": run_images}
-RUNNERS.update(reward=run_reward, dpo=run_dpo)  # preference pairs: genforge/align/runs.py

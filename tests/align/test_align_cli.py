@@ -8,6 +8,7 @@ import sqlite3
 
 from genforge.align.feedback import open_db
 from genforge.cli import main
+from genforge.train.log import read_metrics
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
 
@@ -61,6 +62,23 @@ def test_align_ppo_end_to_end(tmp_path, tiny_ckpt):
     assert (out / "ppo" / "metrics.csv").is_file()
 
 
+def test_align_grpo_end_to_end(tmp_path, tiny_ckpt, capsys):
+    make_db(tmp_path / "fb.db", n_prompts=5)
+    (tmp_path / "rule.py").write_text(RULE)
+    out = tmp_path / "align"
+    rc = main(["align", str(tiny_ckpt), "--feedback", str(tmp_path / "fb.db"), "--method", "grpo", "--out", str(out),
+               "--iters", "2", "--reward-iters", "10", "--eval-samples", "2", "--max-new-tokens", "8",
+               "--rule", f"{tmp_path / 'rule.py'}:bangs", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "grpo" and 0 <= report["winrate_rm"] <= 1 and 0 <= report["winrate_rule"] <= 1
+    steps = [int(p.name.split("-")[1]) for p in (out / "grpo").glob("step-*")]
+    assert steps == [2]  # 2 rollout batches of 4 train prompts x 4 samples, one minibatch of 16: a step each
+    names = {name for _, name, _ in read_metrics(out / "grpo" / "metrics.csv")}
+    assert {"loss", "kl", "score", "val_score", "val_kl"} <= names
+    assert "checkpoint:" in capsys.readouterr().out
+
+
 def _align_error(tmp_path, tiny_ckpt, db, capsys, *extra) -> str:
     rc = main(["align", str(tiny_ckpt), "--feedback", str(db), "--out", str(tmp_path / "a"), "--iters", "2",
                "--reward-iters", "2", "--no-progress", *extra])
@@ -90,11 +108,11 @@ def test_align_refuses_a_reward_model_with_another_tokenizer(tmp_path, tiny_ckpt
 
     from align_helpers import make_pairs, pref_overrides, write_jsonl
 
-    from genforge.config import load_config
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
     prefs = write_jsonl(tmp_path / "p.jsonl", make_pairs(10))
-    rm = run(load_config("configs/reward/shakespeare.yaml", pref_overrides(tiny_ckpt, prefs, tmp_path / "rm", 1)),
+    rm = run(load_config("reward/shakespeare", pref_overrides(tiny_ckpt, prefs, tmp_path / "rm", 1)),
              progress=False)
     tok = json.loads((rm / "tokenizer.json").read_text())
     tok["model"]["vocab"]["\u00e9"] = len(tok["model"]["vocab"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genforge.align.ppo_math import gae, kl_rewards, policy_loss, value_loss, whiten
+from genforge.objectives.ppo_math import gae, kl_rewards, policy_loss, value_loss, whiten
 
 
 def test_gae_hand_computed():

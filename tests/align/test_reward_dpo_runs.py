@@ -10,8 +10,8 @@ import torch
 from align_helpers import make_pairs, pref_overrides, write_jsonl
 
 from genforge.cli import main
-from genforge.config import load_config
-from genforge.train import checkpoint as ckpt_io
+from genforge.run_config import load_config
+from genforge import checkpoint as ckpt_io
 from genforge.train.log import read_metrics
 from genforge.train.run import run
 
@@ -32,27 +32,27 @@ def _metrics(run_dir) -> dict[str, list[float]]:
 @pytest.mark.parametrize(("pool", "least"), [("last", 0.9), ("mean", 0.75)])
 def test_reward_model_trains_through_the_cli(tmp_path, tiny_ckpt, prefs_file, pool, least):
     out = tmp_path / "rm"
-    rc = main(["train", "configs/reward/shakespeare.yaml", *pref_overrides(tiny_ckpt, prefs_file, out, 40),
+    rc = main(["train", "reward/shakespeare", *pref_overrides(tiny_ckpt, prefs_file, out, 40),
                "train.lr=3e-3", f"model.pool={pool}", "--no-progress"])
     assert rc == 0
     cfg = ckpt_io.read_config(ckpt_io.resolve(out))
     assert cfg["family"] == "reward" and cfg["data"]["val_pairs"] == 12 and cfg["data"]["train_pairs"] == 48
     # '!' vs '?' at the end: read directly by the last token, diluted in the mean; chance is 0.5
     assert _metrics(out)["val_acc"][-1] >= least
-    from genforge.finetune.load import load_checkpoint_model
 
-    model, _, _ = load_checkpoint_model(out)  # the reward checkpoint loads back as a RewardModel
+    loaded = ckpt_io.load(out, trainable=True)
+    model, _, _ = loaded.model, loaded.config, loaded.path  # the reward checkpoint loads back as a RewardModel
     assert type(model).__name__ == "RewardModel"
 
 
-@pytest.mark.parametrize("extra", [[], ["model.loss=ipo"], ["model.label_smoothing=0.1", "model.reference=precomputed"]])
+@pytest.mark.parametrize("extra", [[], ["dpo.loss=ipo"], ["dpo.label_smoothing=0.1", "dpo.reference=precomputed"]])
 def test_dpo_raises_chosen_over_rejected(tmp_path, tiny_ckpt, prefs_file, extra):
     out = tmp_path / "dpo"
-    cfg = load_config("configs/dpo/shakespeare.yaml", [*pref_overrides(tiny_ckpt, prefs_file, out, 20),
+    cfg = load_config("dpo/shakespeare", [*pref_overrides(tiny_ckpt, prefs_file, out, 20, section="dpo"),
                                                       "train.lr=3e-3", *extra])
     final = run(cfg, progress=False)
     saved = ckpt_io.read_config(final)
-    assert saved["family"] == "gpt" and saved["dpo"]["loss"] == cfg.model.loss  # a plain decoder checkpoint
+    assert saved["family"] == "gpt" and saved["dpo"]["loss"] == cfg.settings.loss  # a plain decoder checkpoint
     m = _metrics(out)
     assert m["val_margin"][-1] > 0 and m["val_reward_acc"][-1] > 0.6
 
@@ -61,8 +61,8 @@ def test_dpo_frozen_and_precomputed_reference_agree(tmp_path, tiny_ckpt, prefs_f
     losses = {}
     for ref in ("frozen", "precomputed"):
         out = tmp_path / ref
-        run(load_config("configs/dpo/shakespeare.yaml",
-                        [*pref_overrides(tiny_ckpt, prefs_file, out, 4), f"model.reference={ref}"]), progress=False)
+        run(load_config("dpo/shakespeare",
+                        [*pref_overrides(tiny_ckpt, prefs_file, out, 4, section="dpo"), f"dpo.reference={ref}"]), progress=False)
         losses[ref] = _metrics(out)["loss"]
     assert losses["frozen"] == pytest.approx(losses["precomputed"], rel=1e-5)
     assert losses["frozen"][0] == pytest.approx(0.693, abs=0.01)  # policy == reference at the start: log 2
@@ -70,7 +70,7 @@ def test_dpo_frozen_and_precomputed_reference_agree(tmp_path, tiny_ckpt, prefs_f
 
 def test_dpo_resume_equals_uninterrupted(tmp_path, tiny_ckpt, prefs_file):
     def cfg(out, iters):
-        return load_config("configs/dpo/shakespeare.yaml", [*pref_overrides(tiny_ckpt, prefs_file, out, iters),
+        return load_config("dpo/shakespeare", [*pref_overrides(tiny_ckpt, prefs_file, out, iters, section="dpo"),
                                                             "train.eval_interval=3", "train.log_interval=1"])
 
     run(cfg(tmp_path / "a", 6), progress=False)
@@ -83,7 +83,7 @@ def test_dpo_resume_equals_uninterrupted(tmp_path, tiny_ckpt, prefs_file):
 
 def test_bad_preference_files(tmp_path, tiny_ckpt, prefs_file, capsys):
     def train(prefs) -> str:
-        rc = main(["train", "configs/dpo/shakespeare.yaml", *pref_overrides(tiny_ckpt, prefs, tmp_path / "x", 2)])
+        rc = main(["train", "dpo/shakespeare", *pref_overrides(tiny_ckpt, prefs, tmp_path / "x", 2, section="dpo")])
         err = capsys.readouterr().err
         assert rc == 2 and "Traceback" not in err
         return err
@@ -105,5 +105,5 @@ def _base_error(tmp_path, prefs_file, capsys) -> str:
     rm = tmp_path / "not-a-decoder"
     rm.mkdir()
     (rm / "config.json").write_text(json.dumps({"family": "vae", "model": {}}))
-    rc = main(["train", "configs/dpo/shakespeare.yaml", *pref_overrides(rm, prefs_file, tmp_path / "y", 2)])
+    rc = main(["train", "dpo/shakespeare", *pref_overrides(rm, prefs_file, tmp_path / "y", 2, section="dpo")])
     return capsys.readouterr().err if rc == 2 else ""

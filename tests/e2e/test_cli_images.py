@@ -85,7 +85,7 @@ def test_image_verbs_bad_inputs(runs, tmp_path, capsys):
     fails(capsys, ["generate", runs["vae"], "--class", 3, "--out", tmp_path / "x.png"], "is not class-conditional")
     fails(capsys, ["generate", runs["gan"], "--class", 12, "--out", tmp_path / "x.png"], "expected a class id in 0..9")
     fails(capsys, ["generate", runs["gan"], "--num-samples", 0, "--out", tmp_path / "x.png"], "must be >= 1")
-    fails(capsys, ["generate", runs["classifier"], "--out", tmp_path / "x.png"], "generates nothing")
+    fails(capsys, ["generate", runs["classifier"], "--out", tmp_path / "x.png"], "makes no images")
     fails(capsys, ["interpolate", runs["vae"], "--out", tmp_path / "x.jpg"], "expected a .png")
     fails(capsys, ["interpolate", runs["vae"], "--out", tmp_path / "x.png", "--steps", 1], "at least 2")
     fails(capsys, ["eval", runs["vae"], "--metrics", "fid"], "need a feature extractor")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from genforge.cli import main
-from genforge.finetune.load import load_checkpoint_model
+from genforge import checkpoint as ckpt_io
 
 pytest.importorskip("peft")
 
@@ -82,14 +82,15 @@ def test_lora_sft_merge_export_and_chat(tmp_path, base_ckpts, chat_file, capsys,
     # merge: from the LoRA checkpoint, and from base + the PEFT adapter directory; both as the LoRA model computes
     ok(capsys, ["merge", ckpt, "--out", tmp_path / "merged"])
     ok(capsys, ["merge", base_ckpts["gpt2"], "--adapter", adapter, "--out", tmp_path / "merged2"])
-    lora_model = load_checkpoint_model(ckpt)[0].eval()
+    lora_model = ckpt_io.load(ckpt, trainable=True).model.eval()
     idx = torch.randint(0, 30, (2, 12))
-    base = load_checkpoint_model(base_ckpts["gpt2"])[0].eval()
+    base = ckpt_io.load(base_ckpts["gpt2"], trainable=True).model.eval()
     with torch.no_grad():
         want = lora_model(idx)[0]
         assert not torch.allclose(want, base(idx)[0], atol=1e-4)
         for merged in ("merged", "merged2"):
-            model, cfg, _ = load_checkpoint_model(tmp_path / merged)
+            loaded = ckpt_io.load(tmp_path / merged, trainable=True)
+            model, cfg, _ = loaded.model, loaded.config, loaded.path
             assert "lora" not in cfg
             torch.testing.assert_close(model.eval()(idx)[0], want, atol=1e-5, rtol=1e-5)
     ok(capsys, ["export", "hf", tmp_path / "merged", "--out", tmp_path / "hf"])
@@ -133,7 +134,8 @@ def test_encoder_classifier(tmp_path, base_ckpts, labels_file, capsys, method):
     ckpt = tmp_path / "run" / "step-0000012"
     config = json.loads((ckpt / "config.json").read_text())
     assert config["finetune"]["labels"] == ["dog", "fox"] and config["model"]["n_labels"] == 2
-    model, _, _ = load_checkpoint_model(ckpt)
+    loaded = ckpt_io.load(ckpt, trainable=True)
+    model, _, _ = loaded.model, loaded.config, loaded.path
     assert model.config.n_labels == 2 and model.head is not None
     if method == "lora":
         assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from genforge.finetune import lora
+from genforge.models import lora
 from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gpt import GPT, GPTConfig
 

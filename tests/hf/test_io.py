@@ -11,7 +11,7 @@ import torch
 
 from genforge.cli import main
 from genforge.errors import CheckpointError
-from genforge.finetune.load import load_checkpoint_model
+from genforge import checkpoint as ckpt_io
 from genforge.hf.io import export_hf, import_hf, read_hf_dir
 from genforge.sample.text import generate_ids
 
@@ -44,7 +44,8 @@ def ids(vocab: int) -> torch.Tensor:
 def test_import_matches_transformers(tmp_path, hf_dirs, kind, capsys):
     assert main(["import", "hf", str(hf_dirs[kind]), "--out", str(tmp_path / "ckpt")]) == 0
     assert "checkpoint:" in capsys.readouterr().out
-    ours, config, _ = load_checkpoint_model(tmp_path / "ckpt")
+    loaded = ckpt_io.load(tmp_path / "ckpt", trainable=True)
+    ours, config, _ = loaded.model, loaded.config, loaded.path
     ref = CLASSES[kind].from_pretrained(hf_dirs[kind]).eval()
     idx = ids(ref.config.vocab_size)
     torch.testing.assert_close(outputs(ours.eval(), kind, idx), outputs(ref, kind, idx), atol=1e-4, rtol=1e-4)
@@ -67,8 +68,10 @@ def test_export_loads_in_transformers_and_round_trips(tmp_path, hf_dirs, kind):
     idx = ids(ref.config.vocab_size)
     torch.testing.assert_close(outputs(back, kind, idx), outputs(ref, kind, idx), atol=1e-5, rtol=1e-5)
     again = import_hf(out, tmp_path / "ckpt2")
-    a, _, _ = load_checkpoint_model(ckpt)
-    b, _, _ = load_checkpoint_model(again)
+    loaded = ckpt_io.load(ckpt, trainable=True)
+    a, _, _ = loaded.model, loaded.config, loaded.path
+    loaded = ckpt_io.load(again, trainable=True)
+    b, _, _ = loaded.model, loaded.config, loaded.path
     assert a.config == b.config
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), k
@@ -156,7 +159,8 @@ def test_genforge_trained_model_exports_to_transformers(tmp_path, tiny_ckpt):
     """A model genforge trained from scratch (char tokenizer) goes out in the HF layout whole:
     transformers loads weights and tokenizer and computes the same logits; generation stops at EOT."""
     out = export_hf(tiny_ckpt, tmp_path / "hf")
-    ours, _, _ = load_checkpoint_model(tiny_ckpt)
+    loaded = ckpt_io.load(tiny_ckpt, trainable=True)
+    ours, _, _ = loaded.model, loaded.config, loaded.path
     ref = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     tok = transformers.AutoTokenizer.from_pretrained(out)
     idx = torch.tensor([tok("The quick brown fox")["input_ids"]])

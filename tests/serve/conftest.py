@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genforge.config import load_config
+from genforge.run_config import load_config
 from serve.helpers import NoEnd, chat_text, running
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from genforge.cli import main
-from genforge.models import FAMILIES, Family
+from genforge.families import FAMILIES, Family
 from genforge.serve.registry import load_served
-from genforge.train.checkpoint import save_checkpoint
+from genforge.checkpoint import save_checkpoint
 
 
 def fails(capsys, argv) -> str:
@@ -46,7 +46,7 @@ class Dots(torch.nn.Module):
 def test_image_checkpoint_loads_as_image_model(tmp_path, monkeypatch):
     from genforge.serve.images import generate_images
 
-    monkeypatch.setitem(FAMILIES, "dots", Family(DotsConfig, Dots))
+    monkeypatch.setitem(FAMILIES, "dots", Family(DotsConfig, Dots, "image"))
     ckpt = save_checkpoint(tmp_path / "dots" / "step-0000001", {"family": "dots", "model": asdict(DotsConfig(3))},
                            {"model": Dots(DotsConfig(3))})
     served = load_served(str(ckpt), "cpu")
@@ -56,6 +56,9 @@ def test_image_checkpoint_loads_as_image_model(tmp_path, monkeypatch):
     class NoSample(Dots):
         sample = None
 
-    monkeypatch.setitem(FAMILIES, "dots", Family(DotsConfig, NoSample))
-    with pytest.raises(Exception, match="neither a text model"):
+    monkeypatch.setitem(FAMILIES, "dots", Family(DotsConfig, NoSample, "image"))
+    with pytest.raises(Exception, match="has no sample"):
+        load_served(str(ckpt), "cpu")
+    monkeypatch.setitem(FAMILIES, "dots", Family(DotsConfig, Dots, "label"))  # a family that makes no images
+    with pytest.raises(Exception, match="neither text nor images"):
         load_served(str(ckpt), "cpu")

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from genforge.config import TrainConfig, load_config
+from genforge.config import TrainConfig
+from genforge.run_config import load_config
 from genforge.errors import GenforgeError
 from genforge.train.loop import _phase_step, _Window
 from genforge.train.optim import build_optimizer

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genforge.config import from_dict, load_config
+from genforge.config import from_dict
+from genforge.run_config import load_config
 from genforge.errors import ConfigError
 from genforge.models.gan import GAN, GANConfig
 from genforge.train.log import read_metrics
@@ -53,7 +54,7 @@ def test_gan_phases_have_their_own_optimizers_and_resume_exactly(tmp_path):
 
 
 def test_cbn_gan_with_reused_fakes_resumes_exactly(tmp_path):
-    """configs/gan/mnist.yaml's recipe: conditional batch norm in G, one D pass over [real; fake],
+    """gan/mnist's recipe: conditional batch norm in G, one D pass over [real; fake],
     the G phase on the D phase's fakes, DiffAugment; a cut and resumed run ends where a full one does."""
     extra = ("model.g_cond=cbn", "model.r1_gamma=0.0", "model.loss=ns", "model.diffaugment=[translation,cutout]")
     full = run(gan_config(tmp_path / "full", *extra), progress=False)
@@ -80,7 +81,7 @@ def test_vae_run_logs_elbo_terms_and_nll(tmp_path):
 
 def test_iwae_trained_residual_vae_runs_and_reloads(tmp_path):
     from genforge.models.vae import ResBlock
-    from genforge.sample.images import load_image_model
+    from genforge import checkpoint as ckpt_io
 
     cfg = load_config(None, [
         "family=vae", "data.source=builtin:digits", "data.image_size=8", "data.batch_size=32", "model.arch=conv",
@@ -90,7 +91,7 @@ def test_iwae_trained_residual_vae_runs_and_reloads(tmp_path):
     ckpt = run(cfg, progress=False)
     losses = [v for _, n, v in read_metrics(tmp_path / "metrics.csv") if n == "loss"]
     assert len(losses) == 12 and losses[-1] < losses[0]  # the IWAE bound goes down from its random start
-    model, _, _ = load_image_model(ckpt)
+    model = ckpt_io.load(ckpt).model
     assert model.config.train_k == 3 and sum(isinstance(m, ResBlock) for m in model.decoder) == 2
     assert model.sample(4).shape == (4, 1, 8, 8)
 
@@ -114,7 +115,7 @@ def test_image_configs_load(path):
 def test_evaluation_scores_the_ema_generator_and_leaves_training_alone(tmp_path):
     from genforge.data.image_batches import image_batches
     from genforge.objectives.gan import GANObjective
-    from genforge.train.checkpoint import load_module
+    from genforge.checkpoint import load_module
 
     every = run(gan_config(tmp_path / "every", "train.eval_interval=1"), progress=False)
     once = run(gan_config(tmp_path / "once", "train.eval_interval=6"), progress=False)

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from genforge.config import TrainConfig, load_config
+from genforge.config import TrainConfig
+from genforge.run_config import load_config
 from genforge.errors import ConfigError
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.train.log import read_metrics

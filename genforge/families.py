@@ -1,0 +1,117 @@
+"""The family table: everything genforge knows about each model family, in one place.
+
+A family is an architecture whose checkpoints genforge reads (config.json's "family"). Per family:
+its model config and builder, the data config its training reads, how `genforge train` trains it,
+what it makes (`kind`: how it samples and how the server serves it), which of its modules samples,
+its Hugging Face mapping, its fine-tuning task, and the other ways a run may train it (`methods`:
+DPO, PPO, GRPO are ways to train a `gpt`, not families).
+
+Callers ask this table and never compare family names. Training code sits above this module in
+the layers (pyproject.toml's import-linter contracts), so runners, objectives and method settings
+are named as "module:attribute" and imported only when used. A new family is a model file, an
+objective file and one entry here (tests/test_families.py adds one from a test module).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from genforge.config import DataConfig
+from genforge.data.image_batches import ImageDataConfig
+from genforge.data.pairs import PreferenceDataConfig
+from genforge.data.prompts import PromptDataConfig
+from genforge.errors import ConfigError
+from genforge.models import encoder_hf, gpt_hf
+from genforge.models.classifier import Classifier, ClassifierConfig
+from genforge.models.encoder import Encoder, EncoderConfig
+from genforge.models.gan import GAN, GANConfig
+from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.reward import RewardConfig, RewardModel
+from genforge.models.vae import VAE, VAEConfig
+
+# what a family's checkpoints make, which decides how they sample and which routes serve them:
+# text (a decoder LM: /v1/completions, chat), image (sample(n, cond, generator): /v1/images/generations),
+# score (a reward model), label (an image classifier), encode (a text encoder)
+Kind = Literal["text", "image", "score", "label", "encode"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to train a family other than its own: its settings (the run config's section named
+    after the method), the data config it reads and its runner."""
+    settings: str  # "module:Class" of the settings dataclass
+    data: type
+    run: str  # "module:function" (cfg, resume, progress) -> final checkpoint directory
+
+
+@dataclass(frozen=True)
+class Family:
+    config: type  # the model config dataclass (the run config's `model:` section)
+    build: Callable[[Any], nn.Module]  # model config -> the model
+    kind: Kind
+    run: str = ""  # "module:function" (cfg, resume, progress) -> checkpoint dir; "" when `genforge train` cannot
+    data: type = DataConfig  # the data config dataclass (the `data:` section)
+    objective: str = ""  # "module:Class" the family's runner trains (model) -> objective, where the runner is generic
+    part: str = ""  # the submodule that samples, saved as PART.safetensors (a GAN's generator); "" the whole model
+    hf: Any = None  # a module with to_hf(model) and from_hf(hf_config, state) for the Hugging Face layout
+    hf_types: tuple[str, ...] = ()  # the HF config.json model_types it imports
+    finetune: str = ""  # "module:function" making its `genforge finetune` task
+    methods: dict[str, Method] = field(default_factory=dict)
+
+
+_PREFS = PreferenceDataConfig
+FAMILIES: dict[str, Family] = {
+    "gpt": Family(GPTConfig, GPT, "text", run="genforge.train.run:run_lm", hf=gpt_hf, hf_types=("gpt2", "llama"),
+                  finetune="genforge.finetune.tasks:decoder_task",
+                  methods={"dpo": Method("genforge.objectives.dpo:DPOConfig", _PREFS, "genforge.align.runs:run_dpo"),
+                           "ppo": Method("genforge.objectives.ppo:PPOConfig", PromptDataConfig, "genforge.align.ppo_run:run_ppo"),
+                           "grpo": Method("genforge.objectives.grpo:GRPOConfig", PromptDataConfig,
+                                          "genforge.align.ppo_run:run_grpo")}),
+    "encoder": Family(EncoderConfig, Encoder, "encode", hf=encoder_hf, hf_types=("bert",),
+                      finetune="genforge.finetune.tasks:classify_task"),
+    "vae": Family(VAEConfig, VAE, "image", "genforge.train.run_images:run_images", ImageDataConfig,
+                  "genforge.objectives.vae:VAEObjective"),
+    "gan": Family(GANConfig, GAN, "image", "genforge.train.run_images:run_images", ImageDataConfig,
+                  "genforge.objectives.gan:GANObjective", part="g"),
+    "classifier": Family(ClassifierConfig, Classifier, "label", "genforge.train.run_images:run_images", ImageDataConfig,
+                         "genforge.objectives.classify:ClassifierObjective"),
+    # a gpt trunk with a scalar head: its own checkpoints, which score text rather than generate it
+    "reward": Family(RewardConfig, RewardModel, "score", run="genforge.align.runs:run_reward", data=_PREFS),
+}
+
+
+def family(name: str | None, where: str = "family") -> Family:
+    """The table's entry for name; ConfigError naming `where` and the families there are."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    owners = [f for f, fam in FAMILIES.items() if name in fam.methods]
+    if owners:
+        raise ConfigError(f"{where}={name!r}: {name} is a way to train a {owners[0]}, not a family; "
+                          f"use family: {owners[0]} with method: {name}")
+    close = difflib.get_close_matches(str(name), list(FAMILIES), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{where}={name!r}: unknown model family{hint}; expected one of {', '.join(sorted(FAMILIES))}")
+
+
+def of_kind(kind: str) -> list[str]:
+    """The families whose checkpoints make `kind`."""
+    return [name for name, fam in FAMILIES.items() if fam.kind == kind]
+
+
+def hf_family(model_type: str | None) -> tuple[str, Family] | None:
+    """(name, entry) of the family that imports Hugging Face checkpoints of model_type, or None."""
+    for name, fam in FAMILIES.items():
+        if model_type in fam.hf_types:
+            return name, fam
+    return None
+
+
+def resolve(ref: str) -> Any:
+    """The object a "module:attribute" reference names, imported now."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
