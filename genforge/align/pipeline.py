@@ -133,7 +133,7 @@ def optimise(ckpt: Path, rm: Path, train_file: str, val_file: str, out: Path, op
     if opts.method == "ppo":
         from genforge.objectives.ppo import PPOConfig
 
-        # the value model learns at 1e-4 whatever the policy's lr (PPO's own loop did so before it joined the loop)
+        # the value model learns at 1e-4 whatever the policy's lr: its head starts far from the returns
         settings = PPOConfig(base=str(ckpt), reward=str(rm), max_new_tokens=opts.max_new_tokens, kl_coef=opts.kl_coef,
                              value_lr_scale=1e-4 / lr)
     else:
