@@ -4,7 +4,7 @@
 
 CI has no GPU, so this is run by hand where one is lent. Each check runs in its own process and
 prints one line, `PASS|FAIL name seconds: what it measured`; the last line counts them.
-  lm-eager, lm-compile   configs/lm/shakespeare_char_gpu.yaml (nanoGPT's GPU recipe: 6 layers,
+  lm-eager, lm-compile   lm/shakespeare_char_gpu (nanoGPT's GPU recipe: 6 layers,
                          6 heads, 384 wide, block 256, batch 64, dropout 0.2) in bf16, eager and
                          compiled; tokens/s over iterations 50..N (output-line timestamps, taken
                          where both sides read the loss back, so GPU queues are counted)
@@ -125,7 +125,7 @@ def lm_runs(args, work: Path, data: Path) -> Path | None:
     rates = {}
     for mode in ("eager", "compile"):
         run = work / f"lm-{mode}"
-        lines = check(f"lm-{mode}", lambda run=run, mode=mode: sh(GF + ["train", "configs/lm/shakespeare_char_gpu.yaml",
+        lines = check(f"lm-{mode}", lambda run=run, mode=mode: sh(GF + ["train", "lm/shakespeare_char_gpu",
                       f"train.out_dir={run}", f"train.compile={mode == 'compile'}", *common]))
         if lines:
             rates[f"ours_{mode}"] = rate(lines, ours, args.first, tokens)
@@ -150,7 +150,7 @@ def lm_runs(args, work: Path, data: Path) -> Path | None:
 
 
 def tiny(data: Path, out: Path, iters: int, *extra: str) -> list[str]:
-    return ["configs/lm/shakespeare_char.yaml", f"data.path={data}", f"train.out_dir={out}", f"train.max_iters={iters}",
+    return ["lm/shakespeare_char", f"data.path={data}", f"train.out_dir={out}", f"train.max_iters={iters}",
             "train.eval_interval=10", "train.eval_iters=2", "train.log_interval=5", f"train.device={DEVICE}", "--no-progress",
             *extra]
 
@@ -219,7 +219,7 @@ def fsdp_resume(work: Path, data: Path) -> str:
 
 
 def image_run(work: Path, family: str, mnist: str, iters: int) -> str:
-    lines = sh(GF + ["train", f"configs/{family}/mnist.yaml", f"data.source={mnist}", f"train.out_dir={work / family}",
+    lines = sh(GF + ["train", f"{family}/mnist", f"data.source={mnist}", f"train.out_dir={work / family}",
                      f"train.device={DEVICE}", f"train.max_iters={iters}", f"train.eval_interval={iters // 2}",
                      f"train.log_interval={max(1, iters // 4)}", "--no-progress"])
     return " | ".join(line.strip() for _, line in lines if line.startswith("step"))[-600:]

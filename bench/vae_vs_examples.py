@@ -12,7 +12,7 @@ train`'s loop: batch 128, Adam 1e-3 (AdamW with weight_decay 0, constant lr), 3 
 Runs alternate A B A B; images/s counts training steps only (data loading included, evaluation
 excluded) on both sides. Test losses of both final models are measured by one function here.
 
-Then genforge's own best VAE (--nll-config, configs/vae/mnist_best.yaml, dynamically binarised, for
+Then genforge's own best VAE (--nll-config, the recipe vae/mnist_best, dynamically binarised, for
 its max_iters or --nll-iters steps, on the CPU) and its IWAE bound (k=--iwae-k) on the first
 --nll-test-images test images binarised once with a fixed seed (0): the NLL in nats of the
 literature's binarised-MNIST protocol. --nll-out keeps that run (with its training CPU seconds) and
@@ -231,7 +231,7 @@ def main() -> None:
     ap.add_argument("--nll-minutes", type=float, default=0.0, help="wall-clock cap of the best-VAE run (0: none)")
     ap.add_argument("--iwae-k", type=int, default=1000)
     ap.add_argument("--nll-test-images", type=int, default=1000, help="the first N test images (10000: all)")
-    ap.add_argument("--nll-config", default=str(ROOT / "configs/vae/mnist_best.yaml"))
+    ap.add_argument("--nll-config", default="vae/mnist_best")
     ap.add_argument("--nll-out", default="", help="keep the best-VAE run here (default: a temporary folder)")
     ap.add_argument("--nll-ckpt", default="", help="evaluate a run kept with --nll-out instead of training")
     ap.add_argument("--nll-device", default="cpu", help="device of the IWAE evaluation (training is on the CPU)")

@@ -1,4 +1,4 @@
-"""`genforge train configs/reward/...` and `configs/dpo/...` on exported-format pairs: the reward
+"""`genforge train reward/shakespeare` and `dpo/shakespeare` on exported-format pairs: the reward
 model learns a rule (held-out pairwise accuracy), DPO moves the policy toward chosen sides, both
 resume exactly, and bad preference files give one-line errors."""
 from __future__ import annotations
