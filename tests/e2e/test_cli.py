@@ -74,7 +74,7 @@ def test_train_writes_checkpoint_logs_and_plot(tmp_path, char_data, capsys):
     ckpt = run_dir / "step-0000020"
     assert out.strip().endswith(f"checkpoint: {ckpt}")
     assert (run_dir / "latest").resolve() == ckpt
-    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json", "state"}
+    assert {p.name for p in ckpt.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json", "state", "sha256.json"}
     assert {p.name for p in (ckpt / "state").iterdir()} >= {"trainer.json", "rng.safetensors",
                                                            "optimizer-main.safetensors"}
     config_json = json.loads((ckpt / "config.json").read_text())
