@@ -50,12 +50,12 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genforge.data.image_batches import to_float
-from genforge.data.images import find_idx, read_idx_pair
-from genforge.eval import image_metrics as im
 from genforge.cpu import isa
 from genforge.cpu.memory import keep_freed_host_memory
+from genforge.data.image_batches import to_float
+from genforge.data.images import find_idx, read_idx_pair
 from genforge.device import resolve_dtype
+from genforge.eval import image_metrics as im
 
 NZ = 100
 # the reference's settings (G/D width, lr, Adam beta1, batch); REF_TUNED won the --tune-ref sweep
@@ -114,7 +114,7 @@ def run_reference(train_x: torch.Tensor, minutes: float, seed: int, setting: str
     d.apply(weights_init)
     opt_d = torch.optim.Adam(d.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
     opt_g = torch.optim.Adam(g.parameters(), lr=hp["lr"], betas=(hp["beta1"], 0.999))
-    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=REF_DTYPE == torch.bfloat16)
+    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=torch.bfloat16 == REF_DTYPE)
     bce = F.binary_cross_entropy
     deadline, it = time.process_time() + 60 * minutes, 0
     while time.process_time() < deadline:
@@ -139,8 +139,8 @@ def run_reference(train_x: torch.Tensor, minutes: float, seed: int, setting: str
 
 
 def run_ours(work: Path, mnist: str, minutes: float, seed: int, threads: int, extra: list[str]) -> tuple[nn.Module, int]:
-    from genforge.run_config import load_config
     from genforge import checkpoint as ckpt_io
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
     cfg = load_config("gan/mnist", [

@@ -26,10 +26,10 @@ import time
 
 import torch
 
-from genforge.models.gpt import GPT, GPTConfig
-from genforge.models.gpt_hf import to_hf
 from genforge.cpu import isa
 from genforge.cpu.decode import for_decoding
+from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.gpt_hf import to_hf
 from genforge.sample.text import generate_ids
 
 # name: (GPTConfig fields, new tokens, new tokens with --quick, timed runs per side)

@@ -48,8 +48,8 @@ def hidden_rule(prompt: str, text: str) -> float:
 
 
 def sft_checkpoint(out: Path, iters: int) -> Path:
-    from genforge.run_config import load_config
     from genforge import checkpoint as ckpt_io
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
     if (out / "sft" / "latest").exists():

@@ -39,9 +39,9 @@ LEVELS = (1, 4, 16)
 
 
 def tiny_checkpoint(root: Path) -> Path:
+    from genforge.checkpoint import save_checkpoint
     from genforge.data.tokenizer import train_tokenizer
     from genforge.models.gpt import GPT, GPTConfig
-    from genforge.checkpoint import save_checkpoint
 
     tok = train_tokenizer("char", ["".join(map(chr, range(32, 127))) + "\n"])
     tok.save(root / "tokenizer.json")

@@ -49,8 +49,8 @@ def chatterbot_conversations(topics=None) -> list[tuple[str, list[str]]]:
 # --- a) decoder -------------------------------------------------------------------------------
 
 def pretrain(out: Path, iters: int) -> Path:
-    from genforge.run_config import load_config
     from genforge.quickstart import CONFIG
+    from genforge.run_config import load_config
     from genforge.train.run import run
 
     cfg = load_config(CONFIG, [f"data.path={out / 'shakespeare'}", f"train.out_dir={out / 'pretrain'}",
@@ -84,6 +84,7 @@ def scratch_checkpoint(ckpt: Path, out: Path, seed: int = 0) -> Path:
 
 
 def val_loss(ckpt: Path, data: Path) -> float:
+    from genforge import checkpoint as ckpt_io
     from genforge.data.shards import TokenData
     from genforge.eval.perplexity import evaluate_tokens
 
@@ -131,6 +132,7 @@ def topic_splits(out: Path, n_train: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 def accuracy(ckpt: Path, test: Path) -> float:
+    from genforge import checkpoint as ckpt_io
     from genforge.finetune.classify_data import read_labelled
     from genforge.hf.tokenizer import encode_batch, load_tokenizer
 

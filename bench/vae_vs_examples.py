@@ -110,8 +110,8 @@ def run_reference(train, epochs: int, seed: int) -> dict:
 
 
 def run_ours(work: Path, mnist: str, epochs: int, seed: int, threads: int) -> dict:
-    from genforge.run_config import load_config
     from genforge.models.vae import VAE
+    from genforge.run_config import load_config
     from genforge.train.log import read_metrics
     from genforge.train.run import run
 
@@ -192,8 +192,8 @@ def binarized_test(mnist: str, n_test: int) -> torch.Tensor:
 @torch.no_grad()
 def test_nll(ckpt: Path, x: torch.Tensor, k: int, device: str) -> tuple[float, float, float]:
     """(IWAE k NLL, its standard error over the images, negative ELBO), nats per image."""
-    from genforge.objectives.vae import iwae_nll
     from genforge import checkpoint as ckpt_io
+    from genforge.objectives.vae import iwae_nll
 
     model = ckpt_io.load(ckpt).model
     model = model.to(device).eval()

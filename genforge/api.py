@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 
+from genforge import checkpoint as ckpt_io
 from genforge.cpu.decode import for_decoding
 from genforge.data.tokenizer import Tokenizer
+from genforge.device import resolve_device
 from genforge.errors import CheckpointError
 from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
-from genforge import checkpoint as ckpt_io
-from genforge.device import resolve_device
 
 # From this size on, CPU decoding is bound by streaming weights, and for_decoding's layouts win
 # (GPT-2 small: 1.3x in fp32, 2.3x in bf16); below it, per-op overhead dominates and the plain model is as fast.

@@ -8,9 +8,9 @@ import struct
 import pytest
 import torch
 
+from genforge import checkpoint as ckpt_io
 from genforge.errors import CheckpointError
 from genforge.models.gpt import GPT, GPTConfig
-from genforge import checkpoint as ckpt_io
 
 
 def make_model(flavour: str) -> GPT:

@@ -1,9 +1,9 @@
 """Config loading: YAML files of overrides, dotted overrides, and errors that name the key."""
 import pytest
 
-from genforge.run_config import load_config
 from genforge.errors import ConfigError
 from genforge.models.gpt import GPTConfig
+from genforge.run_config import load_config
 
 
 def test_defaults_without_file_or_overrides():

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy_family import Toy, ToyConfig
 
 import genforge
 from genforge import checkpoint as ckpt_io
@@ -19,7 +20,6 @@ from genforge.families import FAMILIES, Family, family
 from genforge.run_config import load_config, recipe_names
 from genforge.train.log import read_metrics
 from genforge.train.run import run
-from toy_family import Toy, ToyConfig
 
 TOY = Family(ToyConfig, Toy, "image", run="genforge.train.run_images:run_images", data=ImageDataConfig,
              objective="toy_family:ToyObjective")

@@ -20,9 +20,9 @@ from typing import Literal
 import numpy as np
 
 from genforge.align.feedback import FeedbackDB, open_db
-from genforge.data.pairs import read_preferences
 from genforge.align.preferences import preference_records
 from genforge.config import TrainConfig
+from genforge.data.pairs import read_preferences
 from genforge.errors import ConfigError, DataError
 
 
@@ -100,8 +100,8 @@ def _train_cfg(out: Path, iters: int, lr: float, opts: AlignOptions) -> TrainCon
 
 def train_reward(ckpt: Path, train_file: str, val_file: str, out: Path, opts: AlignOptions, progress: bool) -> Path:
     """A reward model from the policy's checkpoint on the train pairs (held-out accuracy on val)."""
-    from genforge.data.pairs import PreferenceDataConfig
     from genforge.config import RunConfig
+    from genforge.data.pairs import PreferenceDataConfig
     from genforge.models.reward import RewardConfig
     from genforge.train.run import run
 
@@ -151,8 +151,8 @@ def optimise(ckpt: Path, rm: Path, train_file: str, val_file: str, out: Path, op
 def align(ckpt: str | Path, feedback: str | Path, out: str | Path, opts: AlignOptions | None = None,
           rule=None, val_data: str | None = None, progress: bool = True) -> dict:
     """Run steps 1-4; return the report (also written to out/report.json)."""
-    from genforge.align.report import evaluate, write_report
     from genforge import checkpoint as ckpt_io
+    from genforge.align.report import evaluate, write_report
 
     opts, out = opts or AlignOptions(), Path(out)
     base = ckpt_io.resolve(ckpt)

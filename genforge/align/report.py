@@ -27,9 +27,9 @@ def win_rate(new: list[float], old: list[float]) -> float:
 
 
 def _samples(ckpt: Path, prompts: list[str], opts, device: str):
+    from genforge import checkpoint as ckpt_io
     from genforge.align.rollouts import sample_rollouts
     from genforge.data.tokenizer import Tokenizer
-    from genforge import checkpoint as ckpt_io
 
     model = ckpt_io.load(ckpt, trainable=True).model.to(device).eval()
     tok = Tokenizer.from_file(ckpt / "tokenizer.json")

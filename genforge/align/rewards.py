@@ -66,17 +66,6 @@ def load_reward(path: str | Path, policy_dir: Path) -> tuple[nn.Module, Path]:
     return model, rdir
 
 
-def reward_of(spec: str, policy_dir: Path, key: str):
-    """(the frozen reward model or callable spec names, where it came from): a checkpoint path
-    (or run directory), else FILE.py:FUNCTION / MODULE:FUNCTION."""
-    if not spec:
-        raise ConfigError(f"{key}: required (a reward checkpoint trained from the base, or FILE.py:FUNCTION)")
-    if Path(spec).exists():
-        model, rdir = load_reward(spec, policy_dir)
-        return model.eval().requires_grad_(False), str(rdir)
-    return load_rule(spec, key), spec
-
-
 def reward_of(spec: str, policy_dir: Path, key: str) -> tuple[nn.Module | Rule, str]:
     """(the frozen reward model or the function spec names, where it came from): a checkpoint
     path or run directory that exists, else FILE.py:FUNCTION / MODULE:FUNCTION."""

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from genforge.data.pairs import PreferenceBatches, open_preferences
-from genforge.config import RunConfig
-from genforge.errors import ConfigError
 from genforge import checkpoint as ckpt_io
+from genforge.config import RunConfig
+from genforge.data.pairs import PreferenceBatches, open_preferences
 from genforge.device import resolve_device
+from genforge.errors import ConfigError
 from genforge.train.loop import train
 
 

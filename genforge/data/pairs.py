@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from genforge.data.jsonl import jsonl_records
-from genforge.errors import ConfigError, DataError
 from genforge.data.tokenizer import prompt_ids
+from genforge.errors import ConfigError, DataError
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from genforge.version import __version__
+from genforge import checkpoint as ckpt_io
 from genforge.errors import CheckpointError
 from genforge.models import lora
-from genforge import checkpoint as ckpt_io
+from genforge.version import __version__
 
 
 def merge(ckpt: str | Path, out: str | Path, adapter: str | Path | None = None) -> Path:

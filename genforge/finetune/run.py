@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
-from genforge.config import TrainConfig, from_dict, set_dotted
+from genforge import checkpoint as ckpt_io
 from genforge import families
+from genforge.config import TrainConfig, from_dict, set_dotted
+from genforge.device import resolve_device
 from genforge.errors import ConfigError, DataError
 from genforge.models import lora
-from genforge import checkpoint as ckpt_io
-from genforge.device import resolve_device
 from genforge.train import dist as dist_mod
 from genforge.train.loop import train
 

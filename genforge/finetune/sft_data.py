@@ -22,7 +22,6 @@ from genforge.finetune.template import check_messages, segments
 from genforge.objectives.sft import IGNORE
 
 
-
 def is_chat_jsonl(path: Path) -> bool:
     """True for a .jsonl file whose first record has "messages" or "prompt"+"completion"."""
     if path.suffix != ".jsonl" or not path.is_file():

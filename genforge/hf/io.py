@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from genforge.version import __version__
-from genforge.errors import CheckpointError
-from genforge.hf.tokenizer import load_tokenizer
 from genforge import checkpoint as ckpt_io
+from genforge.errors import CheckpointError
 from genforge.families import hf_family
+from genforge.hf.tokenizer import load_tokenizer
+from genforge.version import __version__
 
 DECODERS = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
 ENCODERS = {"BertModel": "bert", "BertForMaskedLM": "bert", "BertForPreTraining": "bert",

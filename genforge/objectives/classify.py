@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 class ClassifyObjective:
     phases = ("main",)
     ema_module = "model"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from genforge.errors import GenforgeError
 from genforge import checkpoint as ckpt_io
+from genforge.errors import GenforgeError
 from genforge.families import of_kind
 from genforge.sample import images as img
 

@@ -13,6 +13,7 @@ import torch
 
 from genforge.errors import GenforgeError
 
+
 def to_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """(N, C, H, W) images in [0, 1] -> one uint8 picture (rows, cols[, 3]) with `nrow` per row."""
     n, c, h, w = images.shape

@@ -14,17 +14,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from genforge.version import __version__
+from genforge import checkpoint as ckpt_io
 from genforge.config import TrainConfig
 from genforge.cpu.training import for_training as cpu_training
-from genforge.errors import CheckpointError, GenforgeError
-from genforge import checkpoint as ckpt_io
-from genforge.train import dist as dist_mod
 from genforge.device import autocast, resolve_device, resolve_dtype
+from genforge.errors import CheckpointError, GenforgeError
+from genforge.train import dist as dist_mod
 from genforge.train.ema import EMA
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
+from genforge.version import __version__
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
 

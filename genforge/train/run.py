@@ -9,11 +9,11 @@ import torch
 from genforge.config import RunConfig
 from genforge.data.batches import TokenBatches
 from genforge.data.shards import TokenData
+from genforge.device import resolve_device
 from genforge.errors import ConfigError
 from genforge.families import family, resolve
 from genforge.objectives.lm import LMObjective
 from genforge.train import dist as dist_mod
-from genforge.device import resolve_device
 from genforge.train.loop import train
 
 

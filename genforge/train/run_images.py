@@ -11,9 +11,9 @@ import torch
 
 from genforge.config import RunConfig
 from genforge.data.image_batches import AUGMENTATIONS, ImageBatches, open_images
+from genforge.device import resolve_device
 from genforge.errors import ConfigError
 from genforge.families import family, resolve
-from genforge.device import resolve_device
 from genforge.train.loop import train
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from align_helpers import make_pairs, pref_overrides, write_jsonl
 
+from genforge import checkpoint as ckpt_io
 from genforge.cli import main
 from genforge.run_config import load_config
-from genforge import checkpoint as ckpt_io
 from genforge.train.log import read_metrics
 from genforge.train.run import run
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from genforge.models.gpt import GPT, GPTConfig
 from genforge.cpu.decode import DecodeLinear, for_decoding
+from genforge.models.gpt import GPT, GPTConfig
 from genforge.sample.text import generate_ids
 
 V = 37

@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 from conftest import make_text
-from tests.conftest import wait_until
 
 from genforge.cli import main
 from genforge.data import encode
@@ -20,6 +19,7 @@ from genforge.data.prepare import parse_bytes, prepare
 from genforge.data.shards import TokenData
 from genforge.data.tokenizer import EOT, Tokenizer
 from genforge.errors import DataError
+from tests.conftest import wait_until
 
 
 def documents(data: TokenData, split: str) -> list[str]:

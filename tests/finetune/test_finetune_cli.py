@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genforge.cli import main
 from genforge import checkpoint as ckpt_io
+from genforge.cli import main
 
 pytest.importorskip("peft")
 

@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
+from genforge import checkpoint as ckpt_io
 from genforge.cli import main
 from genforge.errors import CheckpointError
-from genforge import checkpoint as ckpt_io
 from genforge.hf.io import export_hf, import_hf, read_hf_dir
 from genforge.sample.text import generate_ids
 

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 import pytest
 import torch
 
+from genforge.checkpoint import save_checkpoint
 from genforge.cli import main
 from genforge.families import FAMILIES, Family
 from genforge.serve.registry import load_served
-from genforge.checkpoint import save_checkpoint
 
 
 def fails(capsys, argv) -> str:

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from genforge.config import TrainConfig
-from genforge.run_config import load_config
 from genforge.errors import GenforgeError
+from genforge.run_config import load_config
 from genforge.train.loop import _phase_step, _Window
 from genforge.train.optim import build_optimizer
 from genforge.train.run import run

@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from genforge.config import from_dict
-from genforge.run_config import load_config
 from genforge.errors import ConfigError
 from genforge.models.gan import GAN, GANConfig
+from genforge.run_config import load_config
 from genforge.train.log import read_metrics
 from genforge.train.run import run
 
@@ -80,8 +80,8 @@ def test_vae_run_logs_elbo_terms_and_nll(tmp_path):
 
 
 def test_iwae_trained_residual_vae_runs_and_reloads(tmp_path):
-    from genforge.models.vae import ResBlock
     from genforge import checkpoint as ckpt_io
+    from genforge.models.vae import ResBlock
 
     cfg = load_config(None, [
         "family=vae", "data.source=builtin:digits", "data.image_size=8", "data.batch_size=32", "model.arch=conv",
@@ -113,9 +113,9 @@ def test_image_configs_load(path):
 
 
 def test_evaluation_scores_the_ema_generator_and_leaves_training_alone(tmp_path):
+    from genforge.checkpoint import load_module
     from genforge.data.image_batches import image_batches
     from genforge.objectives.gan import GANObjective
-    from genforge.checkpoint import load_module
 
     every = run(gan_config(tmp_path / "every", "train.eval_interval=1"), progress=False)
     once = run(gan_config(tmp_path / "once", "train.eval_interval=6"), progress=False)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from genforge.config import TrainConfig
-from genforge.run_config import load_config
 from genforge.errors import ConfigError
 from genforge.models.gpt import GPT, GPTConfig
+from genforge.run_config import load_config
 from genforge.train.log import read_metrics
 from genforge.train.optim import MuonAdamW, build_optimizer, hidden_matrices
 from genforge.train.run import run
