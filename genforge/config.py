@@ -64,7 +64,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     threads: int | None = None  # CPU threads for torch; None leaves torch's default
     # how CPU threads share a step: "ops" splits each op across torch's intra-op threads; "batch"
-    # splits each micro-batch into one shard per thread, each on one core (genforge/train/threads.py:
+    # splits each micro-batch into one shard per thread, each on one core (genforge/cpu/shards.py:
     # faster for small models; needs an objective whose loss is a mean over examples)
     cpu_parallel: Literal["ops", "batch"] = "ops"
 
