@@ -103,3 +103,16 @@ def test_named_recipes_ship_with_the_package():
     assert load_config("lm/shakespeare_char.yaml").family == "gpt"
     with pytest.raises(ConfigError, match="no such config file or named recipe"):
         load_config("lm/nope")
+
+
+def test_the_wheel_ships_every_recipe():
+    """pyproject.toml's package data names every recipe file, so an installed genforge finds them."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["genforge"]
+    recipes = [str(p.relative_to(root / "genforge")) for p in (root / "genforge" / "recipes").rglob("*.yaml")]
+    assert recipes and all(any(fnmatch.fnmatchcase(r, pat) and r.count("/") == pat.count("/") for pat in patterns)
+                           for r in recipes)
