@@ -49,11 +49,10 @@ def chatterbot_conversations(topics=None) -> list[tuple[str, list[str]]]:
 # --- a) decoder -------------------------------------------------------------------------------
 
 def pretrain(out: Path, iters: int) -> Path:
-    from genforge.quickstart import CONFIG
     from genforge.run_config import load_config
     from genforge.train.run import run
 
-    cfg = load_config(CONFIG, [f"data.path={out / 'shakespeare'}", f"train.out_dir={out / 'pretrain'}",
+    cfg = load_config("quickstart_char", [f"data.path={out / 'shakespeare'}", f"train.out_dir={out / 'pretrain'}",
                                f"train.max_iters={iters}", "train.eval_interval=100", "train.device=cpu"])
     return run(cfg, progress=False)
 
