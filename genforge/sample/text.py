@@ -1,25 +1,34 @@
 """Autoregressive text sampling with a KV cache: temperature, top-k, nucleus (top-p, Holtzman
-et al. 2019), repetition penalty (Keskar et al. 2019, CTRL), stop strings, streaming.
+et al. 2019), repetition penalty (Keskar et al. 2019, CTRL), logits processors
+(genforge/sample/processors.py), stop strings, streaming.
 
 Works with any model exposing `forward(idx, cache=None, pos=0) -> (logits, cache)`,
 `new_cache(batch)` and `config.block_size`.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
 from genforge.data.tokenizer import prompt_ids
 
+# (logits (B, V) float32, ids so far (B, T): prompt + generated) -> logits (B, V)
+Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 def stream_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-               generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+               generator: torch.Generator | None = None,
+               processors: Sequence[Processor] = ()) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time after the prompt idx (B, T).
 
     When the context fills the model's block_size, the cache is rebuilt from the last half of
     the context (a sliding window that costs one prefill per block_size/2 tokens).
+
+    processors run in order on each step's float32 logits (B, V), before the repetition penalty,
+    temperature, top-k and top-p, under inference mode. Each gets the whole sequence so far
+    (B, T0 + steps): the full prompt, not the window, and every id yielded before.
     """
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError("prompt must be a non-empty (batch, tokens) tensor")
@@ -34,12 +43,25 @@ def stream_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, temperature:
     pos = min(idx.size(1), block)
     tokens = idx.new_empty(batch, block)
     tokens[:, :pos] = idx[:, -pos:]
+    history = n_ids = None
+    if processors:  # the sequence so far, preallocated; the path without processors keeps none
+        n_ids = idx.size(1)
+        history = idx.new_empty(batch, n_ids + max_new_tokens)
+        history[:, :n_ids] = idx
     with torch.inference_mode():
         cache = model.new_cache(batch)
         logits = model(tokens[:, :pos], cache, 0)[0][:, -1, :]  # (B, vocab)
     for _ in range(max_new_tokens):
-        next_id = pick(logits.float(), temperature, top_k, top_p, repetition_penalty, seen, generator)  # (B,)
+        logits = logits.float()
+        if history is not None:
+            with torch.inference_mode():
+                for process in processors:
+                    logits = process(logits, history[:, :n_ids])
+        next_id = pick(logits, temperature, top_k, top_p, repetition_penalty, seen, generator)  # (B,)
         yield next_id
+        if history is not None:
+            history[:, n_ids] = next_id
+            n_ids += 1
         if seen is not None:
             seen.scatter_(1, next_id[:, None], True)
         with torch.inference_mode():
@@ -76,7 +98,11 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
 
 
 def generate_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, **kw) -> torch.Tensor:
-    """The new token ids (B, max_new_tokens) after the prompt idx (B, T)."""
+    """The new token ids (B, max_new_tokens) after the prompt idx (B, T).
+
+    Keywords are stream_ids': temperature, top_k, top_p, repetition_penalty, generator and
+    processors (a sequence of `(logits (B, V), ids (B, T)) -> logits`, applied in order).
+    """
     steps = list(stream_ids(model, idx, max_new_tokens, **kw))
     return torch.stack(steps, dim=1) if steps else idx.new_zeros(idx.size(0), 0)
 
@@ -87,7 +113,7 @@ def stream_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: 
 
     Stops at the tokenizer's end-of-text token or at the first stop string (which is not
     yielded). Text that might still become a stop string, or an incomplete UTF-8 character,
-    is held back until it is decided.
+    is held back until it is decided. Keywords are stream_ids', processors among them.
     """
     device = next(model.parameters()).device
     idx = torch.tensor([prompt_ids(tokenizer, prompt)], dtype=torch.long, device=device)
