@@ -97,8 +97,10 @@ def relation_holds(spec: dict) -> bool:
     if spec["relation"] is None:
         return True
     i, words, j = spec["relation"]
-    a, b = spec["objects"][i], spec["objects"][j]
-    return implied_relation(a, b) == canonical(a["shape"], words, b["shape"])
+    (ax, ay), (bx, by) = spec["objects"][i]["centre"], spec["objects"][j]["centre"]
+    axis, flip = RELATIONS[words]
+    along, across = (by - ay, bx - ax) if axis == 0 else (bx - ax, by - ay)  # subject before object: along > 0
+    return (-along if flip else along) > abs(across)
 
 
 def compositions(spec: dict) -> set[tuple[str, ...]]:
@@ -149,18 +151,20 @@ def _sample_spec(rng, objs, held, target, size: int) -> dict:
     """One spec whose held-out compositions are exactly {target} (none when target is None)."""
     want = set() if target is None else {target}
     allowed = [(c, o) for c in COLOURS for o in objs if (c, o) not in held]
+    # the kind is drawn once, so kinds whose layouts are rejected more often are not rarer
+    kind = "relation" if target is not None and len(target) == 3 else KINDS[rng.integers(len(KINDS))]
     for _ in range(1000):
         if target is not None and len(target) == 3:
-            kind = "relation"
             first, words, second = target
             if rng.random() < 0.5:  # the other phrasing: "a circle below a square"
                 first, words, second = second, {"above": "below", "to the left of": "to the right of"}[words], first
             pair = [(_allowed_colour(rng, allowed, first), first), (_allowed_colour(rng, allowed, second), second)]
         else:
-            kind = KINDS[rng.integers(len(KINDS))]
             first_pair = target if target is not None else allowed[rng.integers(len(allowed))]
             pair = [first_pair, allowed[rng.integers(len(allowed))]]
             words = list(RELATIONS)[rng.integers(len(RELATIONS))]
+        if kind == "relation" and pair[0] == pair[1]:
+            continue  # "a green circle below a green circle" would not say which object is which
         spec = _layout(rng, kind, pair, words, size)
         if spec is not None and compositions(spec) & held == want:
             spec["heldout"] = sorted(want)
@@ -272,7 +276,7 @@ def _font(height: int):
     points = int(height * 1.4)
     while points > 4:
         font = ImageFont.truetype(path, points)
-        left, top, right, bottom = font.getbbox("0123456789")
+        _, top, _, bottom = font.getbbox("0123456789")
         if bottom - top <= height and max(font.getbbox(d)[2] - font.getbbox(d)[0] for d in DIGITS) <= height:
             return font
         points -= 1
