@@ -169,7 +169,8 @@ def encoder_transfer(out: Path, iters: int, n_train: int) -> dict:
     runs = {"full": (minilm, "full", "1e-4"), "scratch": (random_init, "full", "1e-4"), "lora": (minilm, "lora", "2e-3")}
     result = {}
     for name, (base, method, lr) in runs.items():
-        opts = FinetuneOptions(method=method, batch_size=16, max_len=64, val_data=str(test))
+        # the head on the mean of the final states: what all-MiniLM-L6-v2 was trained to embed sentences by
+        opts = FinetuneOptions(method=method, batch_size=16, max_len=64, val_data=str(test), head_pool="mean")
         ckpt = finetune(base, train, out / f"cls-{name}", opts, common + [f"train.lr={lr}", "train.min_lr=1e-5"],
                         progress=False)
         result[f"acc_{name}"] = accuracy(ckpt, test)

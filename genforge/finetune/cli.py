@@ -20,6 +20,9 @@ def add_finetune(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--block-size", type=int, help="decoder rows (default: the model's block_size)")
     p.add_argument("--max-len", type=int, default=128, help="encoder: tokens per input (default 128)")
+    p.add_argument("--head-pool", choices=["cls", "mean"], default="cls",
+                   help="encoder: a new head reads BERT's pooler on [CLS] (exports as BertForSequenceClassification; "
+                        "default) or the mean of the final states (sentence-embedding models; exports without it)")
     p.add_argument("--val-data", help="held-out data (default: 10%% of --data)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--no-pack", action="store_true", help="SFT: one example per row instead of packing")
@@ -33,7 +36,7 @@ def add_finetune(sub) -> None:
         targets = [t.strip() for t in a.target_modules.split(",") if t.strip()] if a.target_modules else None
         opts = FinetuneOptions(a.method, a.lora_r, a.lora_alpha, a.lora_dropout, targets, a.freeze_layers,
                                a.freeze_embeddings, a.batch_size, a.block_size, a.max_len, a.val_data, a.val_fraction,
-                               not a.no_pack, a.chat_template)
+                               not a.no_pack, a.chat_template, a.head_pool)
         ckpt = finetune(a.ckpt, a.data, a.out, opts, a.overrides, resume=a.resume, progress=not a.no_progress)
         print(f"checkpoint: {ckpt}")
         if a.method == "lora":

@@ -48,6 +48,10 @@ class FinetuneOptions:
     val_fraction: float = 0.1
     pack: bool = True  # SFT: several examples per row, attention kept within each
     chat_template: str | None = None  # SFT: a Jinja file (default: the tokenizer's, else genforge's)
+    # a new classifier head reads BERT's pooler on [CLS] (cls: it exports as BertForSequenceClassification)
+    # or the mean of the final states (mean: what sentence-embedding encoders such as all-MiniLM were
+    # trained to give; exports without its head)
+    head_pool: Literal["cls", "mean"] = "cls"
 
     def __post_init__(self):
         if self.method == "freeze" and not (self.freeze_layers or self.freeze_embeddings):
@@ -123,7 +127,8 @@ def _apply_method(task, opts: FinetuneOptions) -> tuple[nn.Module, dict | None]:
     if opts.method != "lora":
         return task.model, None
     settings = lora.lora_settings(opts.lora_r, opts.lora_alpha, opts.lora_dropout, opts.target_modules,
-                                  ["pooler", "head"] if task.name == "classify" else None)
+                                  (["pooler", "head"] if opts.head_pool == "cls" else ["head"]) if task.name == "classify"
+                                  else None)
     return lora.wrap(task.model, settings), settings
 
 

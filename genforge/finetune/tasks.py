@@ -42,7 +42,7 @@ def classify_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device
     index = {v: i for i, v in enumerate(names)}
     train = ([texts[i] for i in train_idx], [index[labels[i]] for i in train_idx])
     val = (val_texts, [index[v] for v in val_labels])
-    model = with_head(model, len(names))
+    model = with_head(model, len(names), opts.head_pool)
     if model.config.head_pool == "mean" and model.pooler is not None:
         model.pooler.requires_grad_(False)  # that head never reads it (and DDP wants every trained weight used)
     batches = ClassifyBatches(load_tokenizer(tok_dir), train, val, opts.batch_size,
@@ -51,10 +51,11 @@ def classify_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device
     return Task("classify", model, batches, ClassifyObjective, {"labels": names})
 
 
-def with_head(model, n_labels: int):
+def with_head(model, n_labels: int, pool: str = "cls"):
     """The encoder with an n_labels head: its own if it has one that size, else a new one on
-    BERT's pooler (head_pool=cls: the layout of BertForSequenceClassification, so the classifier
-    exports whole; an encoder without a pooler gets a fresh one)."""
+    BERT's pooler (pool=cls: the layout of BertForSequenceClassification, so the classifier
+    exports whole; an encoder without a pooler gets a fresh one) or on the mean of the final
+    states (pool=mean)."""
     from genforge.models.encoder import Encoder
 
     have = model.config.n_labels
@@ -62,7 +63,8 @@ def with_head(model, n_labels: int):
         return model
     if have:
         raise ConfigError(f"the checkpoint's head has {have} labels but the data has {n_labels}")
-    new = Encoder(dataclasses.replace(model.config, n_labels=n_labels, pooler=True, head_pool="cls"))
+    pooler = model.config.pooler or pool == "cls"
+    new = Encoder(dataclasses.replace(model.config, n_labels=n_labels, pooler=pooler, head_pool=pool))
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith(("head.", "pooler.")) for k in missing), (missing, unexpected)
     return new
