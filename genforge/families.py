@@ -33,6 +33,7 @@ from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.models.reward import RewardConfig, RewardModel
 from genforge.models.vae import VAE, VAEConfig
+from genforge.models.vqvae import VQVAE, VQVAEConfig
 
 # what a family's checkpoints make, which decides how they sample and which routes serve them:
 # text (a decoder LM: /v1/completions, chat), image (sample(n, cond, generator): /v1/images/generations),
@@ -76,6 +77,8 @@ FAMILIES: dict[str, Family] = {
                       finetune="genforge.finetune.tasks:classify_task"),
     "vae": Family(VAEConfig, VAE, "image", "genforge.train.run_images:run_images", ImageDataConfig,
                   "genforge.objectives.vae:VAEObjective"),
+    "vqvae": Family(VQVAEConfig, VQVAE, "image", "genforge.train.run_images:run_images", ImageDataConfig,
+                    "genforge.objectives.vqvae:VQVAEObjective"),
     "gan": Family(GANConfig, GAN, "image", "genforge.train.run_images:run_images", ImageDataConfig,
                   "genforge.objectives.gan:GANObjective", part="g"),
     "classifier": Family(ClassifierConfig, Classifier, "label", "genforge.train.run_images:run_images", ImageDataConfig,
