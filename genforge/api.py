@@ -23,12 +23,10 @@ def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
     a language model; for an image model the module that samples, in eval mode, with
     .sample(n, cond=None, generator=None) -> (n, C, H, W) images in [0, 1]. CheckpointError for
     a family that makes neither."""
-    path = ckpt_io.resolve(ckpt)
-    config = ckpt_io.read_config(path)
-    kind = ckpt_io.family_of(config, path).kind
-    if kind == "text":
+    path, config, fam = ckpt_io.peek(ckpt)
+    if fam.kind == "text":
         return TextModel.load(path, device=device, dtype=dtype)
-    if kind == "image":
+    if fam.kind == "image":
         return load_model(path, device, dtype).model
     raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images "
                           "(genforge.checkpoint.load(path).model gives its model)")

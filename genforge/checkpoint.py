@@ -55,11 +55,9 @@ def load(ckpt: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     adapters merged unless merged=False. trainable=True gives the whole model in train mode (what
     a fine-tuning or alignment run starts from). CheckpointError for pickles, missing, truncated
     or mismatched files, an unknown family."""
-    path = resolve(ckpt)
     if verify_files:
-        verify(path)
-    config = read_config(path)
-    fam = family_of(config, path)
+        verify(ckpt)
+    path, config, fam = peek(ckpt)
     model = build(config, path)
     if fam.part and not trainable:
         model = getattr(model, fam.part)
@@ -80,6 +78,14 @@ def load(ckpt: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
         tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     model = model.to(device, dtype) if dtype is not None else model.to(device)
     return Loaded(model.train(trainable), config, tokenizer, path)
+
+
+def peek(ckpt: str | Path) -> tuple[Path, dict, Family]:
+    """(checkpoint directory, config.json, its family's table entry) without building the model:
+    what callers read to decide how to load or serve a checkpoint."""
+    path = resolve(ckpt)
+    config = read_config(path)
+    return path, config, family_of(config, path)
 
 
 def build(config: dict, path: Path) -> nn.Module:

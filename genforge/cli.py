@@ -170,8 +170,7 @@ def _kind(ckpt: str) -> str:
     """What the checkpoint's family makes (genforge/families.py: text, image, label, ...)."""
     from genforge import checkpoint as ckpt_io
 
-    path = ckpt_io.resolve(ckpt)
-    return ckpt_io.family_of(ckpt_io.read_config(path), path).kind
+    return ckpt_io.peek(ckpt)[2].kind
 
 
 def _generate_images(a) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genforge.data.images import IMAGE_SUFFIXES, _to_array, read_npz
+from genforge.data.images import IMAGE_SUFFIXES, check_shape, image_files, read_image, read_npz, to_array
 from genforge.errors import DataError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -90,21 +90,19 @@ def read_captioned(path: str | Path, image_size: int = 0, channels: int = 0,
         raise DataError(f"{path}: no such folder or .npz file of captioned images")
     meta = path / "metadata.jsonl"
     pairs = _metadata_pairs(path, meta, on_bad) if meta.is_file() else _txt_pairs(path, on_bad)
-    images, captions, shape = [], [], None
+    images, captions = [], []
     for file, caption in pairs:
-        arr = _load(file, image_size, channels, on_bad)
-        if arr is None:
+        try:
+            arr = read_image(file, channels, image_size)  # (C, H, W)
+        except DataError as e:
+            _bad(str(e), on_bad)
             continue
-        if shape is None:
-            shape = arr.shape
-        elif arr.shape != shape:
-            raise DataError(f"{file}: image of shape {arr.shape[:2]} x{arr.shape[2]} channels, the first one was "
-                            f"{shape[:2]} x{shape[2]}; set image_size to resize all of them")
+        check_shape(arr, images[0] if images else arr, file, "image_size")
         images.append(arr)
         captions.append(caption)
     if not images:
         raise DataError(f"{path}: no captioned images found")
-    return np.stack(images), captions
+    return np.stack(images).transpose(0, 2, 3, 1), captions  # (N, H, W, C)
 
 
 def _bad(message: str, on_bad: str) -> None:
@@ -136,14 +134,14 @@ def _metadata_pairs(folder: Path, meta: Path, on_bad: str) -> list[tuple[Path, s
             _bad(f"{where}: empty caption for {file} (expected a non-empty 'text' or 'caption')", on_bad)
         else:
             pairs.append((file, caption.strip()))
-    for file in sorted(_image_files(folder)):
+    for file in sorted(image_files(folder, recursive=True)):
         if file.resolve() not in listed:
             _bad(f"{file}: image without a caption (not listed in {meta})", on_bad)
     return pairs
 
 
 def _txt_pairs(folder: Path, on_bad: str) -> list[tuple[Path, str]]:
-    images = {p.with_suffix(""): p for p in sorted(_image_files(folder))}
+    images = {p.with_suffix(""): p for p in sorted(image_files(folder, recursive=True))}
     texts = {p.with_suffix(""): p for p in sorted(folder.rglob("*.txt")) if p.is_file()}
     pairs = []
     for stem, txt in texts.items():
@@ -159,23 +157,6 @@ def _txt_pairs(folder: Path, on_bad: str) -> list[tuple[Path, str]]:
             continue
         pairs.append((file, caption))
     return pairs
-
-
-def _image_files(folder: Path):
-    return (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _load(file: Path, image_size: int, channels: int, on_bad: str) -> np.ndarray | None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(file) as im:
-            im.load()
-            grey = im.mode in ("L", "1", "I;16", "I", "LA")
-            return _to_array(im, channels or (1 if grey else 3), image_size).transpose(1, 2, 0)  # (H, W, C)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        _bad(f"{file}: unreadable image ({e.__class__.__name__}: {e})", on_bad)
-        return None
 
 
 def _read_npz(path: Path, image_size: int, channels: int, on_bad: str) -> tuple[np.ndarray, list[str]]:
@@ -197,7 +178,7 @@ def _read_npz(path: Path, image_size: int, channels: int, on_bad: str) -> tuple[
             continue
         if (channels and channels != arr.shape[0]) or (image_size and arr.shape[1:] != (image_size, image_size)):
             im = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-            arr = _to_array(im, channels or arr.shape[0], image_size)
+            arr = to_array(im, channels or arr.shape[0], image_size)
         images.append(arr.transpose(1, 2, 0))  # (H, W, C)
         texts.append(caption)
     if not images:

@@ -98,29 +98,20 @@ def find_idx(folder: Path, split: str) -> tuple[Path, Path | None] | None:
 def read_folder(folder: Path, channels: int = 0, size: int = 0, on_bad: str = "error") -> ImageSet:
     """PNG/JPEG/... files under folder; the sub-folder names are the classes (none: unlabelled).
     A file PIL cannot read raises DataError naming it, or with on_bad="skip" is logged to stderr."""
-    from PIL import Image, UnidentifiedImageError
-
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    groups = [(i, sorted(_image_files(d))) for i, d in enumerate(subdirs)] or [(-1, sorted(_image_files(folder)))]
-    images, labels, skipped, shape = [], [], 0, None
+    groups = [(i, sorted(image_files(d))) for i, d in enumerate(subdirs)] or [(-1, sorted(image_files(folder)))]
+    images, labels, skipped = [], [], 0
     for label, files in groups:
         for f in files:
             try:
-                with Image.open(f) as im:
-                    im.load()
-                    arr = _to_array(im, channels or (1 if im.mode in ("L", "1", "I;16", "I", "LA") else 3), size)
-            except (OSError, UnidentifiedImageError, ValueError) as e:
+                arr = read_image(f, channels, size)
+            except DataError as e:
                 if on_bad != "skip":
-                    raise DataError(f"{f}: unreadable image ({e.__class__.__name__}: {e}); "
-                                    "fix or remove it, or set data.on_bad_image=skip") from None
-                print(f"genforge: skipping unreadable image {f} ({e.__class__.__name__})", file=sys.stderr)
+                    raise DataError(f"{e}; fix or remove it, or set data.on_bad_image=skip") from None
+                print(f"genforge: skipping unreadable image {f} ({e.__cause__.__class__.__name__})", file=sys.stderr)
                 skipped += 1
                 continue
-            if shape is None:
-                shape = arr.shape
-            elif arr.shape != shape:
-                raise DataError(f"{f}: image of shape {arr.shape[1:]} x{arr.shape[0]} channels, the first one was "
-                                f"{shape[1:]} x{shape[0]}; set data.image_size to resize all of them")
+            check_shape(arr, images[0] if images else arr, f, "data.image_size")
             images.append(arr)
             labels.append(label)
     if not images:
@@ -130,11 +121,34 @@ def read_folder(folder: Path, channels: int = 0, size: int = 0, on_bad: str = "e
     return ImageSet(np.stack(images), np.array(labels, np.int64), names)
 
 
-def _image_files(folder: Path):
-    return (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def image_files(folder: Path, recursive: bool = False):
+    """The image files directly in folder (or anywhere below it, with recursive)."""
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return (p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _to_array(im, channels: int, size: int) -> np.ndarray:
+def read_image(file: Path, channels: int = 0, size: int = 0) -> np.ndarray:
+    """(C, H, W) uint8 of one image file, resized to size x size when size > 0; channels=0 keeps a
+    grey image grey and makes any other RGB. DataError naming the file when PIL cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as im:
+            im.load()
+            return to_array(im, channels or (1 if im.mode in ("L", "1", "I;16", "I", "LA") else 3), size)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(f"{file}: unreadable image ({e.__class__.__name__}: {e})") from e  # the cause names the error
+
+
+def check_shape(arr: np.ndarray, first: np.ndarray, file: Path, setting: str) -> None:
+    """DataError naming file when its (C, H, W) image differs in shape from the first one read."""
+    if arr.shape != first.shape:
+        raise DataError(f"{file}: image of shape {arr.shape[1:]} x{arr.shape[0]} channels, the first one was "
+                        f"{first.shape[1:]} x{first.shape[0]}; set {setting} to resize all of them")
+
+
+def to_array(im, channels: int, size: int) -> np.ndarray:
+    """A PIL image as (C, H, W) uint8, grey (channels=1) or RGB, resized to size x size when size > 0."""
     im = im.convert("L" if channels == 1 else "RGB")
     if size:
         im = im.resize((size, size), resample=3)  # bicubic

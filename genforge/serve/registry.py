@@ -40,9 +40,8 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
     from genforge import checkpoint as ckpt_io
     from genforge.api import TextModel, load_model
 
-    path = ckpt_io.resolve(ckpt)
-    config = ckpt_io.read_config(path)
-    kind = ckpt_io.family_of(config, path).kind
+    path, config, fam = ckpt_io.peek(ckpt)
+    kind = fam.kind
     if kind == "text":
         template = config.get("chat_template")
         tok_config = path / "tokenizer_config.json"
