@@ -167,7 +167,7 @@ def test_objectives_without_an_example_mean_loss_are_refused():
     cfg, cpu, data = TrainConfig(cpu_parallel="batch", threads=2), torch.device("cpu"), iter(())
     with pytest.raises(ConfigError, match="BatchNormObjective's loss is not a mean over examples"):
         for_training(BatchNormObjective(), data, cfg, cpu, False, torch.float32)
-    with pytest.raises(ConfigError, match="needs one process"):
-        for_training(LMObjective(None), data, cfg, cpu, True, torch.float32)
+    with pytest.raises(ConfigError, match="needs no float16 loss scaling"):
+        for_training(LMObjective(None), data, cfg, cpu, False, torch.float16)
     assert for_training(BatchNormObjective(), data, TrainConfig(), cpu, False, torch.float32) == (None, data)  # ops
     assert for_training(BatchNormObjective(), data, cfg, torch.device("meta"), False, torch.float32) == (None, data)  # not CPU
