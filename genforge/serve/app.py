@@ -42,4 +42,4 @@ def create_app(state: ServerState) -> Guards:
     async def playground():
         return FileResponse(STATIC / "index.html")
 
-    return Guards(app, state.limits.max_body_bytes, state.api_key)
+    return Guards(app, state.limits.max_body_bytes, state.api_key, state.limits.body_timeout_s)

@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
-         404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+         404: "invalid_request_error", 405: "invalid_request_error", 408: "invalid_request_error",
+         413: "invalid_request_error",
          429: "rate_limit_exceeded", 500: "server_error", 503: "server_error", 504: "timeout"}
 
 
@@ -46,7 +47,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
-        return error_response(e.status_code, str(e.detail), None, None, getattr(e, "headers", None))
+        # the middleware's BodyError (413, 408) carries its code; Starlette's own (404, 405) have none
+        return error_response(e.status_code, str(e.detail), None, getattr(e, "code", None), getattr(e, "headers", None))
 
 
 def install_fallback(app: FastAPI) -> None:

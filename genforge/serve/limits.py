@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 1_000_000      # request body; larger -> 413
+    body_timeout_s: float = 30.0         # the whole request body must arrive within this; else 408
     max_concurrent: int = 4              # generations at once; more -> 429 at once, no queue
     max_tokens: int = 512                # per choice; the default for chat when the request names none
     max_n: int = 8                       # choices per request (n x prompts)
