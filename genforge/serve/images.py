@@ -1,13 +1,19 @@
 """Images for /v1/images/generations: any module with `sample(n, cond=None, generator=None)`
-returning (n, C, H, W) in [0, 1] (C = 1 grey, 3 RGB), encoded as base64 PNG."""
+returning (n, C, H, W) in [0, 1] (C = 1 grey, 3 RGB), encoded as base64 PNG. A model makes one
+size, its own: a request's `size` ("WIDTHxHEIGHT", as in OpenAI's API) must name it, or be
+"auto" or absent."""
 from __future__ import annotations
 
 import base64
 import io
+import weakref
 
 import torch
 
 from genforge.errors import CheckpointError
+from genforge.serve.errors import APIError
+
+_SIZES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> "WxH", found once
 
 
 def to_png(image: torch.Tensor) -> bytes:
@@ -23,12 +29,39 @@ def to_png(image: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def native_size(model) -> str:
+    """The size model's images have, as "WIDTHxHEIGHT": its config's square image_size, else the
+    shape of one sample (drawn once per model)."""
+    if model not in _SIZES:
+        side = getattr(getattr(model, "config", None), "image_size", 0)
+        if side:
+            _SIZES[model] = f"{side}x{side}"
+        else:
+            with torch.inference_mode():
+                h, w = model.sample(1, cond=None, generator=torch.Generator(_device(model)).manual_seed(0)).shape[-2:]
+            _SIZES[model] = f"{w}x{h}"
+    return _SIZES[model]
+
+
+def check_size(model, size: str | None) -> None:
+    """APIError 400 unless size is None, "auto" or the model's own size."""
+    if size is None or size == "auto":
+        return
+    own = native_size(model)
+    if size.strip().lower() != own:
+        raise APIError(400, f"size={size!r}: this model makes {own} images only; the sizes it has: {own} "
+                       "(or leave size out)", "size", "invalid_size")
+
+
 def generate_images(model, n: int, seed: int | None = None) -> list[str]:
     """n base64-encoded PNGs sampled from model (seeded when seed is given)."""
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
-    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    generator = torch.Generator(device=_device(model)).manual_seed(seed) if seed is not None else None
     with torch.inference_mode():
         images = model.sample(n, cond=None, generator=generator)  # (n, C, H, W)
     if images.dim() != 4 or images.size(0) != n:
         raise CheckpointError(f"sample({n}) returned shape {tuple(images.shape)}; expected ({n}, C, H, W)")
     return [base64.b64encode(to_png(img)).decode("ascii") for img in images]
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")

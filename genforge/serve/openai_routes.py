@@ -15,7 +15,7 @@ from genforge.errors import DataError
 from genforge.serve.chat import render_chat
 from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded_stream
 from genforge.serve.errors import APIError, error_body
-from genforge.serve.images import generate_images
+from genforge.serve.images import check_size, generate_images
 from genforge.serve.registry import Served
 from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
 from genforge.serve.state import ServerState
@@ -54,6 +54,7 @@ def router(state: ServerState) -> APIRouter:
         served = _model(state, req.model, "image")
         if req.n > state.limits.max_images:
             raise APIError(400, f"n={req.n}: at most {state.limits.max_images} images per request", "n")
+        check_size(served.model, req.size)
         return await _one_shot(state, request, lambda: generate_images(served.model, req.n, req.seed),
                                lambda pngs: {"created": int(time.time()), "data": [{"b64_json": p} for p in pngs]})
 
