@@ -88,7 +88,37 @@ def evaluate_checkpoint(ckpt, data: str | None = None, file: str | None = None, 
 
 
 def ckpt_data_path(lm) -> str:
-    path = (lm.config.get("data") or {}).get("path")
-    if not path:
+    """The prepared data directory a checkpoint trained on. config.json records it absolute; a
+    relative path (older checkpoints: relative to where training ran) is tried as given, beside
+    the checkpoint, and below the directory training ran in (found from train.out_dir).
+    DataError naming every path tried when none holds a manifest.json."""
+    from pathlib import Path
+
+    recorded = (lm.config.get("data") or {}).get("path")
+    if not recorded:
         raise DataError(f"{lm.path}: the checkpoint does not record its data; pass --data DIR or --file F")
-    return path
+    tried, ckpt = [Path(recorded)], Path(lm.path).resolve()
+    if not tried[0].is_absolute():
+        tried.append(ckpt / recorded)
+        cwd = _training_dir(ckpt, ((lm.config.get("run") or {}).get("train") or {}).get("out_dir"))
+        if cwd is not None:
+            tried.append(cwd / recorded)
+    for path in tried:
+        if (path / "manifest.json").is_file():
+            return str(path)
+    where = ", ".join(str(p.absolute()) for p in dict.fromkeys(tried))
+    raise DataError(f"{lm.path}: the data it trained on (data.path={recorded}) is not at {where}; "
+                    "pass --data DIR (a directory made by `genforge prepare`) or --file F")
+
+
+def _training_dir(ckpt, out_dir: str | None):
+    """The working directory of the run that wrote ckpt (an absolute OUT_DIR/step-N), or None."""
+    from pathlib import Path
+
+    if not out_dir or Path(out_dir).is_absolute():
+        return None
+    parts = len(Path(out_dir).parts)
+    run_dir = ckpt.parent
+    if len(run_dir.parts) > parts and run_dir.parts[-parts:] == Path(out_dir).parts:
+        return Path(*run_dir.parts[:-parts])
+    return None

@@ -101,7 +101,8 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     task.extra.update(trainable_params=trainable, total_params=sum(p.numel() for p in model.parameters()))
     config = {"family": base_config["family"], "model": dataclasses.asdict(task.model.config), "tokenizer": "tokenizer.json",
-              "finetune": {**dataclasses.asdict(opts), "base": str(base), "data": str(data), "task": task.name,
+              "finetune": {**dataclasses.asdict(opts), "base": str(Path(base).resolve()),
+                           "data": str(Path(data).resolve()), "task": task.name,
                            **task.extra}, "run": {"train": dataclasses.asdict(cfg)}}
     if settings:
         config["lora"] = settings

@@ -47,7 +47,8 @@ def run_lm(cfg: RunConfig, resume: bool, progress: bool) -> Path:
                            rank=dist.rank, world=dist.world)
     summary = {k: data.manifest[k] for k in ("dtype", "vocab_size", "eot_id", "tokenizer_kind", "source") if k in data.manifest}
     config = {"family": cfg.family, "model": dataclasses.asdict(cfg.model), "tokenizer": "tokenizer.json",
-              "data": {"path": str(data.path), **summary}, "run": cfg.to_dict()}
+              # absolute, so `genforge eval CKPT` finds the data from any working directory
+              "data": {"path": str(data.path.resolve()), **summary}, "run": cfg.to_dict()}
     return train(LMObjective(model), batches, cfg.train, Path(cfg.train.out_dir), resume=resume,
                  config=config, tokenizer=data.tokenizer_path, progress=progress)
 
