@@ -16,7 +16,8 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(state: ServerState) -> Guards:
-    """The ASGI app serving state.models; the reviewer pages only when state.feedback is a FeedbackDB."""
+    """The ASGI app serving state.models; the reviewer pages when state.feedback is a FeedbackDB,
+    else a page at /review saying how to turn them on."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -29,14 +30,14 @@ def create_app(state: ServerState) -> Guards:
     errors.install_fallback(app)
     app.include_router(openai_routes.router(state))
     app.include_router(review.prompts_router(state))
-    if state.feedback is not None:
-        app.include_router(review.router(state))
+    app.include_router(review.router(state) if state.feedback is not None else review.off_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": list(state.models), "running": state.engine.running,
-                "admitted": state.slots.used, "max_concurrent": state.limits.max_concurrent}
+        return {"status": "ok", "models": list(state.models), "review": state.feedback is not None,
+                "running": state.engine.running, "admitted": state.slots.used,
+                "max_concurrent": state.limits.max_concurrent}
 
     @app.get("/", include_in_schema=False)
     async def playground():

@@ -209,6 +209,19 @@ def _api_routes(r: APIRouter, db: FeedbackDB, reviewing: Reviewing) -> None:
         return mine[0]
 
 
+def off_router() -> APIRouter:
+    """Without a feedback database: the reviewer pages say how to turn reviewing on (the JSON API
+    under /review/api stays a 404 error object)."""
+    r = APIRouter()
+
+    @r.get("/review", response_class=HTMLResponse)
+    @r.get("/review/login", response_class=HTMLResponse)
+    def off(request: Request):
+        return TEMPLATES.TemplateResponse(request, "review_off.html", {})
+
+    return r
+
+
 def prompts_router(state: ServerState) -> APIRouter:
     """POST /playground/review-prompt: the playground sends a prompt to the reviewers' queue."""
     r = APIRouter()

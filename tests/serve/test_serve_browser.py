@@ -91,3 +91,40 @@ def test_playground_streams_a_completion(make_server, page, artifacts):
     body = {"model": "beta", "prompt": "the lazy", "seed": 9, "max_tokens": 30, "temperature": 1, "top_p": 1}
     want = httpx.post(f"{url}/v1/completions", json=body).json()["choices"][0]["text"]
     assert page.text_content("#output") == want
+
+
+def test_without_a_feedback_db_the_reviewer_page_says_how_to_turn_it_on(make_server, page):
+    url = make_server()
+    page.goto(url)
+    page.wait_for_selector("#model option[value=alpha]", state="attached")
+    assert page.locator("#review-link").is_hidden() and page.locator("#to-review").is_hidden()
+    response = page.goto(f"{url}/review")
+    assert response.ok and "text/html" in response.headers["content-type"]
+    assert page.text_content("#review-off") == "Reviewing is off on this server"
+    assert "--feedback-db" in page.text_content("main")
+    assert httpx.get(f"{url}/review/api/next").json()["error"]["message"]  # the JSON API: an error object
+
+
+def test_with_a_feedback_db_the_playground_links_the_reviewer_page(tmp_path, make_server, page):
+    url = make_server(feedback=open_db(tmp_path / "fb.db"))
+    page.goto(url)
+    sync_api.expect(page.locator("#review-link")).to_be_visible()
+    sync_api.expect(page.locator("#to-review")).to_be_visible()
+    page.click("#review-link")
+    page.wait_for_url("**/review/login")
+
+
+def test_the_missing_key_error_clears_once_the_key_is_typed(make_server, page):
+    url = make_server(api_key="s3cret")
+    page.goto(url)
+    sync_api.expect(page.locator("#status")).to_contain_text("API key")  # the listing was refused
+    page.fill("#api_key", "s3cret")  # typed, not yet left: the models come once typing pauses
+    page.wait_for_selector("#model option[value=alpha]", state="attached")
+    sync_api.expect(page.locator("#status")).to_have_text("")
+    page.fill("#prompt-box", "the")
+    page.fill("#max_tokens", "5")
+    page.click("#generate")
+    sync_api.expect(page.locator("#status")).to_have_text("done", timeout=60_000)
+    page.fill("#api_key", "wrong")
+    page.locator("#api_key").blur()
+    sync_api.expect(page.locator("#status")).to_contain_text("API key")  # a wrong key is still refused

@@ -1,8 +1,10 @@
 // The playground: lists models, streams /v1/completions (SSE) into #output as plain text
-// (textContent, never HTML: model output is untrusted), queues prompts for the reviewers.
+// (textContent, never HTML: model output is untrusted), queues prompts for the reviewers when the
+// server has a reviewer page (/health's "review"; the link and the button show only then).
 "use strict";
 const $ = (id) => document.getElementById(id);
 let controller = null;
+let keyRefused = false;  // the status line shows the server's "missing API key" answer
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -11,7 +13,7 @@ function headers() {
   return h;
 }
 
-function say(text) { $("status").textContent = text; }
+function say(text) { $("status").textContent = text; keyRefused = false; }
 
 async function errorText(resp) {
   try { return (await resp.json()).error.message; } catch (e) { return resp.status + " " + resp.statusText; }
@@ -19,7 +21,8 @@ async function errorText(resp) {
 
 async function loadModels() {
   const resp = await fetch("/v1/models", { headers: headers() });
-  if (!resp.ok) { say(await errorText(resp)); return; }
+  if (!resp.ok) { say(await errorText(resp)); keyRefused = resp.status === 401; return false; }
+  if (keyRefused) say("");  // the key now typed is accepted: the old refusal no longer holds
   const select = $("model");
   select.replaceChildren();
   for (const m of (await resp.json()).data.filter((m) => m.kind !== "image")) {
@@ -28,9 +31,22 @@ async function loadModels() {
     option.textContent = m.id;
     select.appendChild(option);
   }
+  return true;
+}
+
+async function ready() {  // models listed, e.g. once a key is typed and the first listing was refused
+  return $("model").options.length > 0 || await loadModels();
+}
+
+async function showReview() {
+  const resp = await fetch("/health");
+  const on = resp.ok && (await resp.json()).review === true;
+  $("review-link").hidden = !on;
+  $("to-review").hidden = !on;
 }
 
 async function generate() {
+  if (!await ready()) return;
   const body = {
     model: $("model").value, prompt: $("prompt-box").value, stream: true,
     temperature: Number($("temperature").value), top_p: Number($("top_p").value),
@@ -78,6 +94,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("generate").addEventListener("click", generate);
   $("stop").addEventListener("click", () => controller && controller.abort());
   $("to-review").addEventListener("click", toReview);
-  $("api_key").addEventListener("change", loadModels);
+  let typing = null;  // the models again once the key has been typed (or pasted), not per keystroke
+  $("api_key").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadModels, 300); });
+  $("api_key").addEventListener("change", () => { clearTimeout(typing); loadModels(); });
   loadModels();
+  showReview();
 });
