@@ -22,12 +22,14 @@ from typing import Any, Literal
 from torch import nn
 
 from genforge.config import DataConfig
+from genforge.data.caption_batches import CaptionDataConfig
 from genforge.data.image_batches import ImageDataConfig
 from genforge.data.pairs import PreferenceDataConfig
 from genforge.data.prompts import PromptDataConfig
 from genforge.errors import ConfigError
 from genforge.models import encoder_hf, gpt_hf
 from genforge.models.classifier import Classifier, ClassifierConfig
+from genforge.models.diffusion import DiffusionConfig, DiT
 from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
@@ -37,8 +39,9 @@ from genforge.models.vqvae import VQVAE, VQVAEConfig
 
 # what a family's checkpoints make, which decides how they sample and which routes serve them:
 # text (a decoder LM: /v1/completions, chat), image (sample(n, cond, generator): /v1/images/generations),
-# score (a reward model), label (an image classifier), encode (a text encoder)
-Kind = Literal["text", "image", "score", "label", "encode"]
+# score (a reward model), label (an image classifier), encode (a text encoder),
+# text_image (images from a written prompt: Family.generate; /v1/images/generations with a prompt)
+Kind = Literal["text", "image", "score", "label", "encode", "text_image"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class Family:
     hf_types: tuple[str, ...] = ()  # the HF config.json model_types it imports
     finetune: str = ""  # "module:function" making its `genforge finetune` task
     methods: dict[str, Method] = field(default_factory=dict)
+    # text_image: "module:function" (model, caption ids (B, T), generator, guidance, negative ids, check,
+    # **family options) -> images (B, C, H, W) in [0, 1]
+    generate: str = ""
 
 
 _PREFS = PreferenceDataConfig
@@ -83,6 +89,9 @@ FAMILIES: dict[str, Family] = {
                   "genforge.objectives.gan:GANObjective", part="g"),
     "classifier": Family(ClassifierConfig, Classifier, "label", "genforge.train.run_images:run_images", ImageDataConfig,
                          "genforge.objectives.classify:ClassifierObjective"),
+    # text to image: a diffusion transformer over pixels, conditioned on the caption
+    "diffusion": Family(DiffusionConfig, DiT, "text_image", "genforge.train.run_t2i:run_t2i", CaptionDataConfig,
+                        "genforge.objectives.denoise:DenoiseObjective", generate="genforge.sample.t2i:generate"),
     # a gpt trunk with a scalar head: its own checkpoints, which score text rather than generate it
     "reward": Family(RewardConfig, RewardModel, "score", run="genforge.align.runs:run_reward", data=_PREFS),
 }

@@ -22,6 +22,9 @@ from genforge.data.images import ImageSet
 from genforge.errors import ConfigError, DataError
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (B, C, H, W) in [0, 1] -> same
+# an objective's random draws per batch (a diffusion's times and noise), appended to the batch, so
+# that the loss is a function of the batch alone (exact resume, batch shards in any thread order)
+Draw = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
 
 
 @dataclass
@@ -125,14 +128,15 @@ def to_float(images: np.ndarray) -> torch.Tensor:
 
 
 class ImageBatches:
-    """Shuffled (images (B, C, H, W) in [0, 1], labels (B,)) batches, epoch after epoch."""
+    """Shuffled (images (B, C, H, W) in [0, 1], labels (B,) or caption ids (B, T), *draws) batches,
+    epoch after epoch; `draw` adds the objective's random draws, from the batch's own generator."""
 
     def __init__(self, train: ImageSet, val: ImageSet, batch_size: int, seed: int = 0,
-                 device: str | torch.device = "cpu", augment: list[Augment] = ()):
+                 device: str | torch.device = "cpu", augment: list[Augment] = (), draw: Draw | None = None):
         if len(train) < batch_size:
             raise DataError(f"{len(train)} training images, fewer than data.batch_size={batch_size}")
         self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
-        self.device, self.augment = torch.device(device), list(augment)
+        self.device, self.augment, self.draw = torch.device(device), list(augment), draw
         self.x, self.y = to_float(train.images), torch.from_numpy(train.labels)
         self.step = 0
         self._perm: tuple[int, np.ndarray] | None = None
@@ -144,18 +148,18 @@ class ImageBatches:
     def __iter__(self):
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __next__(self) -> tuple[torch.Tensor, ...]:
         epoch, i = divmod(self.step, self.batches_per_epoch)
         if self._perm is None or self._perm[0] != epoch:
             self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.train)))
         idx = torch.from_numpy(self._perm[1][i * self.batch_size:(i + 1) * self.batch_size])
         x, y = self.x[idx], self.y[idx]
-        if self.augment:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
-            for fn in self.augment:
-                x = fn(x, gen)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+        for fn in self.augment:
+            x = fn(x, gen)
+        draws = self.draw(x, gen) if self.draw is not None else ()
         self.step += 1
-        return x.to(self.device), y.to(self.device)
+        return tuple(t.to(self.device) for t in (x, y, *draws))
 
     def state_dict(self) -> dict:
         return {"step": self.step, "seed": self.seed}
@@ -163,11 +167,15 @@ class ImageBatches:
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
 
-    def eval_batches(self, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The first n batches of the validation set (fewer if it is smaller), the same every time."""
+    def eval_batches(self, n: int) -> list[tuple[torch.Tensor, ...]]:
+        """The first n batches of the validation set (fewer if it is smaller), the same every time
+        (draws included)."""
         x, y = to_float(self.val.images), torch.from_numpy(self.val.labels)
-        B = self.batch_size
-        return [(x[i:i + B].to(self.device), y[i:i + B].to(self.device)) for i in range(0, min(len(x), n * B), B)]
+        B, out = self.batch_size, []
+        for i in range(0, min(len(x), n * B), B):
+            draws = self.draw(x[i:i + B], torch.Generator().manual_seed(i)) if self.draw is not None else ()
+            out.append(tuple(t.to(self.device) for t in (x[i:i + B], y[i:i + B], *draws)))
+        return out
 
 
 def image_batches(cfg: ImageDataConfig, seed: int, device: torch.device) -> ImageBatches:

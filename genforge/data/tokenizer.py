@@ -3,7 +3,10 @@
 - char: every character of the corpus is a token (a BPE model with no merges, so the file loads
   in `tokenizers` and `transformers` like any other).
 - bpe:VOCAB: byte-level BPE (GPT-2 style) trained on the corpus; any text encodes.
-Both end the vocabulary with the end-of-text token `<|endoftext|>` that separates documents.
+- words: every word of the corpus (lower-cased; punctuation marks are words) is a token: the
+  caption vocabulary of text-to-image models, where a prompt word the model never saw is an error,
+  not a guess.
+All three end the vocabulary with the end-of-text token `<|endoftext|>` that separates documents.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tokenizers
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from genforge.data.fast_bpe import FastBPE, fast_engine
 from genforge.errors import DataError
@@ -30,8 +33,8 @@ class Tokenizer:
             eot = tok.token_to_id(eos)
         self.eot_id = eot
         model = tok.to_str()
-        self.kind = "char" if _is_char(model) else "bpe"
-        self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind == "char" else None
+        self.kind = "char" if _is_char(model) else "words" if _is_words(model) else "bpe"
+        self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind in ("char", "words") else None
         self._fast: FastBPE | bool | None = False  # built on first use (False: not yet)
 
     @classmethod
@@ -74,9 +77,16 @@ class Tokenizer:
         return self._fast
 
     def unknown_char(self, text: str) -> str | None:
-        """Why a char tokenizer cannot encode text (its first unknown character), or None."""
+        """Why a char (words) tokenizer cannot encode text (its first unknown character (word)), or None."""
         if self._chars is None:
             return None
+        if self.kind == "words":
+            words = [w for w, _ in self.tok.pre_tokenizer.pre_tokenize_str(self.tok.normalizer.normalize_str(text))]
+            unknown = [w for w in words if w not in self._chars]
+            if not unknown:
+                return None
+            return (f"word {unknown[0]!r} is not in the model's vocabulary of {len(self._chars)} words "
+                    f"(e.g. {', '.join(sorted(self._chars)[:8])})")
         unknown = set(text.replace(EOT, "")) - self._chars
         if not unknown:
             return None
@@ -97,6 +107,12 @@ def _is_char(spec: str) -> bool:
 
     data = json.loads(spec)
     return (data.get("decoder") or {}).get("type") == "Fuse" and not (data.get("model") or {}).get("merges")
+
+
+def _is_words(spec: str) -> bool:
+    import json
+
+    return (json.loads(spec).get("model") or {}).get("type") == "WordLevel"
 
 
 def _eos_token(path: Path) -> str | None:
@@ -125,6 +141,17 @@ def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
         tok.decoder = decoders.Fuse()
         tok.add_special_tokens([EOT])
         return Tokenizer(tok)
+    if kind == "words" and not size:
+        normalizer, pre = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+        seen = set()
+        for t in texts:
+            seen.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(t)))
+        vocab = {w: i for i, w in enumerate(sorted(seen))}
+        vocab[EOT] = len(vocab)
+        tok = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token=EOT))
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre
+        tok.add_special_tokens([EOT])
+        return Tokenizer(tok)
     if kind == "bpe" and size.isdigit() and int(size) > 256:
         tok = tokenizers.Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -136,7 +163,7 @@ def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
         tok.train_from_iterator(texts, trainer)
         tok.add_special_tokens([EOT])
         return Tokenizer(tok)
-    raise DataError(f"--tokenizer {spec!r}: expected char or bpe:VOCAB with VOCAB > 256 (e.g. bpe:8192)")
+    raise DataError(f"--tokenizer {spec!r}: expected char, words, or bpe:VOCAB with VOCAB > 256 (e.g. bpe:8192)")
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
