@@ -29,7 +29,8 @@ Draw = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
 
 @dataclass
 class ImageDataConfig:
-    # builtin:digits | builtin:glyphs[:CHARS] | an MNIST-layout IDX folder | an IDX images file |
+    # builtin:digits | builtin:glyphs[:CHARS] | builtin:scenes[:VOCAB] (20,000 drawn scenes, no labels) |
+    # an MNIST-layout IDX folder | an IDX images file |
     # a folder of images (class = sub-folder) | an .npz file
     source: str = "builtin:digits"
     batch_size: int = 64
@@ -94,8 +95,11 @@ def _read_source(cfg: ImageDataConfig) -> tuple[ImageSet, ImageSet | None]:
     if src.startswith("builtin:glyphs"):
         chars = src.partition("builtin:glyphs")[2].lstrip(":") or "0123456789"
         return _glyphs(chars, cfg.image_size or 28), None
+    if src == "builtin:scenes" or src.startswith("builtin:scenes:"):
+        return _scenes(src.partition("builtin:scenes")[2].lstrip(":") or "shapes", cfg.image_size or 32), None
     if src.startswith("builtin:"):
-        raise ConfigError(f"data.source={src!r}: unknown builtin; expected builtin:digits or builtin:glyphs[:CHARS]")
+        raise ConfigError(f"data.source={src!r}: unknown builtin; expected builtin:digits, builtin:glyphs[:CHARS] or "
+                          "builtin:scenes[:shapes|digits|all]")
     path = Path(src)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder (data.source)")
@@ -113,6 +117,17 @@ def _read_source(cfg: ImageDataConfig) -> tuple[ImageSet, ImageSet | None]:
 @functools.lru_cache(maxsize=4)
 def _glyphs(chars: str, size: int) -> ImageSet:
     return readers.render_glyphs(chars, size)
+
+
+@functools.lru_cache(maxsize=2)
+def _scenes(vocab: str, size: int, n: int = 20000) -> ImageSet:
+    from genforge.data import scenes
+
+    if vocab not in scenes.VOCABS:
+        raise ConfigError(f"data.source=builtin:scenes:{vocab}: unknown scene vocabulary; expected one of "
+                          f"{', '.join(scenes.VOCABS)}")
+    images, _, _ = scenes.make_scenes(n, "train", size, 0, vocab)
+    return ImageSet(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), np.full(n, -1, np.int64), [])
 
 
 def _resize(s: ImageSet, size: int) -> ImageSet:
