@@ -163,6 +163,8 @@ def _coerce(value, tp, key: str):
         return origin(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
+    if (tp is dict or origin is dict) and isinstance(value, dict):  # a free-form mapping, e.g. model.rope_scaling
+        return dict(value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):

@@ -20,6 +20,7 @@ from genforge.cpu import attention as cpu_attention
 from genforge.cpu import fused_gpt
 from genforge.errors import ConfigError
 from genforge.nn import MLP, CausalSelfAttention, KVCache, RotaryEmbedding, SwiGLU
+from genforge.nn.rope_scaling import check_scaling as check_rope_scaling
 
 
 @dataclass
@@ -38,6 +39,9 @@ class GPTConfig:
     tie_embeddings: bool | None = None  # None: True for gpt2, False for llama
     norm_eps: float | None = None  # None: 1e-5 (gpt2), 1e-6 (llama)
     rope_theta: float = 10000.0
+    # llama: scaled rotary frequencies, {"rope_type": linear|dynamic|llama3|yarn, ...} as in transformers'
+    # rope_parameters (genforge/nn/rope_scaling.py); None: plain RoPE
+    rope_scaling: dict | None = None
 
     def __post_init__(self):
         gpt2 = self.flavour == "gpt2"
@@ -64,6 +68,9 @@ class GPTConfig:
             raise ConfigError("model.n_kv_head: grouped-query attention needs flavour=llama")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.rope_scaling and self.flavour != "llama":
+            raise ConfigError("model.rope_scaling: rotary positions need flavour=llama")
+        check_rope_scaling(self.rope_scaling, self.block_size)
 
 
 # Named presets; a preset is a dict of GPTConfig fields.
@@ -101,7 +108,8 @@ class GPT(nn.Module):
             raise ConfigError("model.vocab_size must be set (>= 1), or taken from the data's tokenizer")
         self.config = cfg
         llama = cfg.flavour == "llama"
-        rope = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta) if llama else None
+        rope = RotaryEmbedding(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta,
+                               cfg.rope_scaling) if llama else None
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
             drop=nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity(),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from genforge.errors import CheckpointError
+from genforge.errors import CheckpointError, ConfigError
 from genforge.models.gpt import GPT, GPTConfig
+from genforge.nn.rope_scaling import check_scaling as check_rope_scaling
 
 
 def to_hf(model: GPT) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -96,23 +97,73 @@ def _llama_to_hf(cfg: GPTConfig, sd: dict) -> tuple[dict, dict]:
         architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=cfg.vocab_size,
         hidden_size=cfg.n_embd, intermediate_size=cfg.mlp_hidden, num_hidden_layers=cfg.n_layer,
         num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_kv_head, head_dim=hs,
-        max_position_embeddings=cfg.block_size, rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
+        max_position_embeddings=cfg.block_size, rms_norm_eps=cfg.norm_eps,
         tie_word_embeddings=cfg.tie_embeddings, hidden_act="silu", attention_bias=False, mlp_bias=False,
+        **_rope_to_hf(cfg),
     )
     return config, {k: v.contiguous() for k, v in out.items()}
 
 
+def _rope_to_hf(cfg: GPTConfig) -> dict:
+    """transformers 5's rope_parameters, plus transformers 4's rope_theta (and rope_scaling)."""
+    scaling = dict(cfg.rope_scaling or {"rope_type": "default"})
+    if scaling["rope_type"] == "dynamic":  # transformers scales past max_position_embeddings (= block_size)
+        scaling.pop("original_max_position_embeddings", None)
+    out = {"rope_theta": cfg.rope_theta, "rope_parameters": {"rope_theta": cfg.rope_theta, **scaling}}
+    if cfg.rope_scaling:
+        out["rope_scaling"] = scaling
+    return out
+
+
+def _rope_from_hf(c: dict) -> tuple[float, dict | None]:
+    """(rope_theta, GPTConfig.rope_scaling) of a Llama config.json in either layout: transformers
+    5's rope_parameters {rope_theta, rope_type, ...} or transformers 4's top-level rope_theta and
+    rope_scaling {rope_type (or type), ...}. CheckpointError for what genforge does not compute."""
+    params, legacy = c.get("rope_parameters") or {}, c.get("rope_scaling") or {}
+    for name, value in (("rope_parameters", params), ("rope_scaling", legacy)):
+        if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
+            raise CheckpointError(f"config.json: {name}={value!r}: one rope setting for every layer is supported, "
+                                  "not one per layer type")
+    scaling = {**legacy, **params}
+    theta = float(scaling.pop("rope_theta", None) or c.get("rope_theta") or 10000.0)
+    kind = scaling.pop("rope_type", None) or scaling.get("type") or "default"
+    scaling.pop("type", None)
+    partial = scaling.pop("partial_rotary_factor", None) or c.get("partial_rotary_factor") or 1.0
+    if partial != 1.0:
+        raise CheckpointError(f"config.json: partial_rotary_factor={partial} is not supported (rotary on every dim only)")
+    if kind == "default":
+        return theta, None
+    if kind in ("llama3", "yarn"):  # transformers: the pretraining length, else max_position_embeddings
+        original = c.get("original_max_position_embeddings") or scaling.get("original_max_position_embeddings")
+        scaling["original_max_position_embeddings"] = original or c["max_position_embeddings"]
+    if kind == "yarn" and scaling.get("factor") is None:
+        scaling["factor"] = c["max_position_embeddings"] / scaling["original_max_position_embeddings"]
+    if kind == "dynamic":  # transformers rescales only past max_position_embeddings, which becomes block_size
+        scaling["original_max_position_embeddings"] = c["max_position_embeddings"]
+    scaling = {"rope_type": kind, **scaling}
+    try:
+        check_rope_scaling(scaling, c["max_position_embeddings"])
+    except ConfigError as e:
+        raise CheckpointError(f"config.json: rope_parameters: {str(e).removeprefix('model.rope_scaling: ')}") from None
+    return theta, scaling
+
+
 def _llama_from_hf(c: dict, sd: dict) -> tuple[GPTConfig, dict]:
-    if c.get("rope_scaling"):
-        raise CheckpointError(f"config.json: rope_scaling={c['rope_scaling']!r} is not supported yet")
+    theta, scaling = _rope_from_hf(c)
     if c.get("attention_bias") or c.get("mlp_bias"):
         raise CheckpointError("config.json: Llama with attention_bias/mlp_bias is not supported")
+    if c.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"config.json: hidden_act={c['hidden_act']!r} is not supported (Llama's silu only)")
+    head_dim = c.get("head_dim")
+    if head_dim and head_dim * c["num_attention_heads"] != c["hidden_size"]:
+        raise CheckpointError(f"config.json: head_dim={head_dim} is not hidden_size/num_attention_heads="
+                              f"{c['hidden_size'] // c['num_attention_heads']}, which genforge's attention needs")
     cfg = GPTConfig(
         flavour="llama", vocab_size=c["vocab_size"], block_size=c["max_position_embeddings"],
         n_layer=c["num_hidden_layers"], n_head=c["num_attention_heads"],
         n_kv_head=c.get("num_key_value_heads") or c["num_attention_heads"], n_embd=c["hidden_size"],
         mlp_hidden=c["intermediate_size"], bias=False, tie_embeddings=c.get("tie_word_embeddings", False),
-        norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=c.get("rope_theta", 10000.0),
+        norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=theta, rope_scaling=scaling,
     )
     out = {"transformer.wte.weight": sd["model.embed_tokens.weight"], "transformer.ln_f.weight": sd["model.norm.weight"]}
     if "lm_head.weight" in sd:

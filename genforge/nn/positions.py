@@ -5,15 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genforge.nn.rope_scaling import inv_frequencies
+
 
 class RotaryEmbedding(nn.Module):
-    def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0):
+    def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0, scaling: dict | None = None):
         super().__init__()
-        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        # scaling: linear / dynamic / llama3 / yarn frequencies (rope_scaling.py); yarn also scales cos and sin
+        inv_freq, attention = inv_frequencies(head_dim, theta, scaling)
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
-        cos = torch.cat([angles.cos(), angles.cos()], dim=-1)  # (T, hs)
+        cos = torch.cat([angles.cos(), angles.cos()], dim=-1) * attention  # (T, hs)
         # rotate_half(x) = [-x2, x1] = roll(x, hs/2) * [-1.., +1..]: the sign lives in `sin`
-        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1)
+        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1) * attention
         # (T, 1, hs) to broadcast over heads; not saved in checkpoints: a pure function of the config
         self.register_buffer("cos", cos[:, None, :], persistent=False)
         self.register_buffer("sin", sin[:, None, :], persistent=False)
