@@ -74,12 +74,11 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> P
         if step % cfg.log_interval == 0 or last:
             run.check_bad_steps(step)
             values = run.window.flush(lr)
-            tok_s = values.pop("tok_s", None)  # per rank; the run's throughput is the sum
+            rates = {k: values.pop(k) for k in RATES.values() if k in values}  # per rank; the run's is the sum
             values = dist_mod.mean(values, run.dist, run.device)
-            if tok_s is not None:
-                values["tok_s"] = tok_s * run.dist.world
+            values.update({k: rate * run.dist.world for k, rate in rates.items()})
             log.scalars(step, values)
-            bar.set_postfix_str(_fmt(values, ("loss", "tok_s")), refresh=False)
+            bar.set_postfix_str(_fmt(values, ("loss", *RATES.values())), refresh=False)
             if main and not progress:
                 print(f"step {step}: {_fmt(values)}", flush=True)
         if step % cfg.eval_interval == 0 or last:
@@ -245,16 +244,21 @@ def _ema_weights(objective, ema):
         target.load_state_dict(raw)
 
 
+# what an objective's metrics count ("tokens" for text, "images" for image families) -> the speed logged
+RATES = {"tokens": "tok_s", "images": "img_s"}
+
+
 class _Window:
     """Metrics summed since the last log line."""
 
     def __init__(self):
-        self.sums, self.counts, self.items, self.seconds = {}, {}, 0, 0.0
+        self.sums, self.counts, self.items, self.seconds, self.rate = {}, {}, 0, 0.0, "tok_s"
 
     def add(self, phase: str, metrics: dict) -> None:
         for name, value in metrics.items():
-            if name == "tokens":
+            if name in RATES:
                 self.items += int(value)
+                self.rate = RATES[name]
                 continue
             key = name if phase == "main" else f"{phase}_{name}"
             self.sums[key] = self.sums.get(key, 0.0) + value
@@ -270,7 +274,7 @@ class _Window:
         self.seconds += time.perf_counter() - t0
         values["lr"] = lr
         if self.items:
-            values["tok_s"] = self.items / max(self.seconds, 1e-9)
+            values[self.rate] = self.items / max(self.seconds, 1e-9)
         self.__init__()
         return values
 
