@@ -2,7 +2,7 @@
 
     phases: tuple[str, ...]                       ("main",) or ("d", "g") for a GAN
     parameters(phase) -> Iterable[Parameter]      what that phase's optimizer updates
-    loss(batch, phase) -> (loss, metrics)         metrics: tensors or numbers, "tokens" counts items
+    loss(batch, phase) -> (loss, metrics)         metrics: tensors or numbers; "tokens" or "images" counts items
     evaluate(batches) -> dict[str, float]         validation metrics (run under no_grad)
     modules() -> dict[str, nn.Module]             what a checkpoint saves ("model", "d", ...)
     ema_module: str | None                        which module an EMA copy follows

@@ -60,7 +60,7 @@ class ClassifierObjective:
         x, y = batch
         logits = self.model(x.float())  # (B, num_classes)
         loss = F.cross_entropy(logits.float(), y)
-        return loss, {"loss": loss.detach(), "tokens": len(x)}
+        return loss, {"loss": loss.detach(), "images": len(x)}
 
     def evaluate(self, batches) -> dict[str, float]:
         loss, correct, n = 0.0, 0, 0

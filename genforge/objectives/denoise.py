@@ -66,7 +66,7 @@ class DenoiseObjective:
 
     def loss(self, batch, phase: str = "main"):
         loss = self.per_example(batch).mean()
-        return loss, {"loss": loss.detach(), "tokens": len(batch[0])}
+        return loss, {"loss": loss.detach(), "images": len(batch[0])}
 
     def evaluate(self, batches) -> dict[str, float]:
         total, n = 0.0, 0

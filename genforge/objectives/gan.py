@@ -101,7 +101,7 @@ class GANObjective:
             real, out = self.d(x, y), self._d(fake, fy)
         loss = d_loss_fn(self.c.loss, real, out) + self.c.r1_gamma / 2 * r1
         return loss, {"loss": loss.detach(), "real": real.mean().detach(), "fake": out.mean().detach(),
-                      "r1": r1.detach(), "tokens": len(x)}
+                      "r1": r1.detach(), "images": len(x)}
 
     def _fakes_of(self, key: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The D phase's fakes of this batch (G's graph kept), or new ones when there are none (a

@@ -77,7 +77,7 @@ class VAEObjective:
             return self.iwae_loss(x)
         rec, kl = self.terms(x)
         loss = (rec + self.model.config.beta * kl).mean()
-        return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "kl": kl.mean().detach(), "tokens": len(x)}
+        return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "kl": kl.mean().detach(), "images": len(x)}
 
     def iwae_loss(self, x: torch.Tensor):
         """The IWAE bound with model.train_k samples per image, averaged over the batch (Burda et al.
@@ -89,7 +89,7 @@ class VAEObjective:
         bound = torch.logsumexp(lp_x + lp_z - lq_z, dim=0) - math.log(len(eps))  # (B,)
         loss = -bound.mean()
         return loss, {"loss": loss.detach(), "rec": -lp_x.mean().detach(), "kl": (lq_z - lp_z).mean().detach(),
-                      "tokens": len(x)}
+                      "images": len(x)}
 
     def evaluate(self, batches) -> dict[str, float]:
         """val_loss is the negative ELBO (beta=1) in nats per image; val_nll the IWAE bound when

@@ -58,7 +58,7 @@ class VQVAEObjective:
         loss, rec, commit, codes = self.terms(x)
         perplexity, used = usage(codes, self.model.config.codebook_size)
         return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "commit": commit.detach(),
-                      "perplexity": perplexity, "codes_used": used, "tokens": len(x)}
+                      "perplexity": perplexity, "codes_used": used, "images": len(x)}
 
     def evaluate(self, batches) -> dict[str, float]:
         """val_loss and val_rec per image, val_commit, and val_codes_used / val_perplexity over all

@@ -73,7 +73,7 @@ def test_vae_run_logs_elbo_terms_and_nll(tmp_path):
         "train.dtype=float32", f"train.out_dir={tmp_path}"])
     ckpt = run(cfg, progress=False)
     names = {n for _, n, _ in read_metrics(tmp_path / "metrics.csv")}
-    assert {"loss", "rec", "kl", "val_loss", "val_nll", "tok_s"} <= names
+    assert {"loss", "rec", "kl", "val_loss", "val_nll", "img_s"} <= names and "tok_s" not in names
     config = json.loads((ckpt / "config.json").read_text())
     assert config["model"]["image_size"] == 8 and config["model"]["num_classes"] == 10
     assert config["data"]["class_names"][:2] == ["0", "1"]
