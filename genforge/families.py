@@ -29,6 +29,8 @@ from genforge.data.prompts import PromptDataConfig
 from genforge.errors import ConfigError
 from genforge.models import encoder_hf, gpt_hf
 from genforge.models.classifier import Classifier, ClassifierConfig
+from genforge.models.clip import CLIP, CLIPConfig
+from genforge.models.dalle import Dalle, DalleConfig
 from genforge.models.diffusion import DiffusionConfig, DiT
 from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gan import GAN, GANConfig
@@ -40,8 +42,9 @@ from genforge.models.vqvae import VQVAE, VQVAEConfig
 # what a family's checkpoints make, which decides how they sample and which routes serve them:
 # text (a decoder LM: /v1/completions, chat), image (sample(n, cond, generator): /v1/images/generations),
 # score (a reward model), label (an image classifier), encode (a text encoder),
-# text_image (images from a written prompt: Family.generate; /v1/images/generations with a prompt)
-Kind = Literal["text", "image", "score", "label", "encode", "text_image"]
+# text_image (images from a written prompt: Family.generate; /v1/images/generations with a prompt),
+# match (how well an image and a caption match, e.g. CLIP: eval/clipscore.py; it makes no samples)
+Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ FAMILIES: dict[str, Family] = {
     # text to image: a diffusion transformer over pixels, conditioned on the caption
     "diffusion": Family(DiffusionConfig, DiT, "text_image", "genforge.train.run_t2i:run_t2i", CaptionDataConfig,
                         "genforge.objectives.denoise:DenoiseObjective", generate="genforge.sample.t2i:generate"),
+    # text to image, DALL·E-style: a frozen vqvae's image codes after the caption, modelled by a gpt
+    "dalle": Family(DalleConfig, Dalle, "text_image", "genforge.train.run_t2i:run_t2i", CaptionDataConfig,
+                    "genforge.objectives.dalle:DalleObjective", generate="genforge.sample.t2i_dalle:generate"),
+    "clip": Family(CLIPConfig, CLIP, "match", "genforge.train.run_t2i:run_t2i", CaptionDataConfig, "genforge.objectives.clip:CLIPObjective"),
     # a gpt trunk with a scalar head: its own checkpoints, which score text rather than generate it
     "reward": Family(RewardConfig, RewardModel, "score", run="genforge.align.runs:run_reward", data=_PREFS),
 }

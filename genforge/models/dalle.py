@@ -1,0 +1,142 @@
+"""A DALL·E-style text-to-image model (Ramesh et al. 2021, "Zero-Shot Text-to-Image Generation"):
+a frozen VQ-VAE image tokenizer (models/vqvae.py, trained first by its own recipe) turns an image
+into a grid of codes, and genforge's GPT (models/gpt.py) models the one stream
+
+    [caption ids (text_len, padded with text_pad), BOI, image codes (grid x grid, raster order)]
+
+over one vocabulary: text ids [0, text_vocab), image code k as text_vocab + k, and BOI (the
+beginning-of-image token) last, so the first code is predicted from a token of its own rather
+than from the caption's last pad. Classifier-free guidance needs an unconditional model: the
+null caption is text_len pad ids (a real caption is never empty), which condition dropout
+trains (objectives/dalle.py). The VQ-VAE is frozen: no gradients, always in eval mode; its
+weights are saved with the model, so a checkpoint samples without the tokenizer's own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from genforge.errors import ConfigError
+from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.vqvae import VQVAE, VQVAEConfig
+
+
+@dataclass
+class DalleConfig:
+    # filled in by the training run from the data (run_t2i): image size and channels, the caption
+    # tokenizer's vocabulary, caption length and padding token
+    image_size: int = 0
+    channels: int = 0
+    text_vocab: int = 0
+    text_len: int = 0
+    text_pad: int = 0
+    # the image tokenizer: a vqvae checkpoint (say runs/vqvae_scenes/latest), its model config
+    # copied in by the run (its weights are this model's `vqvae` submodule)
+    vqvae: str = ""
+    vqvae_config: dict = field(default_factory=dict)
+    # the GPT over [text, BOI, image codes]; block_size is text_len + the number of codes
+    flavour: Literal["gpt2", "llama"] = "gpt2"
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    text_loss_weight: float = 0.0  # weight of the caption tokens' cross-entropy (DALL·E: 1/7 of the image's)
+    cond_dropout: float = 0.1  # captions replaced by the null caption in training: guidance's unconditional model
+    # sampling defaults (each one can be given per call)
+    guidance: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 0  # 0: all codes
+
+    def __post_init__(self):
+        if not 0 <= self.cond_dropout < 1:
+            raise ConfigError(f"model.cond_dropout={self.cond_dropout} must be in [0, 1)")
+        if self.text_loss_weight < 0:
+            raise ConfigError(f"model.text_loss_weight={self.text_loss_weight} must be >= 0")
+        check_sampling(self, self.guidance, self.temperature, self.top_k)
+
+
+def check_sampling(cfg: DalleConfig, guidance: float, temperature: float, top_k: int) -> None:
+    """ConfigError unless guidance, temperature and top_k are in range."""
+    if not 0 <= guidance <= 30:
+        raise ConfigError(f"guidance={guidance} must be in [0, 30] (1: no guidance; 2-5 is typical)")
+    if not 0 <= temperature <= 10:
+        raise ConfigError(f"temperature={temperature} must be in [0, 10] (0: greedy)")
+    size = cfg.vqvae_config.get("codebook_size", 0)
+    if top_k < 0 or (size and top_k > size):
+        raise ConfigError(f"top_k={top_k} must be in [0, {size or 'the codebook size'}] (0: all codes)")
+
+
+class Dalle(nn.Module):
+    def __init__(self, config: DalleConfig):
+        super().__init__()
+        self.config = c = config
+        if not (c.image_size and c.channels and c.text_vocab and c.text_len):
+            raise ConfigError("model.image_size, model.channels, model.text_vocab and model.text_len must be set "
+                              "(a training run fills them in from the data)")
+        if not c.vqvae_config:
+            raise ConfigError("model.vqvae must name a vqvae checkpoint (train one first, e.g. "
+                              "`genforge train vqvae/scenes`, then model.vqvae=runs/vqvae_scenes/latest)")
+        self.vqvae = VQVAE(VQVAEConfig(**c.vqvae_config))
+        vq = self.vqvae.config
+        if (vq.image_size, vq.channels) != (c.image_size, c.channels):
+            raise ConfigError(f"model.vqvae={c.vqvae or '(its config)'} encodes {vq.channels}-channel "
+                              f"{vq.image_size}x{vq.image_size} images; the data has {c.channels}-channel "
+                              f"{c.image_size}x{c.image_size} (set data.image_size / data.channels to the tokenizer's)")
+        if not 0 <= c.text_pad < c.text_vocab:
+            raise ConfigError(f"model.text_pad={c.text_pad} must be a text id, in [0, {c.text_vocab})")
+        self.vqvae.requires_grad_(False)
+        self.gpt = GPT(GPTConfig(flavour=c.flavour, vocab_size=self.boi + 1, block_size=c.text_len + self.n_codes,
+                                 n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout))
+
+    @property
+    def n_codes(self) -> int:
+        """Image tokens per image: the tokenizer's code grid, grid x grid."""
+        return self.vqvae.grid ** 2
+
+    @property
+    def image_range(self) -> tuple[int, int]:
+        """[lo, hi): the ids of image codes in the one vocabulary."""
+        return self.config.text_vocab, self.config.text_vocab + self.vqvae.config.codebook_size
+
+    @property
+    def boi(self) -> int:
+        """The beginning-of-image token, after the text ids and the image codes."""
+        return self.image_range[1]
+
+    def train(self, mode: bool = True) -> Dalle:
+        super().train(mode)
+        self.vqvae.eval()  # frozen: the tokenizer is what it was trained to be, whatever the loop sets
+        return self
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """The image codes (B, n_codes) in [0, codebook_size), raster order, of images (B, C, H, W) in [0, 1]."""
+        return self.vqvae.encode(images.float())[1].flatten(1)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [0, 1] of image codes (B, n_codes) in [0, codebook_size)."""
+        g = self.vqvae.grid
+        return self.vqvae.decode_codes(codes.view(-1, g, g)).float()
+
+    def prefix(self, ids: torch.Tensor) -> torch.Tensor:
+        """The stream before the first code, caption ids (B, text_len) then BOI: (B, text_len + 1)."""
+        boi = torch.full((len(ids), 1), self.boi, dtype=ids.dtype, device=ids.device)
+        return torch.cat([ids, boi], 1)
+
+    def null_caption(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The unconditional caption (batch, text_len): all padding."""
+        return torch.full((batch, self.config.text_len), self.config.text_pad, dtype=torch.long, device=device)
+
+    def forward(self, ids: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, text_len + n_codes, vocab) over the stream [ids, BOI, codes]
+        without its last code: position i predicts stream token i + 1, so positions
+        text_len .. text_len + n_codes - 1 predict the codes and 0 .. text_len - 2 the caption."""
+        stream = torch.cat([self.prefix(ids), codes[:, :-1] + self.config.text_vocab], 1)  # (B, T + N)
+        return self.gpt(stream)[0]
