@@ -177,6 +177,9 @@ def family_checkpoint(tmp_path, name):
              "vqvae": {"image_size": 8, "channels": 1, "num_classes": 10, "width": 8, "codebook_size": 16, "code_dim": 4},
              "gan": {"image_size": 8, "channels": 1, "num_classes": 10},
              "classifier": {"image_size": 8, "channels": 1, "num_classes": 10},
+             "dalle": {"image_size": 8, "channels": 3, "text_vocab": 12, "text_len": 6, "text_pad": 11, "n_layer": 1,
+                       "n_head": 2, "n_embd": 16,
+                       "vqvae_config": {"image_size": 8, "channels": 3, "width": 8, "codebook_size": 16, "code_dim": 4}},
              "reward": {"gpt": dataclasses.asdict(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=16))}}
     fam = FAMILIES[name]
     model = fam.build(from_dict(fam.config, small[name], "model"))
@@ -191,7 +194,7 @@ def test_every_family_in_the_table_has_a_test_here():
     assert set(FAMILIES) == set(FAMILY_NAMES)
 
 
-FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward"]
+FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "dalle"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
