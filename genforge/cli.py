@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from genforge.errors import GenforgeError
+from genforge.errors import GenforgeError, Interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except GenforgeError as e:
         print(f"genforge {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # SIGTERM/SIGINT: training saved a checkpoint and stopped
+        if os.environ.get("RANK", "0") == "0":
+            print(f"genforge {args.verb}: {e}", file=sys.stderr)
+        return e.status
     except KeyboardInterrupt:
         print(f"genforge {args.verb}: interrupted", file=sys.stderr)
         return 130
@@ -103,15 +107,22 @@ def _train(sub):
     p.add_argument("config", help="a YAML file of config overrides, or a named recipe shipped with genforge (e.g. lm/shakespeare_char)")
     p.add_argument("overrides", nargs="*", help="dotted overrides: model.n_layer=6 train.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in train.out_dir (its checkpoints and logs); without it, or "
+                        "--resume, an existing run is refused")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--verify", action="store_true", help="check each data shard's sha256 against the manifest")
 
     def run(a):
         from genforge.run_config import load_config
+        from genforge.train.run import claim_out_dir
         from genforge.train.run import run as train_run
 
         overrides = a.overrides + (["data.verify=true"] if a.verify else [])
-        ckpt = train_run(load_config(a.config, overrides), resume=a.resume, progress=not a.no_progress)
+        cfg = load_config(a.config, overrides)
+        if os.environ.get("RANK", "0") == "0" or not a.overwrite:  # under torchrun, rank 0 clears the old run
+            claim_out_dir(cfg.train.out_dir, a.resume, a.overwrite)
+        ckpt = train_run(cfg, resume=a.resume, progress=not a.no_progress)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
             print(f"checkpoint: {ckpt}")
 

@@ -19,3 +19,13 @@ class DataError(GenforgeError):
 
 class CheckpointError(GenforgeError):
     """A checkpoint is missing, corrupted, incomplete, or not in the safetensors format."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGTERM or SIGINT once it had saved a checkpoint. Not an error: the CLI
+    prints the message (where it saved) and exits with `status`, 0 for SIGTERM (a scheduler's
+    request to stop) and 130 for SIGINT (Ctrl-C)."""
+
+    def __init__(self, message: str, status: int, checkpoint):
+        super().__init__(message)
+        self.status, self.checkpoint = status, checkpoint

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from genforge.data.images import IMAGE_SUFFIXES, check_shape, image_files, read_image, read_npz, to_array
+from genforge.data.paths import inside
 from genforge.errors import DataError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -124,6 +125,11 @@ def _metadata_pairs(folder: Path, meta: Path, on_bad: str) -> list[tuple[Path, s
             continue
         if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
             _bad(f"{where}: metadata line has no string 'file_name'", on_bad)
+            continue
+        try:
+            inside(folder, row["file_name"], f"{where}: file_name")  # never an image outside the folder
+        except DataError as e:
+            _bad(str(e), on_bad)
             continue
         file = folder / row["file_name"]
         listed.add(file.resolve())

@@ -28,6 +28,7 @@ from typing import IO, NamedTuple
 
 from genforge.data.builtin import builtin_documents
 from genforge.data.encode import seam
+from genforge.data.paths import inside
 from genforge.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
@@ -126,6 +127,38 @@ def read_text(path: Path, errors: str = "strict") -> str:
 
 def is_hf_dataset(path: Path) -> bool:
     return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def check_hf_paths(path: Path) -> None:
+    """The split folders of a saved dataset's dataset_dict.json and the Arrow files of each
+    state.json lie inside it (datasets itself would open whatever they name); DataError if not."""
+    dicts = path / "dataset_dict.json"
+    folders = [path]
+    if dicts.is_file():
+        splits = _json_file(dicts).get("splits")
+        if not isinstance(splits, list):
+            raise DataError(f"{dicts}: no list of 'splits'")
+        folders = [inside(path, s, f"{dicts}: splits[{i}]") for i, s in enumerate(splits)]
+    for folder in folders:
+        state = folder / "state.json"
+        if not state.is_file():
+            continue
+        files = _json_file(state).get("_data_files") or []
+        if not isinstance(files, list):
+            raise DataError(f"{state}: '_data_files' is not a list")
+        for i, entry in enumerate(files):
+            name = entry.get("filename") if isinstance(entry, dict) else None
+            inside(folder, name, f"{state}: _data_files[{i}].filename")
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DataError(f"{path}: unreadable ({e.__class__.__name__})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return value
 
 
 def _kind(path: Path) -> str | None:
@@ -258,6 +291,7 @@ def _parquet_records(path: Path, field: str, errors: str) -> Iterator[Record]:
 
 
 def _hf_records(path: Path, field: str, errors: str) -> Iterator[Record]:
+    check_hf_paths(path)
     try:
         import datasets
     except ImportError:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genforge.data.paths import inside
 from genforge.errors import DataError
 
 FORMAT = 1
@@ -113,15 +114,24 @@ class TokenData:
             raise DataError(f"{manifest_path}: malformed manifest ({e.__class__.__name__}: {e})") from None
         if self.dtype not in (np.uint16, np.uint32):
             raise DataError(f"{manifest_path}: dtype {self.dtype} is not uint16 or uint32")
-        self.tokenizer_path = self.path / m["tokenizer"] if m.get("tokenizer") else None
+        self.tokenizer_path = None
+        if m.get("tokenizer"):
+            inside(self.path, m["tokenizer"], f"{manifest_path}: tokenizer")
+            self.tokenizer_path = self.path / m["tokenizer"]
         if self.tokenizer_path is not None:
             tok_vocab = tokenizer_vocab_size(self.tokenizer_path)
             if tok_vocab != self.vocab_size:
                 raise DataError(f"{self.tokenizer_path}: tokenizer has {tok_vocab} tokens but "
                                 f"{manifest_path} says vocab_size={self.vocab_size}")
-        self.splits = {name: [self._open(s, verify) for s in shards] for name, shards in splits.items()}
+        if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+            raise DataError(f"{manifest_path}: malformed manifest (splits must map each split to a list of shards)")
+        self.splits = {name: [self._open(s, verify, f"{manifest_path}: splits.{name}[{i}].file")
+                              for i, s in enumerate(shards)] for name, shards in splits.items()}
 
-    def _open(self, shard: dict, verify: bool) -> np.memmap:
+    def _open(self, shard: dict, verify: bool, what: str) -> np.memmap:
+        if not isinstance(shard, dict) or not isinstance(shard.get("tokens"), int):
+            raise DataError(f"{what.removesuffix('.file')}: malformed shard entry (expected file, tokens, sha256)")
+        inside(self.path, shard.get("file"), what)
         f = self.path / shard["file"]
         if not f.is_file():
             raise DataError(f"{f}: shard listed in manifest.json is missing")

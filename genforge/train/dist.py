@@ -116,6 +116,24 @@ def mean(values: dict[str, float], dist: Dist, device: torch.device) -> dict[str
     return {k: v / dist.world for k, v in zip(keys, t.tolist())}
 
 
+_flag_groups: dict = {}  # a gloo group per NCCL job: agree() on CPU, without waiting on the GPU
+
+
+def agree(value: int, dist: Dist) -> int:
+    """The largest of every rank's value (a collective: every rank calls it at the same point),
+    reduced on the CPU so that no GPU work is waited for."""
+    if not dist.enabled:
+        return value
+    group = None
+    if torch_dist.get_backend() != "gloo":
+        if "gloo" not in _flag_groups:
+            _flag_groups["gloo"] = torch_dist.new_group(backend="gloo")
+        group = _flag_groups["gloo"]
+    t = torch.tensor([value], dtype=torch.int64)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX, group=group)
+    return int(t.item())
+
+
 def barrier(dist: Dist) -> None:
     if dist.enabled:
         torch_dist.barrier()
@@ -123,4 +141,5 @@ def barrier(dist: Dist) -> None:
 
 def shutdown(dist: Dist) -> None:
     if dist.enabled and torch_dist.is_initialized():
+        _flag_groups.clear()
         torch_dist.destroy_process_group()

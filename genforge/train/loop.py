@@ -3,11 +3,13 @@
 An objective (genforge/objectives) supplies phases, parameters and losses; the loop owns the
 rest: one AdamW + warmup/cosine schedule per phase, gradient accumulation, clipping, autocast,
 optional torch.compile, an EMA copy, periodic evaluation, checkpoints with exact resume, a
-non-finite-gradient guard, and logs (stdout, CSV, TensorBoard, loss PNG).
+non-finite-gradient guard, and logs (stdout, CSV, TensorBoard, loss PNG). SIGTERM or SIGINT ends
+the run at a step boundary with a checkpoint (genforge/train/signals.py).
 """
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from pathlib import Path
 
@@ -18,12 +20,13 @@ from genforge import checkpoint as ckpt_io
 from genforge.config import TrainConfig
 from genforge.cpu.training import for_training as cpu_training
 from genforge.device import autocast, resolve_device, resolve_dtype
-from genforge.errors import CheckpointError, GenforgeError
+from genforge.errors import CheckpointError, GenforgeError, Interrupted
 from genforge.train import dist as dist_mod
 from genforge.train.ema import EMA
 from genforge.train.log import RunLog
 from genforge.train.optim import AdamW, build_optimizer, hidden_matrices
 from genforge.train.schedule import lr_at
+from genforge.train.signals import StopSignals, exit_status
 from genforge.version import __version__
 
 MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
@@ -32,17 +35,21 @@ MAX_BAD_STEPS = 5  # consecutive non-finite gradients before the run stops
 def train(objective, data, cfg: TrainConfig, out: str | Path, resume: bool = False, config: dict | None = None,
           tokenizer: Path | None = None, progress: bool = True) -> Path:
     """Train objective on data (an iterator of batches with state_dict/eval_batches); return the
-    final checkpoint directory under `out`. `config` goes into each checkpoint's config.json."""
+    final checkpoint directory under `out`. `config` goes into each checkpoint's config.json.
+    On SIGTERM/SIGINT: finish the step, save it, raise Interrupted (naming the checkpoint)."""
     run = _Run(objective, data, cfg, Path(out), config)
     try:
-        return _train(run, resume, tokenizer, progress)
+        with StopSignals() as signals:
+            return _train(run, resume, tokenizer, progress, signals)
     finally:
         if run.shards is not None:  # also when training fails: the caller gets its threads back
             run.shards.close()
 
 
-def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> Path:
+def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool, signals: StopSignals) -> Path:
     objective, data, cfg = run.objective, run.data, run.cfg
+    if run.dist.main:  # what saves killed mid-way left behind
+        ckpt_io.clean_stale(run.out)
     step, ckpt = _restore(run.out, objective, data, run.ema) if resume else (0, None)
     dist_mod.wrap(objective, run.dist, run.device, fsdp=cfg.fsdp)
     # optimizers after wrapping: FSDP replaces the parameters by their shards
@@ -65,12 +72,13 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> P
     total = None if cfg.max_minutes else cfg.max_iters
     bar = tqdm(total=total, initial=step, disable=not (progress and main), dynamic_ncols=True, unit="step")
     deadline = run.started + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")  # the schedule's clock too
-    final = None
+    final, stop = None, 0
     while step < cfg.max_iters:
         lr = run.step(step)
         step += 1
         bar.update(1)
-        last = step == cfg.max_iters or run.clock() > deadline
+        stop = signals.agreed(run.dist)  # every rank stops after the same step
+        last = step == cfg.max_iters or run.clock() > deadline or bool(stop)
         if step % cfg.log_interval == 0 or last:
             run.check_bad_steps(step)
             values = run.window.flush(lr)
@@ -81,7 +89,7 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> P
             bar.set_postfix_str(_fmt(values, ("loss", *RATES.values())), refresh=False)
             if main and not progress:
                 print(f"step {step}: {_fmt(values)}", flush=True)
-        if step % cfg.eval_interval == 0 or last:
+        if (step % cfg.eval_interval == 0 or last) and not stop:  # stopping: save first, no time to evaluate
             with run.shards.all_threads() if run.shards else contextlib.nullcontext():  # evaluation is one batch at a time
                 values = _evaluate(objective, data, cfg, run.device, run.dtype, run.ema)
             values = dist_mod.mean(values, run.dist, run.device)
@@ -100,6 +108,9 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool) -> P
     bar.close()
     log.close()
     dist_mod.shutdown(run.dist)
+    if stop:
+        raise Interrupted(f"stopped by {signal.Signals(stop).name} after step {step}; saved {final} "
+                          "(continue with --resume)", exit_status(stop), final)
     return final or ckpt_io.resolve(run.out)
 
 
@@ -324,6 +335,7 @@ def _restore(out, objective, data, ema) -> tuple[int, Path]:
     path = ckpt_io.resolve(out)
     if not (path / "state").is_dir():
         raise CheckpointError(f"{path}: has no state/ directory, so it cannot resume training")
+    ckpt_io.check_sums(path)  # weights and state: a corrupted file is named before anything loads
     modules = objective.modules()
     for name, module in modules.items():
         if ema is not None and name == objective.ema_module:
@@ -333,11 +345,16 @@ def _restore(out, objective, data, ema) -> tuple[int, Path]:
         else:
             ckpt_io.load_module(module, path / f"{name}.safetensors")
     trainer = ckpt_io.load_state(path, "trainer")
-    if ema is not None:
-        ema.n_averaged = int(trainer["ema_n_averaged"])
-    data.load_state_dict(trainer["data"])
+    try:
+        if ema is not None:
+            ema.n_averaged = int(trainer["ema_n_averaged"])
+        data.load_state_dict(trainer["data"])
+        step = int(trainer["step"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / 'state' / 'trainer.json'}: malformed ({e.__class__.__name__}: {e}); "
+                              "this checkpoint cannot resume training") from None
     _set_rng_state(ckpt_io.load_state(path, "rng"))
-    return int(trainer["step"]), path
+    return step, path
 
 
 def _restore_optimizers(path: Path, optimizers: dict, scalers: dict) -> None:

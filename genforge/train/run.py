@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import torch
 
+from genforge import checkpoint as ckpt_io
 from genforge.config import RunConfig
 from genforge.data.batches import TokenBatches
 from genforge.data.shards import TokenData
@@ -28,6 +30,31 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     return resolve(ref)(cfg, resume, progress)
 
 
+RUN_FILES = ("latest", "metrics.csv", "loss.png", "tensorboard")  # besides step-N/ and its temporaries
+
+
+def claim_out_dir(out: str | Path, resume: bool, overwrite: bool) -> None:
+    """Make sure a run may write into out: with resume it continues the run there; a directory
+    that already holds a run's checkpoints is refused (ConfigError naming --resume and
+    --overwrite) unless overwrite, which first removes that run's checkpoints and logs (the files
+    genforge wrote there, nothing else)."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in train.out_dir, --overwrite replaces it: pass one of them")
+    out = Path(out)
+    ckpts = sorted(out.glob("step-*")) if out.is_dir() else []
+    if resume or not (ckpts or (out / "latest").is_symlink()):
+        return
+    if not overwrite:
+        latest = (out / "latest").resolve().name if (out / "latest").exists() else ckpts[-1].name
+        raise ConfigError(f"{out}: already holds a run (latest: {latest}); pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another train.out_dir")
+    for path in [*ckpts, *out.glob(".step-*.tmp-*"), *(out / name for name in RUN_FILES)]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_symlink() or path.exists():
+            path.unlink()
+
+
 def run_lm(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     """A decoder language model on prepared token shards."""
     dist, device = dist_mod.init(resolve_device(cfg.train.device))  # under torchrun: one process per device
@@ -41,6 +68,7 @@ def run_lm(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     elif cfg.model.vocab_size < data.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the data's vocabulary "
                           f"({data.vocab_size} tokens in {data.path / 'manifest.json'})")
+    check_trainable(cfg, device, dist.world)
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed, not whatever ran before
     model = family(cfg.family).build(cfg.model)
     batches = TokenBatches(data, cfg.data.batch_size, cfg.model.block_size, cfg.train.seed, device,
@@ -64,3 +92,13 @@ def open_token_data(cfg: RunConfig) -> TokenData:
         print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
         prepare(cfg.data.source, cfg.data.tokenizer, path)
     return TokenData(path, verify=cfg.data.verify)
+
+
+def check_trainable(cfg: RunConfig, device: torch.device, world: int = 1) -> None:
+    """ConfigError before anything is allocated when the model's weights, gradients and optimizer
+    state (16 bytes a parameter with AdamW, 12 with Muon's one moment; FSDP splits them over the
+    ranks) exceed the device's memory."""
+    per_param = 12 if cfg.train.optimizer == "muon" else 16
+    if cfg.train.fsdp:
+        per_param = max(1, per_param // max(world, 1))
+    ckpt_io.check_fits(family(cfg.family), cfg.model, device, per_param, "train")
