@@ -26,12 +26,16 @@ EOT = "<|endoftext|>"
 class Tokenizer:
     """A `tokenizers.Tokenizer` with the few things genforge needs on top."""
 
-    def __init__(self, tok: tokenizers.Tokenizer, eos: str | None = None):
+    def __init__(self, tok: tokenizers.Tokenizer, eos: str | None = None, bos: str | None = None):
         self.tok = tok
         eot = tok.token_to_id(EOT)
         if eot is None and eos is not None:  # an imported tokenizer ends documents with its own token
             eot = tok.token_to_id(eos)
         self.eot_id = eot
+        # what the tokenizer's own config puts before a text (Llama's <s>), as transformers'
+        # tokenizer(text) does: bos names it (tokenizer_config.json's add_bos_token; "" for none),
+        # else tokenizer.json's post-processor decides. [] for genforge's own tokenizers.
+        self.bos_ids = _bos_ids(tok, bos)
         model = tok.to_str()
         self.kind = "char" if _is_char(model) else "words" if _is_words(model) else "bpe"
         self._chars = {t for t in tok.get_vocab() if t != EOT} if self.kind in ("char", "words") else None
@@ -40,7 +44,7 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
         try:
-            return cls(tokenizers.Tokenizer.from_file(str(path)), _eos_token(Path(path)))
+            return cls(tokenizers.Tokenizer.from_file(str(path)), _eos_token(Path(path)), _bos_token(Path(path)))
         except FileNotFoundError:
             raise DataError(f"{path}: tokenizer file not found") from None
         except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
@@ -127,6 +131,37 @@ def _eos_token(path: Path) -> str | None:
     return eos.get("content") if isinstance(eos, dict) else eos
 
 
+def _bos_token(path: Path) -> str | None:
+    """The token that tokenizer_config.json's add_bos_token adds ("" when it says false), or None
+    when it says nothing (then tokenizer.json's post-processor decides, as in transformers)."""
+    import json
+
+    side = path.with_name("tokenizer_config.json")
+    try:
+        config = json.loads(side.read_text()) if side.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(config.get("add_bos_token"), bool):
+        return None
+    bos = config.get("bos_token")
+    bos = bos.get("content") if isinstance(bos, dict) else bos
+    return (bos or "") if config["add_bos_token"] else ""
+
+
+def _bos_ids(tok: tokenizers.Tokenizer, bos: str | None) -> list[int]:
+    if bos is not None:
+        bos_id = tok.token_to_id(bos) if bos else None
+        return [] if bos_id is None else [bos_id]
+    if tok.post_processor is None:
+        return []
+    plain = tok.encode("a", add_special_tokens=False).ids
+    full = tok.encode("a", add_special_tokens=True).ids
+    for k in range(len(full) - len(plain) + 1):  # the special ids before the text's own
+        if full[k:k + len(plain)] == plain:
+            return full[:k]
+    return []
+
+
 def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
     """Build a tokenizer from `char` or `bpe:VOCAB` on the given texts."""
     kind, _, size = spec.partition(":")
@@ -166,6 +201,10 @@ def train_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
     raise DataError(f"--tokenizer {spec!r}: expected char, words, or bpe:VOCAB with VOCAB > 256 (e.g. bpe:8192)")
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Token ids of prompt; an empty prompt starts from the end-of-text token (a fresh document)."""
-    return tokenizer.encode(prompt) or [tokenizer.eot_id]
+def prompt_ids(tokenizer, prompt: str, bos: bool = True) -> list[int]:
+    """Token ids of prompt, after the tokenizer's BOS where its config adds one (as transformers'
+    tokenizer(prompt) does); bos=False: the text's own tokens only (a rendered chat template, which
+    writes its BOS itself, as apply_chat_template). An empty prompt without BOS starts from the
+    end-of-text token (a fresh document)."""
+    start = list(getattr(tokenizer, "bos_ids", ())) if bos else []
+    return start + tokenizer.encode(prompt) or [tokenizer.eot_id]

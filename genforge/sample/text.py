@@ -108,15 +108,17 @@ def generate_ids(model, idx: torch.Tensor, max_new_tokens: int = 200, **kw) -> t
 
 
 def stream_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, stop: Sequence[str] = (),
-                seed: int | None = None, **kw) -> Iterator[str]:
+                seed: int | None = None, bos: bool = True, **kw) -> Iterator[str]:
     """Yield pieces of generated text for one prompt as they become final.
 
-    Stops at the tokenizer's end-of-text token or at the first stop string (which is not
-    yielded). Text that might still become a stop string, or an incomplete UTF-8 character,
-    is held back until it is decided. Keywords are stream_ids', processors among them.
+    The prompt starts with the tokenizer's BOS where its config adds one; bos=False for a prompt
+    rendered by a chat template (which writes its own). Stops at the tokenizer's end-of-text token
+    or at the first stop string (which is not yielded). Text that might still become a stop
+    string, or an incomplete UTF-8 character, is held back until it is decided. Keywords are
+    stream_ids', processors among them.
     """
     device = next(model.parameters()).device
-    idx = torch.tensor([prompt_ids(tokenizer, prompt)], dtype=torch.long, device=device)
+    idx = torch.tensor([prompt_ids(tokenizer, prompt, bos)], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     ids: list[int] = []
     emitted = 0

@@ -53,11 +53,17 @@ class _Guarded:
         return self._model.parameters()
 
 
+def guarded(model, guard: Guard):
+    """The sampler's view of model, checking guard before every model call."""
+    return _Guarded(model, guard)
+
+
 def guarded_stream(text_model, prompt: str, guard: Guard, max_new_tokens: int, stop: Sequence[str],
-                   seed: int | None, **sampling) -> Iterator[str]:
-    """text_model.stream, stopping with Cancelled / GenerationTimeout when the guard says so."""
+                   seed: int | None, bos: bool = True, **sampling) -> Iterator[str]:
+    """text_model.stream, stopping with Cancelled / GenerationTimeout when the guard says so;
+    bos=False for a prompt a chat template rendered (it writes its own BOS)."""
     return stream_text(_Guarded(text_model.model, guard), text_model.tokenizer, prompt, max_new_tokens,
-                       stop=stop, seed=seed, **sampling)
+                       stop=stop, seed=seed, bos=bos, **sampling)
 
 
 class Stream:

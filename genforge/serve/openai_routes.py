@@ -12,11 +12,13 @@ import uuid
 from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
+from genforge.data.tokenizer import prompt_ids
 from genforge.errors import DataError
 from genforge.serve.chat import render_chat
-from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded_stream
+from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded, guarded_stream
 from genforge.serve.errors import APIError, error_body
 from genforge.serve.images import check_size, generate_images
+from genforge.serve.logprobs import scored_choice
 from genforge.serve.registry import Served
 from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
 from genforge.serve.state import ServerState
@@ -39,8 +41,13 @@ def router(state: ServerState) -> APIRouter:
     @r.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
         served = _model(state, req.model, "text")
-        prompts = _prompts(req.prompt, served)
-        return await _generate(state, request, served, req, prompts, req.max_tokens, [], chat=False)
+        if req.echo or req.logprobs is not None:  # log-likelihoods (lm-eval's multiple choice): serve/logprobs.py
+            return await _scored(state, request, served, req)
+        items = _prompt_items(req.prompt, served)
+        prompts = [p if isinstance(p, str) else served.model.tokenizer.decode(p) for p in items]
+        # a prompt of token ids is taken as given (its own BOS or none); text gets the tokenizer's BOS
+        bos = [isinstance(p, str) for p in items]
+        return await _generate(state, request, served, req, prompts, req.max_tokens, [], chat=False, bos=bos)
 
     @r.post("/v1/chat/completions")
     async def chat(req: ChatRequest, request: Request):
@@ -48,7 +55,9 @@ def router(state: ServerState) -> APIRouter:
         prompt, stop = render_chat([m.model_dump() for m in req.messages], served.chat_template)
         limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         max_tokens = state.limits.max_tokens if limit is None else limit
-        return await _generate(state, request, served, req, [prompt], max_tokens, stop, chat=True)
+        # a Jinja chat template writes its own BOS (transformers' apply_chat_template adds none)
+        jinja = bool(served.chat_template and "jinja" in served.chat_template)
+        return await _generate(state, request, served, req, [prompt], max_tokens, stop, chat=True, bos=[not jinja])
 
     @r.post("/v1/images/generations")
     async def images(req: ImageRequest, request: Request):
@@ -72,8 +81,8 @@ def _model(state: ServerState, model_id: str, kind: str | None) -> Served:
     return served
 
 
-def _prompts(prompt, served: Served) -> list[str]:
-    """The request's prompts as text (token id arrays are decoded with the model's tokenizer)."""
+def _prompt_items(prompt, served: Served) -> list[str | list[int]]:
+    """The request's prompts, each a text or a list of token ids (checked against the vocabulary)."""
     if isinstance(prompt, str):
         return [prompt]
     if not prompt:
@@ -81,20 +90,54 @@ def _prompts(prompt, served: Served) -> list[str]:
     tok = served.model.tokenizer
     if isinstance(prompt[0], int):
         prompt = [prompt]
-    out = []
     for p in prompt:
-        if isinstance(p, str):
-            out.append(p)
-        elif any(not 0 <= i < tok.vocab_size for i in p):
+        if not isinstance(p, str) and any(not 0 <= i < tok.vocab_size for i in p):
             raise APIError(400, f"prompt: token ids must be in [0, {tok.vocab_size})", "prompt")
-        else:
-            out.append(tok.decode(p))
-    return out
+    return [p if isinstance(p, str) else list(p) for p in prompt]
 
 
-def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str], max_tokens: int,
-           stop: list[str], field: str) -> list[int]:
-    """Refuse what the limits or the model cannot take (400); returns each prompt's token count."""
+async def _scored(state: ServerState, request: Request, served: Served, req: CompletionRequest):
+    """/v1/completions with echo and/or logprobs: each choice generated from the prompt's ids,
+    then scored in one forward pass (genforge/serve/logprobs.py). Whole JSON answers only."""
+    if req.stream:
+        field = "echo" if req.echo else "logprobs"
+        raise APIError(400, f"{field}: not supported with stream=true on this server; ask without streaming",
+                       field, "unsupported_parameter")
+    prompts = _prompt_items(req.prompt, served)
+    max_tokens = state.limits.max_tokens if req.max_tokens is None else req.max_tokens
+    stop = req.stop_list()
+    counts = _check(state, served, req, prompts, max_tokens, stop, "prompt")
+    if req.logprobs is not None and max(counts) + max_tokens > served.context:
+        raise APIError(400, f"logprobs: a prompt of {max(counts)} tokens plus max_tokens={max_tokens} is more than "
+                       f"this model's context of {served.context} tokens, which scoring reads at once",
+                       "max_tokens", "context_length_exceeded")
+    jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j)
+            for i, p in enumerate(prompts) for j in range(req.n)]
+    sampling = dict(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
+                    repetition_penalty=req.repetition_penalty)
+    guard = Guard(state.limits.timeout_s)
+
+    def make():
+        model, tok = guarded(served.model.model, guard), served.model.tokenizer
+        for index, prompt, seed in jobs:
+            yield index, scored_choice(model, tok, prompt, max_tokens, stop, seed, req.echo, req.logprobs, **sampling)
+
+    _acquire(state)
+    stream = state.engine.start(make, guard, state.slots.release)
+    results = await _collect(request, stream, len(jobs))
+    choices = [{"index": i, "text": r["text"], "logprobs": r["logprobs"],
+                "finish_reason": "length" if r["tokens"] >= max_tokens else "stop"} for i, r in enumerate(results)]
+    prompt_tokens, completion_tokens = sum(r["prompt_tokens"] for r in results), sum(r["tokens"] for r in results)
+    return {"id": "cmpl-" + uuid.uuid4().hex, "object": "text_completion", "created": int(time.time()),
+            "model": served.id, "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str | list[int]], max_tokens: int,
+           stop: list[str], field: str, bos: list[bool] | None = None) -> list[int]:
+    """Refuse what the limits or the model cannot take (400); returns each prompt's token count
+    (a text's with the tokenizer's BOS where bos says so; ids as given)."""
     lim = state.limits
     if (unsupported := req.unsupported()) is not None:
         raise APIError(400, f"{unsupported}: not supported by this server", unsupported, "unsupported_parameter")
@@ -109,9 +152,9 @@ def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str]
     if any(not s or len(s) > lim.max_stop_chars for s in stop):
         raise APIError(400, f"stop: each string must have 1 to {lim.max_stop_chars} characters", "stop")
     tok, counts = served.model.tokenizer, []
-    for p in prompts:
+    for i, p in enumerate(prompts):
         try:
-            n = len(tok.encode(p))
+            n = len(p) if isinstance(p, list) else len(prompt_ids(tok, p, bos[i] if bos else True))
         except DataError as e:
             raise APIError(400, f"{field}: {e}", field) from None
         if n > served.context:
@@ -128,19 +171,20 @@ def _acquire(state: ServerState) -> None:
 
 
 async def _generate(state: ServerState, request: Request, served: Served, req: Sampling, prompts: list[str],
-                    max_tokens: int, template_stop: list[str], chat: bool):
+                    max_tokens: int, template_stop: list[str], chat: bool, bos: list[bool]):
+    """bos: per prompt, whether it starts with the tokenizer's BOS (where its config adds one)."""
     stop = req.stop_list()
-    prompt_tokens = _check(state, served, req, prompts, max_tokens, stop, "messages" if chat else "prompt")
+    prompt_tokens = _check(state, served, req, prompts, max_tokens, stop, "messages" if chat else "prompt", bos)
     stop = stop + [s for s in template_stop if s not in stop]
-    jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j)
+    jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j, bos[i])
             for i, p in enumerate(prompts) for j in range(req.n)]
     sampling = dict(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
                     repetition_penalty=req.repetition_penalty)
     guard = Guard(state.limits.timeout_s)
 
     def make():
-        for index, prompt, seed in jobs:
-            for piece in guarded_stream(served.model, prompt, guard, max_tokens, stop, seed, **sampling):
+        for index, prompt, seed, with_bos in jobs:
+            for piece in guarded_stream(served.model, prompt, guard, max_tokens, stop, seed, with_bos, **sampling):
                 yield index, piece
             yield index, None
 
@@ -154,13 +198,16 @@ async def _generate(state: ServerState, request: Request, served: Served, req: S
     return reply.whole(texts)
 
 
-async def _collect(request: Request, stream, n: int) -> list[str]:
-    """All pieces of a generation, cancelling it when the client disconnects first."""
-    texts = [""] * n
+async def _collect(request: Request, stream, n: int) -> list:
+    """All pieces of a generation joined per choice (or each choice's one scored dict), cancelling
+    it when the client disconnects first."""
+    texts: list = [""] * n
     watch = asyncio.create_task(_watch_disconnect(request, stream))
     try:
         async for index, piece in stream:
-            if piece is not None:
+            if isinstance(piece, dict):  # a scored choice (serve/logprobs.py)
+                texts[index] = piece
+            elif piece is not None:
                 texts[index] += piece
     except GenerationTimeout:
         raise APIError(504, "The generation ran past the server's per-request timeout", None, "timeout") from None

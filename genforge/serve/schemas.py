@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from genforge.serve.logprobs import MAX_LOGPROBS
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
@@ -44,14 +46,14 @@ class Sampling(BaseModel):
 class CompletionRequest(Sampling):
     prompt: str | list[str] | list[int] | list[list[int]] = ""
     max_tokens: int | None = Field(16, ge=0)
-    echo: bool = False
-    logprobs: int | None = None
+    echo: bool = False  # the prompt's text (and with logprobs its tokens' log-probabilities) first
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # top-k log-probabilities per token
     best_of: int | None = None
     suffix: str | None = None
 
     def unsupported(self) -> str | None:
-        if self.echo or self.logprobs is not None or self.suffix:
-            return "echo" if self.echo else "logprobs" if self.logprobs is not None else "suffix"
+        if self.suffix:
+            return "suffix"
         if self.best_of is not None and self.best_of != self.n:
             return "best_of"
         return super().unsupported()
