@@ -3,6 +3,7 @@ message; the reply streams as it is generated; the history stays in the prompt (
 dropped when it outgrows the context). /reset forgets the history, /quit (or end of input) ends."""
 from __future__ import annotations
 
+import random
 import sys
 from typing import TextIO
 
@@ -12,7 +13,9 @@ from genforge.finetune.template import DEFAULT_TEMPLATE, load_bos, load_template
 def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temperature: float = 0.7,
          top_k: int | None = None, top_p: float | None = 0.9, seed: int | None = None, device: str = "auto",
          stdin: TextIO | None = None, stdout: TextIO | None = None) -> list[dict]:
-    """Run the conversation on stdin/stdout; return the messages exchanged."""
+    """Run the conversation on stdin/stdout; return the messages exchanged. seed seeds the whole
+    conversation once: each reply draws its own seed from it, so replies differ from turn to turn
+    and the same inputs replay the same conversation."""
     import genforge
 
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
@@ -24,6 +27,7 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
     # a model that never learned to end its reply stops where genforge's template starts the next turn
     stops = [eos, "\nUser:"] if template == DEFAULT_TEMPLATE else [eos]
     interactive = stdin.isatty()
+    seeds = random.Random(seed) if seed is not None else None
     while True:
         if interactive:
             stdout.write("you> ")
@@ -43,7 +47,7 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
         stdout.write("assistant> ")
         pieces = []
         for piece in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                               top_p=top_p, stop=stops, seed=seed):
+                               top_p=top_p, stop=stops, seed=seeds.randrange(2**63) if seeds else None):
             pieces.append(piece)
             stdout.write(piece)
             stdout.flush()
