@@ -12,9 +12,29 @@ import sys
 from genforge.errors import GenforgeError, Interrupted
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless it names it already or has none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS)
+                or "default" in text):
+            return text
+        return f"{text} (default %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kw)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genforge", description="Train, sample and evaluate generative models.")
-    sub = parser.add_subparsers(dest="verb", required=True)
+    from genforge.version import __version__
+
+    parser = _Parser(prog="genforge", description="Train, sample and evaluate generative models.")
+    parser.add_argument("--version", action="version", version=f"genforge {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     for add in (_quickstart, _prepare, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
@@ -27,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra and args.verb == "prepare" and not any(e.startswith("-") for e in extra):
         args.source += extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        verb = sub.choices[args.verb]
+        verb.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(verb, extra)}")
     try:
         return args.func(args) or 0
     except GenforgeError as e:
@@ -40,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genforge {args.verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """' (did you mean --prompt?)' for the first unknown option that looks like one of parser's."""
+    import difflib
+
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for word in extra:
+        flag = word.split("=", 1)[0]
+        if flag.startswith("-") and (close := difflib.get_close_matches(flag, known, n=1, cutoff=0.6)):
+            return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _quickstart(sub):
@@ -55,12 +88,13 @@ def _quickstart(sub):
         p.add_argument(step.flag, type=float, default=step.minutes, dest=f"minutes_{step.name}", metavar="M",
                        help=f"the {step.name} step's training time budget in minutes (default {step.minutes:g})")
     p.add_argument("--no-image", action="store_true", help=argparse.SUPPRESS)  # before --skip image existed
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars (for piped logs)")
 
     def run(a):
         from genforge.quickstart import quickstart
 
         minutes = {name: getattr(a, f"minutes_{name}") for name in STEPS}
-        quickstart(a.out, a.only, a.skip + (["image"] if a.no_image else []), minutes)
+        quickstart(a.out, a.only, a.skip + (["image"] if a.no_image else []), minutes, progress=not a.no_progress)
 
     p.set_defaults(func=run)
 
@@ -76,7 +110,7 @@ def _prepare(sub):
     p.add_argument("--field", help="text field of .jsonl records, or text column of .parquet / datasets")
     p.add_argument("--errors", choices=["strict", "replace"], default="strict",
                    help="invalid UTF-8: a bad record (strict) or substitute U+FFFD (replace)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of the documents held out for validation")
     p.add_argument("--tokenizer-file", help="reuse this tokenizer.json instead of training one")
     p.add_argument("--workers", type=int, default=1, help="tokenizer processes (output is the same for any N)")
     p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file (default 100M)")
@@ -87,6 +121,7 @@ def _prepare(sub):
                         "or log it to stderr and skip it")
     p.add_argument("--max-bad-ratio", type=float, default=0.01,
                    help="with --on-bad-record skip, stop once more than this fraction of records is bad (0.01)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for piped logs)")
 
     def run(a):
         from genforge.data.prepare import parse_bytes, prepare
@@ -95,7 +130,7 @@ def _prepare(sub):
         sample = parse_bytes(a.tokenizer_sample) if a.tokenizer_sample else None
         out = prepare(a.source, a.tokenizer, a.out, a.field, a.errors, a.val_fraction, a.shard_tokens,
                       a.tokenizer_file, workers=a.workers, tokenizer_sample=sample, on_bad_record=a.on_bad_record,
-                      max_bad_ratio=a.max_bad_ratio, progress=True)
+                      max_bad_ratio=a.max_bad_ratio, progress=not a.no_progress)
         data = TokenData(out)
         print(f"{out}: vocab {data.vocab_size}, {data.tokens('train'):,} train + {data.tokens('val'):,} val tokens ({data.dtype})")
 
@@ -132,16 +167,18 @@ def _train(sub):
 def _generate(sub):
     p = sub.add_parser("generate", help="generate text (streams to stdout) or images (--out grid.png) from a checkpoint")
     p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
-    p.add_argument("--prompt", default="\n")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--prompt", default="\n", help="text: the text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="text: tokens to generate at most")
+    p.add_argument("--temperature", type=float, default=0.8, help="text: sampling temperature (0: greedy)")
+    p.add_argument("--top-k", type=int, help="text: sample among the K likeliest tokens only (default: all)")
+    p.add_argument("--top-p", type=float, help="text: nucleus sampling, the smallest set of tokens with this much "
+                   "probability (default 1: all)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="text: divide the logits of tokens already seen by this (1: off)")
+    p.add_argument("--stop", action="append", default=[], help="text: stop string (repeatable; default: none)")
+    p.add_argument("--seed", type=int, help="seed of the sampling (default: random); sample i uses seed + i")
     p.add_argument("--num-samples", type=int, help="text: samples (default 1); images: grid size (default 64)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights for sampling (auto: bfloat16 on CUDA, float32 on CPU)")
     _image_generate_args(p)
@@ -199,10 +236,10 @@ def _interpolate(sub):
     p = sub.add_parser("interpolate", help="latent interpolation of a VAE/GAN checkpoint as a PNG strip or GIF")
     p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
     p.add_argument("--out", required=True, help="strip.png or animation.gif")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=10, help="images from one latent to the other")
+    p.add_argument("--seed", type=int, default=0, help="seed of the two end latents")
     p.add_argument("--class", dest="cls", type=int, help="the class of a class-conditional GAN")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
     def run(a):
         from genforge.sample.image_verbs import interpolate_to
@@ -228,16 +265,18 @@ def _check_sampling(a) -> None:
 
 
 def _eval(sub):
-    p = sub.add_parser("eval", help="loss, perplexity and bits per char/byte of a checkpoint")
-    p.add_argument("ckpt")
+    p = sub.add_parser("eval", help="loss, perplexity and bits per char/byte of a checkpoint; image metrics")
+    p.add_argument("ckpt", help="checkpoint directory, or a run directory (uses its latest)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--data", help="prepared data directory (default: the data the checkpoint trained on)")
     g.add_argument("--file", help="a text file")
-    p.add_argument("--split", default="val")
-    p.add_argument("--errors", choices=["strict", "replace"], default="strict")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="val", help="the split of --data (or of the checkpoint's data): train or val")
+    p.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                   help="--file with invalid UTF-8: an error (strict) or substitute U+FFFD (replace)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...; images: cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--metrics", default="fid,kid,pr,coverage", help="images: some of fid,kid,pr,coverage,nll")
+    p.add_argument("--metrics", help="images: some of fid,kid,pr,coverage,nll (default: nll for a VAE, with "
+                   "fid,kid,pr,coverage too when a classifier is known; fid,kid,pr,coverage for a GAN)")
     p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
     p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
@@ -250,7 +289,8 @@ def _eval(sub):
             from genforge.eval.image_metrics import parse_metrics
 
             device = "cpu" if a.device == "auto" else a.device
-            result = evaluate_images(a.ckpt, parse_metrics(a.metrics), a.classifier, a.num_samples, a.iwae_k, device)
+            metrics = parse_metrics(a.metrics) if a.metrics is not None else None
+            result = evaluate_images(a.ckpt, metrics, a.classifier, a.num_samples, a.iwae_k, device)
             print(json.dumps(result) if a.json else "  ".join(
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
             return
@@ -268,19 +308,21 @@ def _serve(sub):
     p = sub.add_parser("serve", help="OpenAI-compatible API, playground (/) and reviewer page (/review)")
     p.add_argument("ckpt", nargs="+", help="checkpoint or run directories, or NAME=CKPT to pick the model id")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--api-key", default=os.environ.get("GENFORGE_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1 (default: $GENFORGE_API_KEY, else none)")
     p.add_argument("--feedback-db", help="SQLite file of the reviewer page (turns /review on)")
     p.add_argument("--prompts", help="text file of prompts to review, one per line")
     p.add_argument("--pairs-per-prompt", type=int, default=1, help="pairs made from each prompt (default 1)")
-    p.add_argument("--review-max-tokens", type=int, default=64)
-    p.add_argument("--review-temperature", type=float, default=0.8)
+    p.add_argument("--review-max-tokens", type=int, default=64, help="tokens of each output the reviewers rate")
+    p.add_argument("--review-temperature", type=float, default=0.8, help="sampling temperature of those outputs")
     p.add_argument("--max-concurrent", type=int, default=4, help="generations at once; more get 429 (default 4)")
     p.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens a request may ask (default 512)")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body; larger get 413")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds for a request's whole body to arrive; a stalled one gets 408")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...")
 
     def run(a):
         import importlib.util
@@ -293,7 +335,7 @@ def _serve(sub):
         from genforge.serve.server import build_state, serve
 
         limits = Limits(max_body_bytes=a.max_body_bytes, max_concurrent=a.max_concurrent, max_tokens=a.max_tokens,
-                        timeout_s=a.timeout)
+                        timeout_s=a.timeout, body_timeout_s=a.body_timeout)
         review = ReviewConfig(a.pairs_per_prompt, a.review_max_tokens, a.review_temperature)
         state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device)
         serve(state, a.host, a.port)
@@ -308,10 +350,10 @@ def _reviewers(sub):
     add.add_argument("name")
     add.add_argument("--db", required=True, help="feedback database (created when missing)")
     ls = verbs.add_parser("list", help="reviewers and their number of ratings")
-    ls.add_argument("--db", required=True)
+    ls.add_argument("--db", required=True, help="feedback database")
     off = verbs.add_parser("disable", help="lock a reviewer out (their ratings stay)")
     off.add_argument("name")
-    off.add_argument("--db", required=True)
+    off.add_argument("--db", required=True, help="feedback database")
 
     def run(a):
         from genforge.align.feedback import open_db
@@ -332,7 +374,7 @@ def _feedback(sub):
     verbs = p.add_subparsers(dest="action", required=True)
     ex = verbs.add_parser("export", help="write preference pairs (TRL format: prompt, chosen, rejected) as jsonl")
     ex.add_argument("db")
-    ex.add_argument("--out", required=True)
+    ex.add_argument("--out", required=True, help="the .jsonl file to write")
     st = verbs.add_parser("stats", help="counts, agreement between reviewers, win rates per model")
     st.add_argument("db")
     st.add_argument("--json", action="store_true", help="print one JSON object")

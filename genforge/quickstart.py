@@ -31,10 +31,10 @@ class Step:
     fixed_minutes: float  # what the step costs besides training, on 2 CPU cores (rounded up)
     flag: str  # the CLI option that sets its budget
     what: str
-    run: Callable[[Path, float], Path]  # (the quickstart's OUT, minutes) -> final checkpoint
+    run: Callable[[Path, float, bool], Path]  # (the quickstart's OUT, minutes, progress bars) -> final checkpoint
 
 
-def text_step(out: Path, minutes: float) -> Path:
+def text_step(out: Path, minutes: float, progress: bool = True) -> Path:
     """A char GPT on builtin:shakespeare into out/data, out/run; three samples in out/samples.txt."""
     import genforge
     from genforge.run_config import load_config
@@ -43,7 +43,7 @@ def text_step(out: Path, minutes: float) -> Path:
     cfg = load_config(RECIPES / "quickstart_char.yaml", [f"data.path={out / 'data'}", f"train.out_dir={out / 'run'}",
                                                          f"train.max_minutes={minutes}"])
     print(f"genforge quickstart: char-level GPT on builtin:shakespeare for {minutes:g} min -> {out}", flush=True)
-    ckpt = run(cfg)
+    ckpt = run(cfg, progress=progress)
     lm = genforge.load(ckpt)
     samples = [p + lm.generate(p, max_new_tokens=400, temperature=0.8, seed=i) for i, p in enumerate(PROMPTS)]
     (out / "samples.txt").write_text("\n\n".join(f"--- sample {i + 1} ---\n{s}" for i, s in enumerate(samples)) + "\n")
@@ -54,7 +54,7 @@ def text_step(out: Path, minutes: float) -> Path:
     return ckpt
 
 
-def image_step(out: Path, minutes: float) -> Path:
+def image_step(out: Path, minutes: float, progress: bool = True) -> Path:
     """A conv VAE on builtin:digits into out/images/run; samples.png, reconstructions.png and
     interpolation.gif beside it."""
     from genforge.run_config import load_config
@@ -65,7 +65,7 @@ def image_step(out: Path, minutes: float) -> Path:
     cfg = load_config(RECIPES / "quickstart_vae_digits.yaml", [f"train.out_dir={out / 'run'}",
                                                                 f"train.max_minutes={minutes}"])
     print(f"genforge quickstart: convolutional VAE on builtin:digits for {minutes:g} min -> {out}", flush=True)
-    ckpt = run(cfg)
+    ckpt = run(cfg, progress=progress)
     grid = generate_grid(ckpt, out / "samples.png", 64)
     recon = generate_grid(ckpt, out / "reconstructions.png", 16, show="reconstructions")
     gif = interpolate_to(ckpt, out / "interpolation.gif", steps=12)
@@ -95,9 +95,10 @@ def chosen(only: Iterable[str] | None = None, skip: Iterable[str] = ()) -> list[
 
 
 def quickstart(out: str | Path = "runs/quickstart", only: Iterable[str] | None = None, skip: Iterable[str] = (),
-               minutes: dict[str, float] | None = None) -> dict[str, Path]:
+               minutes: dict[str, float] | None = None, progress: bool = True) -> dict[str, Path]:
     """Run the chosen steps (see `chosen`) into out, each for minutes[name] (default: its
-    Step.minutes); return {step name: its final checkpoint directory}."""
+    Step.minutes), with progress bars or (progress=False) log lines; return {step name: its final
+    checkpoint directory}."""
     out = Path(out)
     steps = chosen(only, skip)
     budgets = {s.name: (minutes or {}).get(s.name, s.minutes) for s in steps}
@@ -109,5 +110,5 @@ def quickstart(out: str | Path = "runs/quickstart", only: Iterable[str] | None =
     for i, step in enumerate(steps):
         if i:
             print()
-        done[step.name] = step.run(out, budgets[step.name])
+        done[step.name] = step.run(out, budgets[step.name], progress)
     return done

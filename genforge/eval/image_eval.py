@@ -11,10 +11,13 @@ from genforge import checkpoint as ckpt_io
 from genforge.errors import ConfigError
 from genforge.eval import image_metrics as im
 
+PICTURE = ["fid", "kid", "pr", "coverage"]  # the metrics that compare samples through a classifier's features
 
-def evaluate_images(ckpt: str | Path, metrics: list[str], classifier: str | None = None, num_samples: int = 2000,
-                    iwae_k: int = 100, device: str = "cpu", seed: int = 0) -> dict:
-    """Metrics of an image checkpoint as a dict (names -> numbers)."""
+
+def evaluate_images(ckpt: str | Path, metrics: list[str] | None = None, classifier: str | None = None,
+                    num_samples: int = 2000, iwae_k: int = 100, device: str = "cpu", seed: int = 0) -> dict:
+    """Metrics of an image checkpoint as a dict (names -> numbers). metrics=None: what the
+    checkpoint allows (see default_metrics). ConfigError for a metric it cannot have."""
     from genforge.data.image_batches import checkpoint_images, to_float
     from genforge.models.vae import VAE
 
@@ -29,6 +32,8 @@ def evaluate_images(ckpt: str | Path, metrics: list[str], classifier: str | None
     if kind == "label":  # a classifier: how often it is right
         out["val_acc"] = im.accuracy(model, real, torch.from_numpy(val.labels[:num_samples]).to(device))
         return out
+    if metrics is None:
+        metrics = default_metrics(isinstance(model, VAE), bool(classifier or data.classifier))
     if "nll" in metrics:
         if not isinstance(model, VAE):
             raise ConfigError(f"--metrics nll: only a VAE has a likelihood (this checkpoint is a {family})")
@@ -51,6 +56,13 @@ def evaluate_images(ckpt: str | Path, metrics: list[str], classifier: str | None
         out.update(classes_covered=covered, num_classes=extractor.config.num_classes, missing_classes=missing,
                    class_counts=counts.tolist())
     return out
+
+
+def default_metrics(likelihood: bool, classifier: bool) -> list[str]:
+    """A VAE's likelihood bound, and the sample metrics when a classifier gives them features
+    (--classifier, or data.classifier of the run); a model without a likelihood (a GAN) gets the
+    sample metrics, which then ask for a classifier."""
+    return (["nll"] if likelihood else []) + (PICTURE if classifier or not likelihood else [])
 
 
 @torch.no_grad()

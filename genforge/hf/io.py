@@ -119,6 +119,11 @@ def export_hf(ckpt: str | Path, out: str | Path, max_shard_bytes: int | None = N
         _write_weights(tmp, {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2))
         _write_tokenizer_files(path, tmp, loaded.family.kind)
+        # mkdtemp makes the directory 0700 and safetensors writes its files 0600: readable like the rest
+        for f in tmp.iterdir():
+            if f.is_file():
+                f.chmod(0o644)
+        tmp.chmod(0o755)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -121,3 +121,22 @@ def test_python_api_loads_image_models(runs):
         model = genforge.load(runs[family], device="cpu")
         images = model.sample(3, generator=torch.Generator().manual_seed(0))
         assert images.shape[0] == 3 and images.dim() == 4 and images.min() >= 0 and images.max() <= 1
+
+
+def test_eval_defaults_to_what_the_checkpoint_can_compute(runs, capsys):
+    import json
+
+    vae = json.loads(ok(capsys, ["eval", runs["vae"], "--iwae-k", 4, "--num-samples", 50, "--json"]))
+    assert vae["neg_elbo"] > 0 and vae["nll_iwae4"] > 0 and "fid" not in vae  # no classifier: the likelihood
+    both = json.loads(ok(capsys, ["eval", runs["vae"], "--iwae-k", 4, "--num-samples", 50, "--json",
+                                  "--classifier", runs["classifier"]]))
+    assert {"nll_iwae4", "fid", "kid_mean", "precision", "classes_covered"} <= set(both)
+    fails(capsys, ["eval", runs["gan"], "--num-samples", 50], "need a feature extractor")  # a GAN has no likelihood
+
+
+def test_image_runs_log_their_speed_in_images(runs):
+    from genforge.train.log import read_metrics
+
+    for family in ("vae", "gan", "classifier"):
+        names = {n for _, n, _ in read_metrics(runs[family] / "metrics.csv")}
+        assert "img_s" in names and "tok_s" not in names, family

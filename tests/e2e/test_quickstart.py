@@ -38,7 +38,7 @@ def ran(monkeypatch, tmp_path):
     """The steps' runs replaced by recorders: [(step, minutes)] in the order they ran."""
     calls = []
     for name, step in list(qs.STEPS.items()):
-        fake = lambda out, minutes, name=name: calls.append((name, minutes)) or tmp_path / name  # noqa: E731
+        fake = lambda out, minutes, progress, name=name: calls.append((name, minutes)) or tmp_path / name  # noqa: E731
         monkeypatch.setitem(qs.STEPS, name, dataclasses.replace(step, run=fake))
     return calls
 
