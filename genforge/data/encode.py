@@ -38,7 +38,7 @@ def encode_stream(tok: Tokenizer, items: Iterable[tuple[object, str, list[Piece]
     # spawn, not fork: the parent may hold threads (torch's, the tokenizers library's) that a
     # forked child would inherit locked
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(tok.tok.to_str(), dtype.str)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(tok.tok.to_str(), dtype.str, tok.bos_ids, tok.eot_id)) as pool:
         pending: deque = deque()
         for batch in _batches(items):
             work = [(text, pieces) for _, text, pieces in batch]
@@ -51,7 +51,8 @@ def encode_stream(tok: Tokenizer, items: Iterable[tuple[object, str, list[Piece]
 
 
 def encode_documents(tok: Tokenizer, work: list[tuple[str, list[Piece]]], dtype: np.dtype) -> list:
-    """Results of a batch of (text, pieces): arrays of ids + end-of-text per piece, or a reason."""
+    """Results of a batch of (text, pieces): arrays of the tokenizer's BOS (where its config adds
+    one, as transformers' tokenizer(text) does) + ids + end-of-text per piece, or a reason."""
     results: list = [tok.unknown_char(text) for text, _ in work]
     parts: list[tuple[int, int, str]] = []  # (document, piece, text) in order
     for i, (text, pieces) in enumerate(work):
@@ -66,8 +67,8 @@ def encode_documents(tok: Tokenizer, work: list[tuple[str, list[Piece]]], dtype:
             for (i, j, _), ids in zip(group, tok.encode_arrays([t for _, _, t in group], dtype)):
                 results[i][j].append(ids)
             group, size = [], 0
-    eot = np.array([tok.eot_id], dtype=dtype)
-    return [r if isinstance(r, str) else [np.concatenate([*arrays, eot]) for arrays in r] for r in results]
+    bos, eot = np.array(tok.bos_ids, dtype=dtype), np.array([tok.eot_id], dtype=dtype)
+    return [r if isinstance(r, str) else [np.concatenate([bos, *arrays, eot]) for arrays in r] for r in results]
 
 
 def split_text(text: str, limit: int | None = None) -> list[str]:
@@ -117,13 +118,15 @@ def _batches(items):
 _worker: tuple[Tokenizer, np.dtype] | None = None
 
 
-def _init_worker(tokenizer_json: str, dtype: str) -> None:
+def _init_worker(tokenizer_json: str, dtype: str, bos_ids: list[int], eot_id: int) -> None:
     global _worker
     import tokenizers
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-    _worker = (Tokenizer(tokenizers.Tokenizer.from_str(tokenizer_json)), np.dtype(dtype))
+    tok = Tokenizer(tokenizers.Tokenizer.from_str(tokenizer_json))
+    tok.bos_ids, tok.eot_id = bos_ids, eot_id  # what the parent read from tokenizer_config.json beside the file
+    _worker = (tok, np.dtype(dtype))
 
 
 def _encode_in_worker(work):

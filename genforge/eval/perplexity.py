@@ -64,7 +64,8 @@ def evaluate_checkpoint(ckpt, data: str | None = None, file: str | None = None, 
         if not path.is_file():
             raise DataError(f"{file}: no such file")
         try:
-            ids = np.array(tok.encode(read_text(path, errors)), dtype=np.int64)
+            # the tokenizer's BOS first where its config adds one, as the text was seen in training
+            ids = np.array(tok.bos_ids + tok.encode(read_text(path, errors)), dtype=np.int64)
         except DataError as e:
             raise DataError(f"{file}: {e}") from None
         shards, source = [ids], str(file)
@@ -80,7 +81,8 @@ def evaluate_checkpoint(ckpt, data: str | None = None, file: str | None = None, 
         if len(ids) <= lm.model.config.block_size:
             continue
         nats, n = evaluate_tokens(lm.model, ids, max_windows=max_windows)
-        text = tok.decode(int(i) for i in ids[1:n + 1] if i != tok.eot_id)
+        specials = {tok.eot_id, *tok.bos_ids}  # scored, but no text of their own
+        text = tok.decode(int(i) for i in ids[1:n + 1] if i not in specials)
         total, count, units = total + nats, count + n, units + (len(text) if unit == "char" else len(text.encode()))
     if count == 0:
         raise DataError(f"{source}: fewer tokens than block_size={lm.model.config.block_size}; nothing to evaluate")

@@ -8,6 +8,7 @@ import sys
 from typing import TextIO
 
 from genforge.finetune.template import DEFAULT_TEMPLATE, load_bos, load_template, render
+from genforge.sample.text import prompt_ids, stream_text
 
 
 def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temperature: float = 0.7,
@@ -46,8 +47,9 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
         prompt = _fit(lm, template, eos, bos, messages, max_new_tokens)
         stdout.write("assistant> ")
         pieces = []
-        for piece in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                               top_p=top_p, stop=stops, seed=seeds.randrange(2**63) if seeds else None):
+        # the template writes its own BOS (as transformers' apply_chat_template): none added here
+        for piece in stream_text(lm.model, lm.tokenizer, prompt, max_new_tokens, temperature=temperature, top_k=top_k,
+                                 top_p=top_p, stop=stops, bos=False, seed=seeds.randrange(2**63) if seeds else None):
             pieces.append(piece)
             stdout.write(piece)
             stdout.flush()
@@ -64,6 +66,6 @@ def _fit(lm, template: str, eos: str, bos: str, messages: list[dict], max_new_to
     while True:
         prompt = render(template, messages, add_generation_prompt=True, eos=eos, bos=bos)
         first = 1 if messages[0]["role"] == "system" else 0
-        if len(lm.tokenizer.encode(prompt)) <= room or len(messages) - first <= 1:
+        if len(prompt_ids(lm.tokenizer, prompt, bos=False)) <= room or len(messages) - first <= 1:
             return prompt
         del messages[first]

@@ -41,7 +41,10 @@ def read_examples(path: Path, tokenizer, template: str, eos: str, bos: str = "")
     """(token ids, trained flags) of each record of a chat jsonl file; DataError naming file:line."""
     examples = []
     for where, record in jsonl_records(path):
-        ids, flags = [], []
+        # a prompt/completion pair starts as the tokenizer encodes a text (its BOS where its config adds
+        # one, as at generation); a conversation as its chat template writes it (bos_token in the template)
+        ids = [] if "messages" in (record if isinstance(record, dict) else {}) else list(tokenizer.bos_ids)
+        flags = [False] * len(ids)
         for text, trained in _pieces(record, where, template, eos, bos):
             problem = tokenizer.unknown_char(text)
             if problem:
@@ -66,7 +69,7 @@ def _pieces(record, where: str, template: str, eos: str, bos: str) -> list[tuple
                 raise DataError(f"{where}: \"{key}\" must be a string")
         if not record["completion"]:
             raise DataError(f"{where}: \"completion\" is empty, so there is nothing to learn")
-        return [(bos + record["prompt"], False), (record["completion"] + eos, True)]
+        return [(record["prompt"], False), (record["completion"] + eos, True)]
     raise DataError(f"{where}: expected \"messages\" or \"prompt\" and \"completion\"")
 
 
