@@ -74,6 +74,9 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
         bad.finish()
         if not any(chars.values()):
             skipped = f" ({bad.bad} bad records skipped)" if bad.bad else ""
+            if bad.bad and bad.bad == bad.seen:
+                raise DataError(f"{' '.join(specs)}: every record is bad ({bad.bad} skipped under --on-bad-record "
+                                f"skip, no text left); the first: {bad.first}")
             raise DataError(f"{' '.join(specs)}: empty corpus (no text found){skipped}")
         tok.save(tmp / "tokenizer.json")
         manifest = {
@@ -96,12 +99,16 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
 def _train(spec: str, records: Iterable[Record], specs: list[str], sample: int | None, on_bad_record: str,
            progress: bool) -> Tokenizer:
     """The tokenizer pass: train on the stream's texts, or on its first `sample` bytes."""
-    texts = _good_texts(records, on_bad_record)
+    bad: list[str] = []
+    texts = _good_texts(records, on_bad_record, bad)
     if sample:
         texts = _first_bytes(texts, sample)
     texts = (part for text in texts for part in split_text(text))  # the trainer too holds a text's every token
     counted = _Counted(_with_bar(texts, "tokenizer pass", progress))
     tok = train_tokenizer(spec, counted)
+    if not counted.n and bad:
+        raise DataError(f"{' '.join(specs)}: every record is bad ({len(bad)} skipped under --on-bad-record skip, "
+                        f"no text left); the first: {bad[0]}")
     if not counted.n:
         raise DataError(f"{' '.join(specs)}: empty corpus (no text found)")
     return tok
@@ -154,6 +161,7 @@ class BadRecords:
 
     def __init__(self, mode: str, max_ratio: float):
         self.mode, self.max_ratio, self.seen, self.bad = mode, max_ratio, 0, 0
+        self.first = ""  # the first bad record's message
 
     def good(self) -> None:
         self.seen += 1
@@ -164,11 +172,15 @@ class BadRecords:
             raise DataError(f"{where}: {reason} (or pass --on-bad-record skip)")
         self.seen += not seen
         self.bad += 1
+        self.first = self.first or f"{where}: {reason}"
         tqdm.write(f"genforge prepare: skipped {where}: {reason}", file=sys.stderr)
         if self.seen >= MIN_RECORDS_FOR_RATIO:
             self.finish()
 
     def finish(self) -> None:
+        if self.seen and self.bad == self.seen:
+            raise DataError(f"every record read is bad ({self.bad} of {self.seen}, skipped under --on-bad-record skip); "
+                            f"the first: {self.first}")
         if self.seen and self.bad > self.max_ratio * self.seen:
             raise DataError(f"{self.bad} of {self.seen} records were bad ({self.bad / self.seen:.1%}), more than "
                             f"--max-bad-ratio {self.max_ratio}; fix the data or raise the ratio")
@@ -195,13 +207,15 @@ def _good_records(records: Iterable[Record], bad: BadRecords) -> Iterator[Record
             yield rec
 
 
-def _good_texts(records: Iterable[Record], on_bad_record: str) -> Iterator[str]:
+def _good_texts(records: Iterable[Record], on_bad_record: str, bad: list[str]) -> Iterator[str]:
     """Texts for the tokenizer pass. Bad records stop it in error mode; in skip mode they are
-    dropped quietly here and logged and counted by the encoding pass."""
+    dropped quietly here (their messages appended to bad) and logged and counted by the encoding pass."""
     for rec in records:
         if rec.text is None and on_bad_record == "error":
             raise DataError(f"{rec.bad_message()} (or pass --on-bad-record skip)")
-        if rec.text:
+        if rec.text is None:
+            bad.append(rec.bad_message())
+        elif rec.text:
             yield rec.text
 
 
