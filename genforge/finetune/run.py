@@ -27,6 +27,7 @@ from genforge import families
 from genforge.config import TrainConfig, from_dict, set_dotted
 from genforge.device import resolve_device
 from genforge.errors import ConfigError, DataError
+from genforge.hf import adapters
 from genforge.models import lora
 from genforge.train import dist as dist_mod
 from genforge.train.loop import train
@@ -109,7 +110,7 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
     final = train(objective, task.batches, cfg, out, resume=resume, config=config, tokenizer=tok_dir / "tokenizer.json",
                   progress=progress)
     if settings and dist.main:
-        lora.save_adapter(model, out / "adapter")
+        adapters.save_adapter(model, out / "adapter", settings)  # a GPT's in its exported HF model's names
     return final
 
 
