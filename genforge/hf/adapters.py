@@ -116,6 +116,9 @@ def merge_adapter(model: nn.Module, folder: Path) -> nn.Module:
     for key in tensors.keys() - {f"{n}.lora_{p}.weight" for n in targets for p in "AB"}:
         if key not in state:  # modules_to_save: whole replacement weights, by their HF names
             raise CheckpointError(f"{folder / WEIGHTS}: {key} is neither a LoRA weight nor a weight of the model")
+        if key == "lm_head.weight" and model.config.tie_embeddings:
+            raise CheckpointError(f"{folder / WEIGHTS}: replaces lm_head, which this model ties to its input "
+                                  "embedding; such an adapter needs a model with tie_embeddings=false")
         state[key] = tensors[key].to(state[key].dtype)
     merged = GPT(model.config)  # the checkpoint's own config (dropout and all), the merged weights
     merged.load_state_dict(from_hf(hf_config, state).state_dict())

@@ -64,25 +64,31 @@ def test_genforge_adapter_loads_in_peft_on_the_exported_model(tmp_path, base_ckp
     torch.testing.assert_close(logits(ckpt_io.load(tmp_path / "merged").model), want, atol=1e-5, rtol=1e-5)
 
 
+VARIANTS = {"plain": lambda kind: {},
+            "rslora+alpha_pattern": lambda kind: {"use_rslora": True, "alpha_pattern": {HF_TARGETS[kind][1]: 2.0}},
+            "rank_pattern+modules_to_save": lambda kind: {"rank_pattern": {HF_TARGETS[kind][0]: 2},
+                                                          "modules_to_save": ["lm_head"] if kind == "llama" else None}}
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-@pytest.mark.parametrize("variant", ["plain", "rslora+alpha_pattern"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_peft_adapter_on_the_hf_model_merges_in_genforge(tmp_path, base_ckpts, exported, capsys, kind, variant):
     hf = transformers.AutoModelForCausalLM.from_pretrained(exported[kind])
-    extra = {} if variant == "plain" else {"use_rslora": True, "alpha_pattern": {"c_fc" if kind == "gpt2" else "v_proj": 2.0}}
+    extra = VARIANTS[variant](kind)
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=HF_TARGETS[kind], fan_in_fan_out=kind == "gpt2",
                              task_type="CAUSAL_LM", **extra)
     trained = peft.get_peft_model(hf, config)
     torch.manual_seed(1)
     with torch.no_grad():  # as if trained: B away from its zero init
         for name, p in trained.named_parameters():
-            if "lora_" in name:
+            if "lora_" in name or "modules_to_save" in name:
                 p.normal_(0, 0.2)
     want = logits(trained)
     trained.save_pretrained(tmp_path / "adapter")
     ok(capsys, ["merge", base_ckpts[kind], "--adapter", tmp_path / "adapter", "--out", tmp_path / "merged"])
     loaded = ckpt_io.load(tmp_path / "merged")
     assert loaded.config["model"] == ckpt_io.read_config(base_ckpts[kind])["model"]
-    torch.testing.assert_close(logits(loaded.model), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits(loaded.model), want, atol=1e-4, rtol=1e-4)  # float32 sums in another order
 
 
 def test_adapters_that_do_not_fit_are_refused(tmp_path, base_ckpts, exported, capsys):
