@@ -1,7 +1,9 @@
-"""The Python API: `genforge.load(ckpt)` -> a TextModel, or an image model."""
+"""The Python API: `genforge.load(ckpt)` -> a TextModel, a PromptImageModel (text to image), or
+an image model."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -10,7 +12,8 @@ from genforge import checkpoint as ckpt_io
 from genforge.cpu.decode import for_decoding
 from genforge.data.tokenizer import Tokenizer
 from genforge.device import resolve_device
-from genforge.errors import CheckpointError
+from genforge.errors import CheckpointError, ConfigError, DataError
+from genforge.families import resolve
 from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
 
 # From this size on, CPU decoding is bound by streaming weights, and for_decoding's layouts win
@@ -20,12 +23,15 @@ DECODE_COPY_MIN_PARAMS = 20_000_000
 
 def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
     """A checkpoint ready to use, by what its family makes (genforge/families.py): a TextModel for
-    a language model; for an image model the module that samples, in eval mode, with
-    .sample(n, cond=None, generator=None) -> (n, C, H, W) images in [0, 1]. CheckpointError for
-    a family that makes neither."""
+    a language model; a PromptImageModel for a text-to-image model (.generate(prompt, ...)); for
+    an image model the module that samples, in eval mode, with .sample(n, cond=None,
+    generator=None) -> (n, C, H, W) images in [0, 1]. CheckpointError for a family that makes
+    neither."""
     path, config, fam = ckpt_io.peek(ckpt)
     if fam.kind == "text":
         return TextModel.load(path, device=device, dtype=dtype)
+    if fam.kind == "text_image":
+        return PromptImageModel.load(path, device=device, dtype=dtype)
     if fam.kind == "image":
         return load_model(path, device, dtype).model
     raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images "
@@ -95,3 +101,63 @@ class TextModel:
                 row = row[: row.index(self.tokenizer.eot_id)]
             texts.append(truncate(self.tokenizer.decode(row), stop))
         return texts
+
+
+class PromptImageModel:
+    """A text-to-image model and its caption tokenizer, ready to generate images from a prompt."""
+
+    def __init__(self, loaded: ckpt_io.Loaded):
+        self.model, self.tokenizer, self.path, self.family = loaded.model, loaded.tokenizer, loaded.path, loaded.family
+        if self.tokenizer is None:
+            raise CheckpointError(f"{self.path}: no tokenizer.json; this text-to-image checkpoint cannot read prompts")
+        self._sample = resolve(self.family.generate)
+
+    @classmethod
+    def load(cls, ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> PromptImageModel:
+        return cls(load_model(ckpt, device, dtype))
+
+    @property
+    def config(self):
+        """The model config (image_size, channels, text_len and the sampling defaults)."""
+        return self.model.config
+
+    @property
+    def options(self) -> list[str]:
+        """The sampling options this family takes beyond guidance and the negative prompt (e.g.
+        steps and sampler for diffusion, temperature and top_k for DALL-E style)."""
+        skip = {"model", "ids", "generator", "guidance", "negative", "check"}
+        return [n for n in inspect.signature(self._sample).parameters if n not in skip]
+
+    def encode(self, prompts: Sequence[str], where: str = "prompt") -> torch.Tensor:
+        """Caption ids (B, text_len) of prompts; DataError for an empty or over-long prompt or an
+        unknown word, naming it."""
+        from genforge.data.caption_batches import encode_prompt, pad_id
+
+        text_len, distinct = self.model.config.text_len, list(dict.fromkeys(prompts))
+        rows = {p: encode_prompt(self.tokenizer, p, text_len, where if len(distinct) == 1 else f"{where} {i}")
+                for i, p in enumerate(distinct)}
+        ids = torch.full((len(prompts), text_len), pad_id(self.tokenizer), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, :len(rows[p])] = torch.tensor(rows[p])
+        return ids.to(next(self.model.parameters()).device)
+
+    def generate(self, prompt: str | Sequence[str], num_samples: int = 1, guidance: float | None = None,
+                 negative_prompt: str | None = None, seed: int | None = None,
+                 check: Callable[[], None] | None = None, **options) -> torch.Tensor:
+        """Images (n, C, H, W) in [0, 1]: num_samples of one prompt, or one per prompt of a list.
+        guidance (classifier-free scale), the negative prompt and the options default to the
+        model's; one seed gives the same images bitwise. ConfigError for an unknown option or a
+        value out of range, DataError for a prompt the model cannot read."""
+        prompts = [prompt] * num_samples if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise DataError("no prompt given")
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not a sampling option of a {self.model.__class__.__name__} "
+                              f"(it takes: {', '.join(['guidance', 'negative_prompt', *self.options])})")
+        ids = self.encode(prompts)
+        negative = self.encode([negative_prompt] * len(prompts), "negative prompt") if negative_prompt else None
+        device = ids.device
+        gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+        options = {k: v for k, v in options.items() if v is not None}
+        return self._sample(self.model, ids, generator=gen, guidance=guidance, negative=negative, check=check, **options)

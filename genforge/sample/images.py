@@ -40,6 +40,41 @@ def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None, sc
     return out
 
 
+def save_each(images: torch.Tensor, folder: str | Path, scale: int = 1) -> list[Path]:
+    """Write images (N, C, H, W) in [0, 1] as folder/000.png, 001.png, ...; return the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [save_grid(im[None], folder / f"{i:03d}.png", 1, scale) for i, im in enumerate(images)]
+
+
+def save_captioned_grid(images: torch.Tensor, captions: list[str], out: str | Path, ncol: int = 4,
+                        scale: int = 4) -> Path:
+    """Write images (N, C, H, W) in [0, 1] as a PNG grid with each one's caption under it (wrapped
+    to the cell's width, in matplotlib's bundled DejaVu Sans); return its path."""
+    import textwrap
+
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
+
+    n, _, h, w = images.shape
+    cell_w, lines, line_h = w * scale, 3, 13
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 11)
+    rows = -(-n // ncol)
+    sheet = Image.new("RGB", (ncol * (cell_w + 8), rows * (h * scale + lines * line_h + 12)), (255, 255, 255))
+    pen = ImageDraw.Draw(sheet)
+    width_chars = max(8, cell_w // 6)
+    for i, (im, text) in enumerate(zip(images, captions)):
+        x0, y0 = (i % ncol) * (cell_w + 8) + 4, (i // ncol) * (h * scale + lines * line_h + 12) + 4
+        pic = Image.fromarray(to_grid(im[None], 1, pad=0)).resize((cell_w, h * scale), Image.NEAREST)
+        sheet.paste(pic, (x0, y0))
+        for j, line in enumerate(textwrap.wrap(text, width_chars)[:lines]):
+            pen.text((x0, y0 + h * scale + 2 + j * line_h), line, fill=(0, 0, 0), font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
 def save_gif(frames: torch.Tensor, out: str | Path, scale: int = 4, ms: int = 120) -> Path:
     """An animated GIF of frames (T, C, H, W) in [0, 1], played forward then back."""
     from PIL import Image
