@@ -268,3 +268,12 @@ def test_a_run_refuses_data_its_vqvae_cannot_encode(tmp_path, vqvae_ckpt):
     with pytest.raises(ConfigError, match="a dalle checkpoint; expected a vqvae"):
         full = run(dalle_config(tmp_path / "ok", vqvae_ckpt, max_iters=1), progress=False)
         run(dalle_config(tmp_path / "bad2", full), progress=False)
+
+
+def test_the_shipped_recipes_fit_together():
+    """t2i/scenes_dalle reads the checkpoint vqvae/scenes writes, at the image size it was trained on."""
+    vq, dalle = load_config("vqvae/scenes"), load_config("t2i/scenes_dalle")
+    assert (vq.family, dalle.family) == ("vqvae", "dalle")
+    assert dalle.model.vqvae == f"{vq.train.out_dir}/latest"
+    assert dalle.data.source == vq.data.source and dalle.data.image_size == vq.data.image_size
+    assert vq.model.image_size in (0, vq.data.image_size)
