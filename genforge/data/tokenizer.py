@@ -33,8 +33,9 @@ class Tokenizer:
             eot = tok.token_to_id(eos)
         self.eot_id = eot
         # what the tokenizer's own config puts before a text (Llama's <s>), as transformers'
-        # tokenizer(text) does: bos names it (tokenizer_config.json's add_bos_token; "" for none),
-        # else tokenizer.json's post-processor decides. [] for genforge's own tokenizers.
+        # tokenizer(text) does: tokenizer.json's post-processor decides (transformers 5 reads only
+        # it); a file without one adds `bos` (tokenizer_config.json's add_bos_token, from which
+        # transformers 4 built that post-processor; "" for none). [] for genforge's own tokenizers.
         self.bos_ids = _bos_ids(tok, bos)
         model = tok.to_str()
         self.kind = "char" if _is_char(model) else "words" if _is_words(model) else "bpe"
@@ -133,7 +134,7 @@ def _eos_token(path: Path) -> str | None:
 
 def _bos_token(path: Path) -> str | None:
     """The token that tokenizer_config.json's add_bos_token adds ("" when it says false), or None
-    when it says nothing (then tokenizer.json's post-processor decides, as in transformers)."""
+    when it says nothing."""
     import json
 
     side = path.with_name("tokenizer_config.json")
@@ -149,11 +150,9 @@ def _bos_token(path: Path) -> str | None:
 
 
 def _bos_ids(tok: tokenizers.Tokenizer, bos: str | None) -> list[int]:
-    if bos is not None:
+    if tok.post_processor is None:
         bos_id = tok.token_to_id(bos) if bos else None
         return [] if bos_id is None else [bos_id]
-    if tok.post_processor is None:
-        return []
     plain = tok.encode("a", add_special_tokens=False).ids
     full = tok.encode("a", add_special_tokens=True).ids
     for k in range(len(full) - len(plain) + 1):  # the special ids before the text's own

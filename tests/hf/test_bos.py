@@ -159,3 +159,28 @@ def test_finetune_data_starts_with_the_bos(ckpt, tmp_path):
     for split in ("train", "val"):
         tokens = data.split(split)[0]
         assert tokens[0] == 1 and tokens[-1] == 2  # <s> document </s>
+
+
+@pytest.mark.parametrize("post_processor", [True, False])
+@pytest.mark.parametrize("add_bos_token", [True, False, None])
+def test_which_config_decides(tmp_path, post_processor, add_bos_token):
+    """tokenizer.json's post-processor decides, as in transformers 5; without one, add_bos_token
+    (from which transformers 4 built it) does."""
+    from tokenizers import Tokenizer as Raw
+    from tokenizers import models, pre_tokenizers, processors
+
+    from genforge.data.tokenizer import Tokenizer
+
+    raw = Raw(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    if post_processor:
+        raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    raw.save(str(tmp_path / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>"}
+    if add_bos_token is not None:
+        config["add_bos_token"] = add_bos_token
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    ours = Tokenizer.from_file(tmp_path / "tokenizer.json").bos_ids
+    assert ours == ([1] if post_processor or add_bos_token else [])
+    if post_processor:
+        assert ours + [3, 4] == transformers.AutoTokenizer.from_pretrained(str(tmp_path))("a b").input_ids
