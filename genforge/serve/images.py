@@ -1,5 +1,6 @@
 """Images for /v1/images/generations: any module with `sample(n, cond=None, generator=None)`
-returning (n, C, H, W) in [0, 1] (C = 1 grey, 3 RGB), encoded as base64 PNG. A model makes one
+returning (n, C, H, W) in [0, 1] (C = 1 grey, 3 RGB), or a text-to-image model's images of the
+request's prompt, encoded as base64 PNG. A model makes one
 size, its own: a request's `size` ("WIDTHxHEIGHT", as in OpenAI's API) must name it, or be
 "auto" or absent."""
 from __future__ import annotations
@@ -60,6 +61,35 @@ def generate_images(model, n: int, seed: int | None = None) -> list[str]:
         images = model.sample(n, cond=None, generator=generator)  # (n, C, H, W)
     if images.dim() != 4 or images.size(0) != n:
         raise CheckpointError(f"sample({n}) returned shape {tuple(images.shape)}; expected ({n}, C, H, W)")
+    return [base64.b64encode(to_png(img)).decode("ascii") for img in images]
+
+
+def check_prompt(model, req) -> dict:
+    """The generate() arguments of a text-to-image request, checked before any work: APIError 400
+    naming the field for an empty or over-long prompt, an unknown word, or an option the model
+    does not take (values out of range are the model's to refuse: a 400 from _one_shot)."""
+    from genforge.errors import GenforgeError
+
+    options = {k: v for k, v in (("steps", req.steps), ("sampler", req.sampler)) if v is not None}
+    for name in options:
+        if name not in model.options:
+            raise APIError(400, f"{name}: this model does not take it (it takes: {', '.join(model.options)})", name)
+    field = "prompt"
+    try:
+        model.encode([req.prompt])
+        if req.negative_prompt:
+            field = "negative_prompt"
+            model.encode([req.negative_prompt], "negative prompt")
+    except GenforgeError as e:
+        raise APIError(400, str(e), field) from None
+    return dict(guidance=req.guidance_scale, negative_prompt=req.negative_prompt or None, **options)
+
+
+def generate_from_prompt(model, prompt: str, n: int, seed: int | None, check, **kw) -> list[str]:
+    """n base64-encoded PNGs of prompt from a text-to-image model; check() runs before every
+    sampler step (the request's cancellation and timeout)."""
+    with torch.inference_mode():
+        images = model.generate(prompt, n, seed=seed, check=check, **kw)  # (n, C, H, W)
     return [base64.b64encode(to_png(img)).decode("ascii") for img in images]
 
 

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
 from genforge.data.tokenizer import prompt_ids
-from genforge.errors import DataError
+from genforge.errors import DataError, GenforgeError
 from genforge.serve.chat import render_chat
 from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded, guarded_stream
 from genforge.serve.errors import APIError, error_body
-from genforge.serve.images import check_size, generate_images
+from genforge.serve.images import check_prompt, check_size, generate_from_prompt, generate_images
 from genforge.serve.logprobs import scored_choice
 from genforge.serve.registry import Served
 from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
@@ -61,11 +61,18 @@ def router(state: ServerState) -> APIRouter:
 
     @r.post("/v1/images/generations")
     async def images(req: ImageRequest, request: Request):
-        served = _model(state, req.model, "image")
+        served = _model(state, req.model, None)
+        if served.kind not in ("image", "text_image"):
+            raise APIError(400, f"model {req.model!r} is a {served.kind} model; this route needs an image model", "model")
         if req.n > state.limits.max_images:
             raise APIError(400, f"n={req.n}: at most {state.limits.max_images} images per request", "n")
         check_size(served.model, req.size)
-        return await _one_shot(state, request, lambda: generate_images(served.model, req.n, req.seed),
+        if served.kind == "text_image":
+            kw = check_prompt(served.model, req)
+            make = lambda guard: generate_from_prompt(served.model, req.prompt, req.n, req.seed, guard.check, **kw)  # noqa: E731
+        else:
+            make = lambda guard: generate_images(served.model, req.n, req.seed)  # noqa: E731
+        return await _one_shot(state, request, make,
                                lambda pngs: {"created": int(time.time()), "data": [{"b64_json": p} for p in pngs]})
 
     return r
@@ -228,12 +235,14 @@ async def _watch_disconnect(request: Request, stream) -> None:
 async def _one_shot(state: ServerState, request: Request, fn, respond):
     guard = Guard(state.limits.timeout_s)
     _acquire(state)
-    stream = state.engine.start(lambda: iter([fn()]), guard, state.slots.release)
+    stream = state.engine.start(lambda: iter([fn(guard)]), guard, state.slots.release)
     try:
         async for result in stream:
             return respond(result)
     except GenerationTimeout:
         raise APIError(504, "The generation ran past the server's per-request timeout", None, "timeout") from None
+    except GenforgeError as e:  # a setting the model refused (guidance, steps, sampler out of range)
+        raise APIError(400, str(e)) from None
     raise Cancelled()
 
 

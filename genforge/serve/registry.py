@@ -1,6 +1,6 @@
 """What the server serves, by the kind of its family (genforge/families.py): text models (decoder
-LMs with a tokenizer) and image models (a module with `sample(n, cond=None, generator=None) ->
-(B, C, H, W)` in [0, 1]), each under an id."""
+LMs with a tokenizer), image models (a module with `sample(n, cond=None, generator=None) ->
+(B, C, H, W)` in [0, 1]) and text-to-image models (genforge.api.PromptImageModel), each under an id."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,8 @@ from genforge.errors import CheckpointError
 @dataclass
 class Served:
     id: str
-    kind: str                  # "text" or "image"
-    model: object              # a TextModel, or an image module
+    kind: str                  # "text", "image" or "text_image"
+    model: object              # a TextModel, an image module, or a PromptImageModel
     path: str = ""
     chat_template: dict | None = None   # config.json's `chat_template`, else chat.py's default
     created: int = field(default_factory=lambda: int(time.time()))
@@ -33,7 +33,7 @@ def model_id(path: Path) -> str:
 
 def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
     """Load `CKPT` or `NAME=CKPT`, served by what its family makes (genforge/families.py): text
-    (completions and chat) or images (/v1/images/generations)."""
+    (completions and chat) or images (/v1/images/generations; from the request's prompt for text_image)."""
     name, sep, ckpt = spec.partition("=")
     if not sep:
         name, ckpt = "", spec
@@ -53,6 +53,10 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
             template = {"jinja": jinja, "eos": eos, "bos": load_bos(path)}
         return Served(name or model_id(path), "text", TextModel.load(path, device, dtype), str(path),
                       template if isinstance(template, dict) else None)
+    if kind == "text_image":  # images from a prompt (genforge.api.PromptImageModel)
+        from genforge.api import PromptImageModel
+
+        return Served(name or model_id(path), "text_image", PromptImageModel.load(path, device, dtype), str(path))
     if kind == "image":  # a GAN serves its (EMA) generator
         model = load_model(path, device, dtype).model
         if not callable(getattr(model, "sample", None)):

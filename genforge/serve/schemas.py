@@ -99,3 +99,8 @@ class ImageRequest(BaseModel):
     response_format: Literal["b64_json"] = "b64_json"
     seed: int | None = None
     size: str | None = None
+    # text-to-image models (genforge's extensions; OpenAI's own client passes them as extra_body)
+    guidance_scale: float | None = None
+    steps: int | None = None
+    sampler: str | None = None
+    negative_prompt: str | None = None
