@@ -36,8 +36,8 @@ def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     if "text_encoder" in parts:  # a pretrained tower reads its own tokenizer
         cfg.data = dataclasses.replace(cfg.data, tokenizer=str(parts["text_encoder"].path / "tokenizer.json"))
     train_set, val_set = captions.open_captioned(cfg.data)
-    tokenizer = captions.caption_tokenizer(cfg.data, train_set.captions)
-    text_len = cfg.data.text_len or captions.longest(tokenizer, train_set.captions)
+    tokenizer = captions.caption_tokenizer(cfg.data, train_set.captions + val_set.captions)
+    text_len = cfg.data.text_len or captions.longest(tokenizer, train_set.captions + val_set.captions)
     train_ids = captions.encode_captions(tokenizer, train_set.captions, text_len, "training caption")
     val_ids = captions.encode_captions(tokenizer, val_set.captions, text_len, "validation caption")
     C, H, W = train_set.images.shape[1:]
@@ -53,6 +53,8 @@ def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     for name, loaded in parts.items():
         model.get_submodule(PRETRAINED[name][0]).load_state_dict(loaded.model.state_dict())
     objective = resolve(fam.objective)(model)
+    if hasattr(objective, "use_tokenizer"):  # an objective that reads the captions' words (clip's swapped negatives)
+        objective.use_tokenizer(tokenizer)
     batches = ImageBatches(captions.as_image_set(train_set, train_ids, size), captions.as_image_set(val_set, val_ids, size),
                            cfg.data.batch_size, cfg.train.seed, resolve_device(cfg.train.device), draw=objective.draw)
     config = {"family": cfg.family, "model": dataclasses.asdict(cfg.model), "tokenizer": "tokenizer.json",
