@@ -114,9 +114,10 @@ async def _scored(state: ServerState, request: Request, served: Served, req: Com
     max_tokens = state.limits.max_tokens if req.max_tokens is None else req.max_tokens
     stop = req.stop_list()
     counts = _check(state, served, req, prompts, max_tokens, stop, "prompt")
-    if req.logprobs is not None and max(counts) + max_tokens > served.context:
-        raise APIError(400, f"logprobs: a prompt of {max(counts)} tokens plus max_tokens={max_tokens} is more than "
-                       f"this model's context of {served.context} tokens, which scoring reads at once",
+    # scoring reads the prompt and every generated token but the last in one pass
+    if req.logprobs is not None and max(counts) + max_tokens - 1 > served.context:
+        raise APIError(400, f"logprobs: a prompt of {max(counts)} tokens plus max_tokens={max_tokens} - 1 is more "
+                       f"than this model's context of {served.context} tokens, which scoring reads at once",
                        "max_tokens", "context_length_exceeded")
     jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j)
             for i, p in enumerate(prompts) for j in range(req.n)]

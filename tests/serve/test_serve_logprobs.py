@@ -81,6 +81,23 @@ def test_echo_logprobs_are_the_models_log_softmax(server, text_models):
     assert r.json()["usage"] == {"prompt_tokens": len(ids), "completion_tokens": 2, "total_tokens": n}
 
 
+def test_a_whole_context_is_scored(server, text_models):
+    """lm-eval's windows fill the context (max_length=context): the one generated token is not scored."""
+    lm = text_models[0].model
+    ids = (lm.tokenizer.encode("the quick brown fox jumps over the lazy dog. ") * 8)[:text_models[0].context]
+    body = {"model": "alpha", "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 0, "echo": True}
+    r = httpx.post(f"{server}/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    lp = r.json()["choices"][0]["logprobs"]
+    assert len(lp["token_logprobs"]) == len(ids) + 1
+    logp = log_softmax(lm, ids)
+    assert sum(lp["token_logprobs"][1:len(ids)]) == pytest.approx(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+                                                                 .sum().item(), abs=1e-3)
+    assert all(len(top) == 1 for top in lp["top_logprobs"][1:])  # logprobs=0: the token itself only
+    r = httpx.post(f"{server}/v1/completions", json={**body, "max_tokens": 2})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+
+
 def test_logprobs_without_echo_through_the_openai_client(server, text_models):
     c = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
     r = c.completions.create(model="alpha", prompt="the quick", max_tokens=5, temperature=0, logprobs=2)
