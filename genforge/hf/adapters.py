@@ -41,11 +41,16 @@ def save_adapter(peft_model: nn.Module, folder: Path, settings: dict) -> Path:
     from peft import LoraConfig, get_peft_model_state_dict
 
     cfg = base.config
+    state = get_peft_model_state_dict(peft_model)
+    odd = sorted({k.removeprefix(PREFIX).rpartition(".lora_")[0] or k for k in state
+                  if ".lora_" not in k or not _LAYER.fullmatch(k.removeprefix(PREFIX).rpartition(".lora_")[0])})
+    if odd:  # e.g. --target-modules lm_head: no HF counterpart genforge maps; PEFT still reads genforge's names
+        print(f"adapter: {odd[0]} has no Hugging Face module genforge maps; {folder} keeps genforge's module names",
+              flush=True)
+        return lora.save_adapter(peft_model, folder)
     tensors: dict[str, torch.Tensor] = {}
-    for key, value in get_peft_model_state_dict(peft_model).items():
-        module, sep, part = key.removeprefix(PREFIX).rpartition(".lora_")
-        if not sep:
-            raise CheckpointError(f"LoRA adapter: {key} is not a LoRA weight; it has no Hugging Face module to go to")
+    for key, value in state.items():
+        module, _, part = key.removeprefix(PREFIX).rpartition(".lora_")
         for hf_module, rows in hf_modules(cfg, module):
             piece = value if part.startswith("A") or rows is None else value[rows]
             tensors[f"{PREFIX}{hf_module}.lora_{part}"] = piece.detach().cpu().contiguous().clone()

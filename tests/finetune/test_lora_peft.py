@@ -105,3 +105,16 @@ def test_adapters_that_do_not_fit_are_refused(tmp_path, base_ckpts, exported, ca
                         peft.LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "llama")
     with pytest.raises(CheckpointError, match="model.layers.0.self_attn.q_proj is not a module of the GPT2LMHeadModel"):
         merge_adapter(gpt2, tmp_path / "llama")
+
+
+def test_an_adapter_with_no_hf_counterpart_keeps_genforge_names(tmp_path, capsys):
+    from genforge.hf.adapters import save_adapter
+    from genforge.models import lora
+    from genforge.models.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(flavour="llama", vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    settings = lora.lora_settings(r=2, targets=["c_attn", "lm_head"])
+    save_adapter(lora.wrap(model, settings), tmp_path / "adapter", settings)
+    assert "lm_head has no Hugging Face module genforge maps" in capsys.readouterr().out
+    assert sorted(json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"]) == \
+        ["c_attn", "lm_head"]
