@@ -207,7 +207,8 @@ def check_sums(path: Path, names: list[str] | None = None, cached: bool = True) 
             raise CheckpointError(f"{path / name}: corrupted or truncated: its sha256 differs from the one {SUMS} "
                                   "recorded when it was written; restore it from a copy or train again")
         fresh[name] = stamp
-    _write_stamps(path, {**stamps, **fresh})
+    if any(stamps.get(name) != stamp for name, stamp in fresh.items()):
+        _write_stamps(path, {**stamps, **fresh})
 
 
 def _inside(path: Path, name: str) -> Path:
@@ -369,6 +370,7 @@ def resolve(path: str | Path) -> Path:
     if (path / "config.json").is_file():
         return path
     if (path / "latest" / "config.json").is_file():
+        inside(path, "latest", f"{path}: latest", CheckpointError)  # a run's latest names one of its own step-N
         return (path / "latest").resolve()
     raise CheckpointError(f"{path}: not a checkpoint directory (no config.json, and no latest/ checkpoint of a run)")
 

@@ -127,6 +127,14 @@ def test_a_run_directory_whose_latest_points_inside_it_loads(tiny_run):
     assert ckpt_io.load(tiny_run).path == (tiny_run / "latest").resolve()
 
 
+def test_a_latest_link_out_of_the_run_directory_is_refused(tiny_ckpt, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "latest").symlink_to(tiny_ckpt)
+    with pytest.raises(CheckpointError, match="latest: 'latest' is not a file inside"):
+        ckpt_io.load(run)
+
+
 def write_png(path, value=0):
     from PIL import Image
 
