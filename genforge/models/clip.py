@@ -39,6 +39,7 @@ class CLIPConfig:
     text_width: int = 128
     text_heads: int = 4
     temperature: float = 0.07  # the initial temperature; learned from there
+    swap_negatives: bool = True  # train against captions with subject and object swapped (objectives/clip.py)
 
     def __post_init__(self):
         for key in ("embed_dim", "width", "text_layers", "text_width", "text_heads"):

@@ -1,8 +1,17 @@
 """CLIP's contrastive objective (Radford et al. 2021, Figure 3): the symmetric InfoNCE loss (van
 den Oord et al. 2018) of the batch's image-caption logits, cross-entropy of each image over the
 captions and of each caption over the images, the i-th caption being the i-th image's, at the
-model's learnable temperature. Validation reports the loss and the in-batch retrieval accuracy
-(image -> caption and caption -> image, top-1).
+model's learnable temperature. Validation reports the loss, the in-batch retrieval accuracy
+(image -> caption and caption -> image, top-1) and, where captions have a relation, the swap
+accuracy: how often an image's caption beats its swapped one.
+
+Swapped hard negatives (NegCLIP, Yuksekgonul et al. 2023, "When and Why Vision-Language Models
+Behave like Bags-of-Words"): in-batch negatives rarely hold the same words in another order, so
+plain CLIP learns a bag of words. With model.swap_negatives, every caption with a relation
+phrase (RELATION_PHRASES, as the caption tokenizer spells them) gets a hard negative, its subject
+and object swapped around the phrase ("a red circle above a blue square" -> "a blue square above
+a red circle"), added to the captions each image is scored against. Captions without one (and
+tokenizers without the words) train as plain CLIP.
 
 The loss is a function of the whole batch (its negatives are the other pairs), not a mean over
 examples, so batches are not split into shards (train.cpu_parallel=batch refuses it). Captions
@@ -16,6 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genforge.errors import DataError
+
+# longest first, so "to the left of" is found before a shorter phrase inside it
+RELATION_PHRASES = ("to the right of", "to the left of", "in front of", "on top of", "next to", "behind",
+                    "beside", "above", "below", "under")
 
 def info_nce(logits: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
     """The symmetric InfoNCE loss of logits (B, B) whose diagonal holds the positives; `same`
@@ -25,6 +39,46 @@ def info_nce(logits: torch.Tensor, same: torch.Tensor | None = None) -> torch.Te
         logits = logits.masked_fill(same & ~eye, float("-inf"))
     labels = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def contrastive(i2t: torch.Tensor, t2i: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """info_nce of image -> caption logits (B, B + extra hard-negative captions) and caption ->
+    image logits (B, B), equal captions left out of each other's negatives."""
+    B = len(t2i)
+    eye = torch.eye(B, dtype=torch.bool, device=same.device)
+    labels = torch.arange(B, device=same.device)
+    i2t = torch.cat([i2t[:, :B].masked_fill(same & ~eye, float("-inf")), i2t[:, B:]], 1)
+    return (F.cross_entropy(i2t, labels) + F.cross_entropy(t2i.masked_fill(same & ~eye, float("-inf")), labels)) / 2
+
+
+def relation_ids(tokenizer) -> list[list[int]]:
+    """The token ids of each of RELATION_PHRASES the tokenizer spells with known tokens."""
+    out = []
+    for phrase in RELATION_PHRASES:
+        try:
+            ids = tokenizer.encode(phrase)
+        except DataError:  # a word vocabulary without the phrase's words
+            continue
+        if ids and tokenizer.eot_id not in ids:
+            out.append(ids)
+    return out
+
+
+def swapped(ids: torch.Tensor, pad: int, phrases: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(captions (B, T) with subject and object swapped around their first relation phrase, and
+    (B,) bool: whether a caption had one, with words on both sides) of caption ids (B, T)
+    padded with pad after the caption."""
+    out, has = ids.clone(), torch.zeros(len(ids), dtype=torch.bool)
+    for b, row in enumerate(ids.tolist()):
+        n = next((k for k, t in enumerate(row) if t == pad), len(row))
+        for start in range(1, n):
+            phrase = next((p for p in phrases if row[start:start + len(p)] == p), None)
+            if phrase is not None and start + len(phrase) < n:
+                end = start + len(phrase)
+                out[b, :n] = torch.tensor(row[end:n] + phrase + row[:start])
+                has[b] = True
+                break
+    return out, has.to(ids.device)
 
 
 def same_captions(ids: torch.Tensor) -> torch.Tensor:
@@ -39,6 +93,25 @@ class CLIPObjective:
 
     def __init__(self, model: nn.Module):
         self.model = model
+        self.phrases: list[list[int]] = []
+
+    def use_tokenizer(self, tokenizer) -> None:
+        """Read the relation phrases of the caption tokenizer (for model.swap_negatives)."""
+        self.phrases = relation_ids(tokenizer)
+
+    def _logits(self, x: torch.Tensor, ids: torch.Tensor):
+        """(image -> caption logits (B, B) or, with swapped negatives, (B, 2B); caption -> image
+        logits (B, B); the swapped captions and which captions have one)."""
+        img, txt = self.model.encode_image(x.float()), self.model.encode_text(ids)
+        scale = self.model.scale()
+        i2t = scale * img @ txt.T  # (B, B)
+        if not (self.phrases and self.model.config.swap_negatives):
+            return i2t, i2t.T, None, None
+        neg, has = swapped(ids, self.model.config.text_pad, self.phrases)
+        hard = (scale * img @ self.model.encode_text(neg).T)  # (B, B): every image against every swapped caption
+        # a swapped caption is no negative where it does not exist or says what the image's caption says
+        hard = hard.masked_fill(~has[None, :] | (neg[None, :, :] == ids[:, None, :]).all(-1), float("-inf"))
+        return torch.cat([i2t, hard], 1), i2t.T, neg, has
 
     def parameters(self, phase: str):
         return self.model.parameters()
@@ -48,18 +121,30 @@ class CLIPObjective:
 
     def loss(self, batch, phase: str = "main"):
         x, ids = batch[0], batch[1]  # (B, C, H, W) in [0, 1], (B, T)
-        logits = self.model(x.float(), ids).float()  # (B, B)
-        loss = info_nce(logits, same_captions(ids))
+        i2t, t2i, _, _ = self._logits(x, ids)
+        loss = contrastive(i2t.float(), t2i.float(), same_captions(ids))
         return loss, {"loss": loss.detach(), "temperature": 1 / self.model.scale().detach(), "images": len(x)}
 
     def evaluate(self, batches) -> dict[str, float]:
-        loss, i2t, t2i, n = 0.0, 0, 0, 0
+        loss, i2t_hits, t2i_hits, n, swap_hits, swaps = 0.0, 0, 0, 0, 0, 0
         for x, ids, *_ in batches:
-            logits = self.model(x.float(), ids).float()
+            i2t, t2i, _, _ = self._logits(x, ids)
             same = same_captions(ids)
-            loss += float(info_nce(logits, same)) * len(x)
-            # a pick counts when it is the pair's caption or one equal to it
-            i2t += int(same[torch.arange(len(x)), logits.argmax(1)].sum())
-            t2i += int(same[logits.argmax(0), torch.arange(len(x))].sum())
-            n += len(x)
-        return {"val_loss": loss / n, "val_i2t": i2t / n, "val_t2i": t2i / n}
+            B, rows = len(x), torch.arange(len(x))
+            loss += float(contrastive(i2t.float(), t2i.float(), same)) * B
+            # a pick counts when it is the pair's caption or one equal to it (a swapped one never)
+            pick = i2t.argmax(1)
+            i2t_hits += int(((pick < B) & same[rows, pick.clamp(max=B - 1)]).sum())
+            t2i_hits += int(same[t2i.argmax(1), rows].sum())
+            n += B
+            if self.phrases:
+                neg, has = swapped(ids, self.model.config.text_pad, self.phrases)
+                img = self.model.encode_image(x.float())
+                true = (img * self.model.encode_text(ids)).sum(-1)
+                wrong = (img * self.model.encode_text(neg)).sum(-1)
+                swap_hits += int((true > wrong)[has].sum())
+                swaps += int(has.sum())
+        out = {"val_loss": loss / n, "val_i2t": i2t_hits / n, "val_t2i": t2i_hits / n}
+        if swaps:
+            out["val_swap"] = swap_hits / swaps
+        return out

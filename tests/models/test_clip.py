@@ -7,9 +7,15 @@ import math
 import pytest
 import torch
 
-from genforge.errors import ConfigError
+from genforge.cli import main
+from genforge.data import scenes
+from genforge.data.caption_batches import encode_captions
+from genforge.data.tokenizer import train_tokenizer
+from genforge.errors import CheckpointError, ConfigError, DataError
+from genforge.eval import clipscore
 from genforge.models.clip import CLIP, CLIPConfig
-from genforge.objectives.clip import CLIPObjective, info_nce, same_captions
+from genforge.objectives.clip import CLIPObjective, info_nce, relation_ids, same_captions, swapped
+from tests.test_checkpoint import family_checkpoint
 
 
 def tiny(**kw) -> CLIP:
@@ -82,3 +88,87 @@ def test_bad_configs_are_config_errors():
         CLIPConfig(temperature=0)
     with pytest.raises(ConfigError, match="a run fills them from the data"):
         CLIP(CLIPConfig())
+
+
+WORDS = ["a red circle above a blue square", "a blue square to the left of a green 3", "two green triangles",
+         "a large red circle"]
+
+
+def test_swapped_captions_swap_subject_and_object_around_the_relation():
+    tok = train_tokenizer("words", WORDS)
+    pad = tok.eot_id
+    ids = torch.from_numpy(encode_captions(tok, WORDS, 10))
+    neg, has = swapped(ids, pad, relation_ids(tok))
+    assert has.tolist() == [True, True, False, False]
+    got = [tok.decode([t for t in row if t != pad]) for row in neg.tolist()]
+    assert got[:2] == ["a blue square above a red circle", "a green 3 to the left of a blue square"]
+    assert torch.equal(neg[2:], ids[2:])
+    assert relation_ids(train_tokenizer("words", ["two green triangles"])) == []  # no relation words: plain CLIP
+
+
+def relation_batch(n: int, size: int = 16):
+    images, caps, specs = scenes.make_scenes(400, "train", size, seed=0)
+    keep = [k for k, s in enumerate(specs) if s["kind"] == "relation"
+            and clipscore.swapped_caption(s) != s["caption"]][:n]
+    tok = train_tokenizer("words", caps)
+    ids = torch.from_numpy(encode_captions(tok, caps, 12))[keep]
+    x = torch.from_numpy(images[keep]).permute(0, 3, 1, 2).float() / 255
+    return x, ids, tok, [specs[k] for k in keep]
+
+
+def test_swapped_negatives_teach_the_order_of_a_batch():
+    x, ids, tok, specs = relation_batch(16)
+    model = tiny(text_vocab=tok.vocab_size, text_len=12, text_pad=tok.eot_id)
+    objective = CLIPObjective(model)
+    objective.use_tokenizer(tok)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss, _ = objective.loss((x, ids))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    true = clipscore.clip_score(model, tok, x, [s["caption"] for s in specs])
+    wrong = clipscore.clip_score(model, tok, x, [clipscore.swapped_caption(s) for s in specs])
+    assert (true > wrong).all()
+    with torch.no_grad():
+        assert objective.evaluate([(x, ids)])["val_swap"] == 1.0
+
+
+TINY = ["model.embed_dim=16", "model.width=8", "model.text_layers=1", "model.text_width=16", "model.text_heads=2",
+        "data.num_scenes=256", "data.image_size=16", "data.batch_size=32", "train.max_iters=8", "train.warmup_iters=2",
+        "train.eval_interval=8", "train.eval_iters=1", "train.log_interval=4", "train.device=cpu", "train.dtype=float32"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clip") / "run"
+    assert main(["train", "clip/scenes", *TINY, f"train.out_dir={out}", "--no-progress"]) == 0
+    return out
+
+
+def test_the_recipe_trains_and_its_checkpoint_scores_captions(trained):
+    model, tok = clipscore.load_clip(trained)
+    c = model.config
+    assert (c.image_size, c.channels, c.text_vocab, c.text_pad) == (16, 3, tok.vocab_size, tok.eot_id)
+    images, caps, _ = scenes.make_scenes(24, "heldout", 32, seed=0)  # resized to the model's 16
+    scores = clipscore.clip_score(model, tok, images, caps)
+    assert scores.shape == (24,) and (scores >= 0).all() and (scores <= 100).all()
+    floats = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(clipscore.clip_score(model, tok, floats, caps), scores, atol=1e-4)
+    assert 0 <= clipscore.swap_accuracy(model, tok, "shapes", n=64) <= 1
+    assert ",val_swap," in (trained / "metrics.csv").read_text()  # the swap accuracy of validation captions
+
+
+def test_clip_score_bad_inputs_are_one_line_errors(trained, tmp_path):
+    model, tok = clipscore.load_clip(trained)
+    images, caps, _ = scenes.make_scenes(2, "train", 16, seed=0)
+    with pytest.raises(DataError, match="2 images but 1 captions"):
+        clipscore.clip_score(model, tok, images, caps[:1])
+    with pytest.raises(DataError, match="'a red dragon'"):
+        clipscore.clip_score(model, tok, images, [caps[0], "a red dragon"])
+    with pytest.raises(DataError, match=r"images of shape \(2, 16, 16\)"):
+        clipscore.clip_score(model, tok, images[..., 0], caps)
+    ckpt, _ = family_checkpoint(tmp_path, "classifier")
+    with pytest.raises(CheckpointError, match="CLIPScore needs a clip checkpoint"):
+        clipscore.load_clip(ckpt)
