@@ -107,6 +107,8 @@ def finetune(ckpt: str | Path, data: str | Path, out: str | Path, opts: Finetune
                            **task.extra}, "run": {"train": dataclasses.asdict(cfg)}}
     if settings:
         config["lora"] = settings
+    if task.data is not None:  # absolute, so `genforge eval RUN` finds it from any directory
+        config["data"] = {"path": str(Path(task.data).resolve())}
     final = train(objective, task.batches, cfg, out, resume=resume, config=config, tokenizer=tok_dir / "tokenizer.json",
                   progress=progress)
     if settings and dist.main:

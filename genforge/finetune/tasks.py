@@ -20,6 +20,7 @@ class Task:
     batches: object
     objective: Callable[[nn.Module], object]
     extra: dict = field(default_factory=dict)  # recorded in config.json's "finetune"
+    data: Path | None = None  # prepared token data (lm): config.json's data.path, what `genforge eval` reads
 
 
 def classify_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device, dist) -> Task:
@@ -99,7 +100,7 @@ def decoder_task(model, data: Path, tok_dir: Path, out: Path, opts, cfg, device,
         raise DataError(f"{data}: its tokenizer ({tokens.vocab_size} tokens) is not the model's "
                         f"({tok.vocab_size} tokens); prepare it with --tokenizer-file CKPT/tokenizer.json")
     batches = TokenBatches(tokens, opts.batch_size, block, cfg.seed, device, dist.rank, dist.world)
-    return Task("lm", model, batches, LMObjective, {"block_size": block})
+    return Task("lm", model, batches, LMObjective, {"block_size": block}, data=tokens.path)
 
 
 def _sft_task(model, data: Path, tok_dir: Path, block: int, opts, cfg, device, dist) -> Task:

@@ -50,3 +50,16 @@ def test_missing_data_names_the_paths_tried(relative_run):
     with pytest.raises(DataError, match=f"data.path={work / 'data' / 'char'}\\) is not at {work / 'data' / 'char'};"
                                         " pass --data DIR"):
         evaluate_checkpoint(ckpt, device="cpu")
+
+
+def test_a_finetuned_lm_records_its_data(tmp_path, monkeypatch, tiny_run, corpus_file):
+    from genforge.finetune.run import FinetuneOptions, finetune
+
+    monkeypatch.chdir(tmp_path)
+    ckpt = finetune(tiny_run, corpus_file, "ft", FinetuneOptions(batch_size=4),
+                    ["train.max_iters=2", "train.device=cpu", "train.eval_iters=1", "train.warmup_iters=1"], progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = evaluate_checkpoint(tmp_path / ckpt, device="cpu")
+    assert result["source"] == f"{tmp_path / 'ft' / 'data'} [val]"
