@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kw)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`genforge`'s parser: one subparser per verb (its `verbs(parser)` by name)."""
     from genforge.version import __version__
 
     parser = _Parser(prog="genforge", description="Train, sample and evaluate generative models.")
@@ -39,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
         add(sub)
     _finetune_verbs(sub)
     _align(sub)
+    return parser
+
+
+def verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """parser's subcommands by name ({} when it has none)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(subs[0].choices) if subs else {}
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The verb and its options from argv (args.func runs it); a bad option exits with status 2
+    and the verb's usage."""
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `train CONFIG --resume key=value`: overrides may follow options
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
@@ -47,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     elif extra and args.verb == "prepare" and not any(e.startswith("-") for e in extra):
         args.source += extra
     elif extra:
-        verb = sub.choices[args.verb]
+        verb = verbs(parser)[args.verb]
         verb.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(verb, extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     try:
         return args.func(args) or 0
     except GenforgeError as e:
@@ -107,7 +126,8 @@ def _prepare(sub):
                         "or builtin:shakespeare")
     p.add_argument("--tokenizer", default="char", help="char | bpe:VOCAB (default char)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--field", help="text field of .jsonl records, or text column of .parquet / datasets")
+    p.add_argument("--field", help="required for .jsonl, .parquet and datasets sources: the record key or column "
+                   "holding the text (no default)")
     p.add_argument("--errors", choices=["strict", "replace"], default="strict",
                    help="invalid UTF-8: a bad record (strict) or substitute U+FFFD (replace)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the documents held out for validation")

@@ -9,6 +9,7 @@ import stat
 
 import pytest
 
+from genforge import cli
 from genforge import quickstart as qs
 from genforge.cli import main
 from genforge.version import __version__
@@ -21,24 +22,11 @@ def verb_parsers() -> dict[str, argparse.ArgumentParser]:
     found = {}
 
     def walk(parser, name):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for verb, sub in action.choices.items():
-                    found[f"{name} {verb}".strip()] = sub
-                    walk(sub, f"{name} {verb}")
+        for verb, sub in cli.verbs(parser).items():
+            found[f"{name} {verb}".strip()] = sub
+            walk(sub, f"{name} {verb}")
 
-    real = argparse.ArgumentParser.parse_known_args
-
-    def capture(self, args=None, namespace=None):
-        if self.prog == "genforge":
-            walk(self, "")
-            raise SystemExit(0)
-        return real(self, args, namespace)
-
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(argparse.ArgumentParser, "parse_known_args", capture)
-        with pytest.raises(SystemExit):
-            main(["quickstart"])
+    walk(cli.build_parser(), "")
     return found
 
 
