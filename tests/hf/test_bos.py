@@ -159,6 +159,9 @@ def test_finetune_data_starts_with_the_bos(ckpt, tmp_path):
     for split in ("train", "val"):
         tokens = data.split(split)[0]
         assert tokens[0] == 1 and tokens[-1] == 2  # <s> document </s>
+    # worker processes encode as the parent does (their tokenizer is rebuilt from tokenizer.json alone)
+    two = TokenData(prepare(str(corpus), "char", tmp_path / "data2", tokenizer_file=ckpt / "tokenizer.json", workers=2))
+    assert all((a == b).all() for s in ("train", "val") for a, b in zip(data.split(s), two.split(s)))
 
 
 @pytest.mark.parametrize("post_processor", [True, False])
