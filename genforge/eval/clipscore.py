@@ -65,7 +65,6 @@ def clip_score(model: nn.Module, tokenizer, images, captions: list[str], batch: 
     counts differ or a caption has a word the tokenizer does not know or is too long."""
     if len(images) != len(captions):
         raise DataError(f"{len(images)} images but {len(captions)} captions")
-    model.eval()
     device = next(model.parameters()).device
     x = as_model_images(images, model)
     ids = torch.from_numpy(encode_captions(tokenizer, captions, model.config.text_len))
