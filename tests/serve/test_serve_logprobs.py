@@ -121,11 +121,7 @@ def test_lm_eval_multiple_choice_matches_in_process_loglikelihoods(tmp_path, mak
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
     lm = text_models[0].model
-    tok_dir = tmp_path / "tokenizer"  # lm-eval tokenizes with transformers: the served model's tokenizer.json
-    tok_dir.mkdir()
-    (tok_dir / "tokenizer.json").write_text((lm.path / "tokenizer.json").read_text())
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
-                                                               "eos_token": "<|endoftext|>"}))
+    tok_dir = lm.path  # lm-eval tokenizes with transformers, which reads the checkpoint's own tokenizer.json
     data = tmp_path / "choice.jsonl"
     data.write_text("".join(json.dumps({"context": c, "choices": ch, "gold": g}) + "\n" for c, ch, g in CHOICES))
     tasks = tmp_path / "tasks"
