@@ -41,9 +41,13 @@ def load_config(spec: str | Path | None, overrides: list[str] = ()) -> RunConfig
     if spec is not None:
         path = find_config(spec)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})".splitlines()[0]) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a YAML text file (invalid UTF-8 at byte {e.start})") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read ({e.strerror or e.__class__.__name__})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
     for item in overrides:

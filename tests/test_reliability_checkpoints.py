@@ -154,6 +154,11 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path, tin
     assert not list(run.glob("step-*"))
 
 
+def test_an_image_model_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys):
+    fails(capsys, ["train", "vae/digits", "model.arch=mlp", "model.hidden=100000000", f"train.out_dir={tmp_path / 'r'}",
+                   "train.device=cpu", "--no-progress"], "model: ", "parameters need", "to train")
+
+
 def test_a_checkpoint_config_too_large_for_memory_is_refused(tmp_path, tiny_ckpt):
     ckpt = shutil.copytree(tiny_ckpt, tmp_path / "ckpt")
     config = json.loads((ckpt / "config.json").read_text())
@@ -205,3 +210,21 @@ def test_a_corpus_of_only_bad_records_says_so(tmp_path, char_data, capsys, token
     assert last.startswith("genforge prepare: error: ") and "every record" in last, last
     assert "3 " in last and "the first: " in last and "bad.jsonl:1: not valid JSON" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_a_binary_config_file_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_bytes(os.urandom(32) + b"\xff\xfe")
+    fails(capsys, ["train", cfg, "--no-progress"], "run.yaml", "invalid UTF-8")
+
+
+def test_a_jsonl_file_that_is_not_utf8_names_its_line(tmp_path):
+    from genforge.data.jsonl import jsonl_records
+    from genforge.errors import DataError
+
+    path = tmp_path / "sft.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"sft.jsonl:2: invalid UTF-8 at byte 15 of the line"):
+        list(jsonl_records(path))
+    with pytest.raises(DataError, match="missing.jsonl: cannot read"):
+        list(jsonl_records(tmp_path / "missing.jsonl"))

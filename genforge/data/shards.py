@@ -161,7 +161,7 @@ class TokenData:
                     raise DataError(f"{f}: token id {int(ids[bad])} >= vocab_size {self.vocab_size} "
                                     f"at byte offset {offset + bad * self.dtype.itemsize}")
                 offset += len(raw)
-        if digest is not None and digest.hexdigest() != shard["sha256"]:
+        if digest is not None and digest.hexdigest() != shard.get("sha256"):
             raise DataError(f"{f}: sha256 does not match manifest.json (the file changed)")
 
     def tokens(self, split: str) -> int:

@@ -15,6 +15,7 @@ from genforge.device import resolve_device
 from genforge.errors import ConfigError
 from genforge.families import family, resolve
 from genforge.train.loop import train
+from genforge.train.run import check_trainable
 
 
 def run_images(cfg: RunConfig, resume: bool, progress: bool) -> Path:
@@ -22,6 +23,7 @@ def run_images(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     fam = family(cfg.family)
     train_set, val_set = open_images(cfg.data)
     cfg.model = fit_model_config(cfg.model, train_set.images.shape[1:], train_set.num_classes, fam.kind)
+    check_trainable(cfg, resolve_device(cfg.train.device))  # before allocating: a typo is not a 1 PB model
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed
     model = fam.build(cfg.model)
     objective = make_objective(cfg, fam, model, train_set.class_names)
