@@ -108,6 +108,7 @@ class PromptImageModel:
 
     def __init__(self, loaded: ckpt_io.Loaded):
         self.model, self.tokenizer, self.path, self.family = loaded.model, loaded.tokenizer, loaded.path, loaded.family
+        self.loaded_config = loaded.config  # config.json
         if self.tokenizer is None:
             raise CheckpointError(f"{self.path}: no tokenizer.json; this text-to-image checkpoint cannot read prompts")
         self._sample = resolve(self.family.generate)
@@ -161,3 +162,55 @@ class PromptImageModel:
         gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         options = {k: v for k, v in options.items() if v is not None}
         return self._sample(self.model, ids, generator=gen, guidance=guidance, negative=negative, check=check, **options)
+
+    def evaluate(self, metrics: Sequence[str] = ("geneval",), n: int = 256, seed: int = 0, clip: str | Path | None = None,
+                 judge: str | Path | None = None, **options) -> dict[str, float]:
+        """Offline metrics on n held-out prompts of the procedural scenes the model trained on:
+        geneval (per-task accuracy of the scene judge, genforge/eval/geneval.py, trained and
+        cached on first use unless `judge` names one), clipscore (mean CLIPScore under the clip
+        checkpoint `clip`) and fid (Frechet distance to the held-out scenes' own images, on that
+        CLIP's image features). Sampling options as in generate. ConfigError for a model not
+        trained on builtin:scenes, a metric it cannot compute, or clip missing where needed."""
+        from genforge.data import scenes
+        from genforge.data.caption_batches import scene_vocab
+        from genforge.eval import clipscore, geneval, image_metrics
+        from genforge.train.judge import scene_judge
+
+        known = ("geneval", "clipscore", "fid")
+        for m in metrics:
+            if m not in known:
+                raise ConfigError(f"--metrics {m}: a text-to-image model has {', '.join(known)}")
+        source = ((self.loaded_config.get("run") or {}).get("data") or {}).get("source", "")
+        vocab = scene_vocab(source)
+        if vocab is None:
+            raise ConfigError(f"{self.path}: trained on {source!r}; these metrics grade the procedural scenes "
+                              "(data.source=builtin:scenes[:VOCAB]), whose held-out prompts come with specs")
+        if {"clipscore", "fid"} & set(metrics) and clip is None:
+            raise ConfigError("clipscore and fid need a CLIP: --clip CKPT (train one: genforge train clip/scenes)")
+        real, captions, specs = scenes.make_scenes(n, "heldout", self.config.image_size, seed, vocab)
+        made = torch.cat([self.generate(captions[k:k + 64], seed=seed + k, **options).cpu() for k in range(0, n, 64)])
+        result: dict[str, float] = {"n": n}
+        if "geneval" in metrics:
+            found = scene_judge(judge).judge(made, specs)
+            result.update({f"geneval_{k}": v for k, v in geneval.accuracy(found).items() if k != "n"})
+        if clip is not None:
+            model, tokenizer = clipscore.load_clip(clip)
+            if "clipscore" in metrics:
+                result["clipscore"] = float(clipscore.clip_score(model, tokenizer, made, captions).mean())
+            if "fid" in metrics:
+                real_x = torch.from_numpy(real).permute(0, 3, 1, 2).float() / 255
+                result["fid"] = image_metrics.fid(real_x, made, _ClipImages(model))
+        return result
+
+
+class _ClipImages(torch.nn.Module):
+    """A CLIP's image features of (N, C, H, W) images in [0, 1], for FID."""
+
+    def __init__(self, clip: torch.nn.Module):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from genforge.eval.clipscore import as_model_images
+
+        return self.clip.encode_image(as_model_images(x, self.clip).to(next(self.clip.parameters()).device))

@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from genforge.errors import GenforgeError, Interrupted
 
@@ -206,7 +207,10 @@ def _generate(sub):
     def run(a):
         import genforge
 
-        if _kind(a.ckpt) in ("image", "label"):  # a picture grid, or the error that says why not
+        kind = _kind(a.ckpt)
+        if kind == "text_image":
+            return _generate_from_prompt(a, p)
+        if kind in ("image", "label"):  # a picture grid, or the error that says why not
             return _generate_images(a)
         a.num_samples = 1 if a.num_samples is None else a.num_samples
         _check_sampling(a)
@@ -227,7 +231,14 @@ def _generate(sub):
 
 
 def _image_generate_args(p) -> None:
-    p.add_argument("--out", help="images: the PNG grid to write (default samples.png)")
+    p.add_argument("--out", help="images: the PNG grid to write (default samples.png), or DIR/ for one PNG per image")
+    p.add_argument("--negative-prompt", help="text to image: what the images should not show (replaces the "
+                   "unconditional model in guidance; default: none)")
+    p.add_argument("--guidance", type=float, help="text to image: classifier-free guidance scale (1: none; "
+                   "default: the model's, e.g. 3)")
+    p.add_argument("--steps", type=int, help="text to image, diffusion: sampler steps (default: the model's, e.g. 30)")
+    p.add_argument("--sampler", choices=["euler", "ddim", "ddpm"],
+                   help="text to image, diffusion: euler (a flow model), ddim or ddpm (default: the model's)")
     p.add_argument("--class", dest="cls", type=int, help="images: the class of a class-conditional GAN")
     p.add_argument("--truncation", type=float, help="images: redraw latents beyond +-T (GANs; e.g. 1.0)")
     p.add_argument("--show", choices=["samples", "reconstructions", "traversal"], default="samples",
@@ -239,6 +250,29 @@ def _kind(ckpt: str) -> str:
     from genforge import checkpoint as ckpt_io
 
     return ckpt_io.peek(ckpt)[2].kind
+
+
+def _generate_from_prompt(a, parser) -> None:
+    """Images of a text-to-image checkpoint for --prompt: a grid, or one PNG each under DIR/."""
+    import genforge
+    from genforge.sample.images import save_each, save_grid
+
+    if a.prompt == parser.get_default("prompt"):
+        raise GenforgeError('--prompt: a text-to-image model needs a description, e.g. --prompt "a red circle"')
+    n = 16 if a.num_samples is None else a.num_samples
+    if n < 1:
+        raise GenforgeError(f"--num-samples {n}: must be >= 1")
+    model = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
+    given = {"steps": a.steps, "sampler": a.sampler, "temperature": a.temperature, "top_k": a.top_k}
+    options = {k: v for k, v in given.items() if k in model.options and v != parser.get_default(k)}
+    images = model.generate(a.prompt, n, guidance=a.guidance, negative_prompt=a.negative_prompt, seed=a.seed, **options)
+    scale = max(1, 64 // images.shape[-1])
+    out = a.out or "samples.png"
+    if out.endswith("/") or Path(out).is_dir():
+        paths = save_each(images, out, scale)
+        print(f"wrote {len(paths)} images to {Path(out)}")
+    else:
+        print(f"wrote {save_grid(images, out, scale=scale)}")
 
 
 def _generate_images(a) -> None:
@@ -296,15 +330,31 @@ def _eval(sub):
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...; images: cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--metrics", help="images: some of fid,kid,pr,coverage,nll (default: nll for a VAE, with "
-                   "fid,kid,pr,coverage too when a classifier is known; fid,kid,pr,coverage for a GAN)")
+                   "fid,kid,pr,coverage too when a classifier is known; fid,kid,pr,coverage for a GAN); text to "
+                   "image: some of geneval,clipscore,fid (default: geneval, all three with --clip)")
     p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
     p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
+    p.add_argument("--clip", help="text to image: a clip checkpoint for clipscore and fid (genforge train clip/scenes)")
+    p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval (default: the cached one, "
+                   "trained on first use)")
+    p.add_argument("--seed", type=int, default=0, help="text to image: seed of the held-out prompts and their images")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
 
-        if _kind(a.ckpt) in ("image", "label"):
+        kind = _kind(a.ckpt)
+        if kind == "text_image":
+            import genforge
+
+            metrics = a.metrics.split(",") if a.metrics else ["geneval"] + (["clipscore", "fid"] if a.clip else [])
+            n = 256 if a.num_samples == p.get_default("num_samples") else a.num_samples
+            model = genforge.load(a.ckpt, device=a.device)
+            result = model.evaluate([m.strip() for m in metrics], n, a.seed, a.clip, a.judge)
+            print(json.dumps(result) if a.json else "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+            return
+        if kind in ("image", "label"):
             from genforge.eval.image_eval import evaluate_images
             from genforge.eval.image_metrics import parse_metrics
 

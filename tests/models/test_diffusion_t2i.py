@@ -130,3 +130,35 @@ def test_a_tiny_model_learns_a_handful_of_captions(tmp_path):
                     guidance=1.0, steps=20)
     dist = ((made[:, None] - images[None]) ** 2).flatten(2).mean(2)  # (generated, training image)
     assert torch.equal(dist.argmin(1), torch.arange(4)), (train.captions[:4], dist)
+
+
+def test_generate_writes_a_grid_or_one_png_each_and_refuses_bad_prompts(trained, tmp_path, capsys):
+    from PIL import Image
+
+    grid = tmp_path / "grid.png"
+    assert main(["generate", str(trained), "--prompt", "a red circle above a blue square", "--num-samples", "4",
+                 "--seed", "1", "--steps", "3", "--guidance", "2", "--out", str(grid)]) == 0
+    assert Image.open(grid).size[0] > 64
+    assert main(["generate", str(trained), "--prompt", "two green triangles", "--num-samples", "3",
+                 "--negative-prompt", "a red circle", "--out", f"{tmp_path}/each/"]) == 0
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["000.png", "001.png", "002.png"]
+    for args, words in ((["--prompt", "a red zebra"], "word 'zebra'"), ([], "needs a description"),
+                        (["--prompt", "a red circle", "--steps", "0"], "steps=0"),
+                        (["--prompt", "a red circle", "--sampler", "ddim"], "samples with euler")):
+        assert main(["generate", str(trained), *args, "--out", str(tmp_path / "x.png")]) != 0
+        assert words in capsys.readouterr().err
+
+
+def test_eval_gives_geneval_per_task_with_a_judge(trained, tmp_path, capsys):
+    import json
+
+    from genforge.train.judge import train_judge
+
+    judge = train_judge(tmp_path / "judge", scenes_per_size=60, max_iters=10)
+    capsys.readouterr()  # its training log
+    assert main(["eval", str(trained), "--num-samples", "16", "--judge", str(judge), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 16 and 0 <= result["geneval_overall"] <= 1
+    assert {"geneval_single_object", "geneval_position", "geneval_colour_binding"} <= set(result)
+    assert main(["eval", str(trained), "--metrics", "clipscore"]) != 0
+    assert "--clip CKPT" in capsys.readouterr().err

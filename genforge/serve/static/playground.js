@@ -1,5 +1,6 @@
 // The playground: lists models, streams /v1/completions (SSE) into #output as plain text
-// (textContent, never HTML: model output is untrusted), queues prompts for the reviewers when the
+// (textContent, never HTML: model output is untrusted), shows /v1/images/generations' images for a
+// prompt in the Images tab, queues prompts for the reviewers when the
 // server has a reviewer page (/health's "review"; the link and the button show only then).
 "use strict";
 const $ = (id) => document.getElementById(id);
@@ -23,15 +24,54 @@ async function loadModels() {
   const resp = await fetch("/v1/models", { headers: headers() });
   if (!resp.ok) { say(await errorText(resp)); keyRefused = resp.status === 401; return false; }
   if (keyRefused) say("");  // the key now typed is accepted: the old refusal no longer holds
-  const select = $("model");
+  const models = (await resp.json()).data;
+  fill($("model"), models.filter((m) => m.kind === "text"));
+  fill($("image-model"), models.filter((m) => m.kind === "image" || m.kind === "text_image"));
+  return true;
+}
+
+function fill(select, models) {
   select.replaceChildren();
-  for (const m of (await resp.json()).data.filter((m) => m.kind !== "image")) {
+  for (const m of models) {
     const option = document.createElement("option");
     option.value = m.id;
-    option.textContent = m.id;
+    option.textContent = m.id + (m.kind === "image" ? " (no prompt)" : "");
     select.appendChild(option);
   }
-  return true;
+}
+
+function showTab(images) {
+  $("text-pane").hidden = images; $("images-pane").hidden = !images;
+  $("tab-text").setAttribute("aria-pressed", String(!images));
+  $("tab-images").setAttribute("aria-pressed", String(images));
+}
+
+async function generateImages() {  // /v1/images/generations: base64 PNGs shown as <img> (never as HTML)
+  if (!await ready()) return;
+  const status = (text) => { $("image-status").textContent = text; };
+  const body = { model: $("image-model").value, prompt: $("image-prompt").value, n: Number($("image-n").value),
+                 response_format: "b64_json" };
+  for (const [field, id] of [["guidance_scale", "guidance"], ["steps", "steps"], ["seed", "image-seed"]]) {
+    if ($(id).value !== "") body[field] = Number($(id).value);
+  }
+  if ($("negative-prompt").value.trim()) body.negative_prompt = $("negative-prompt").value;
+  $("generate-images").disabled = true; status("generating…");
+  try {
+    const resp = await fetch("/v1/images/generations", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    if (!resp.ok) { status(await errorText(resp)); return; }
+    $("grid").replaceChildren();
+    for (const item of (await resp.json()).data) {
+      const img = document.createElement("img");
+      img.src = "data:image/png;base64," + item.b64_json;
+      img.alt = body.prompt;
+      $("grid").appendChild(img);
+    }
+    status("done");
+  } catch (e) {
+    status(String(e));
+  } finally {
+    $("generate-images").disabled = false;
+  }
 }
 
 async function ready() {  // models listed, e.g. once a key is typed and the first listing was refused
@@ -94,6 +134,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("generate").addEventListener("click", generate);
   $("stop").addEventListener("click", () => controller && controller.abort());
   $("to-review").addEventListener("click", toReview);
+  $("generate-images").addEventListener("click", generateImages);
+  $("tab-text").addEventListener("click", () => showTab(false));
+  $("tab-images").addEventListener("click", () => showTab(true));
   let typing = null;  // the models again once the key has been typed (or pasted), not per keystroke
   $("api_key").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadModels, 300); });
   $("api_key").addEventListener("change", () => { clearTimeout(typing); loadModels(); });
