@@ -31,24 +31,18 @@ from genforge.errors import DataError
 RELATION_PHRASES = ("to the right of", "to the left of", "in front of", "on top of", "next to", "behind",
                     "beside", "above", "below", "under")
 
-def info_nce(logits: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
-    """The symmetric InfoNCE loss of logits (B, B) whose diagonal holds the positives; `same`
-    (B, B) bool marks other pairs that are positives too (equal captions), left out of the negatives."""
+
+def info_nce(logits: torch.Tensor, same: torch.Tensor | None = None, hard: torch.Tensor | None = None) -> torch.Tensor:
+    """The symmetric InfoNCE loss of image -> caption logits (B, B) whose diagonal holds the
+    positives. `same` (B, B) bool marks other pairs that are positives too (equal captions), left
+    out of the negatives; `hard` (B, K) are logits of extra negative captions (the swapped ones),
+    which only the image -> caption direction scores against."""
     if same is not None:
         eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(same & ~eye, float("-inf"))
     labels = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
-def contrastive(i2t: torch.Tensor, t2i: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-    """info_nce of image -> caption logits (B, B + extra hard-negative captions) and caption ->
-    image logits (B, B), equal captions left out of each other's negatives."""
-    B = len(t2i)
-    eye = torch.eye(B, dtype=torch.bool, device=same.device)
-    labels = torch.arange(B, device=same.device)
-    i2t = torch.cat([i2t[:, :B].masked_fill(same & ~eye, float("-inf")), i2t[:, B:]], 1)
-    return (F.cross_entropy(i2t, labels) + F.cross_entropy(t2i.masked_fill(same & ~eye, float("-inf")), labels)) / 2
+    i2t = logits if hard is None else torch.cat([logits, hard], 1)  # (B, B + K)
+    return (F.cross_entropy(i2t, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 def relation_ids(tokenizer) -> list[list[int]]:
@@ -99,19 +93,18 @@ class CLIPObjective:
         """Read the relation phrases of the caption tokenizer (for model.swap_negatives)."""
         self.phrases = relation_ids(tokenizer)
 
-    def _logits(self, x: torch.Tensor, ids: torch.Tensor):
-        """(image -> caption logits (B, B) or, with swapped negatives, (B, 2B); caption -> image
-        logits (B, B); the swapped captions and which captions have one)."""
+    def _logits(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(image -> caption logits (B, B); every image against every swapped caption (B, B), or
+        None without swapped negatives), in float32."""
         img, txt = self.model.encode_image(x.float()), self.model.encode_text(ids)
         scale = self.model.scale()
-        i2t = scale * img @ txt.T  # (B, B)
+        logits = (scale * img @ txt.T).float()  # (B, B)
         if not (self.phrases and self.model.config.swap_negatives):
-            return i2t, i2t.T, None, None
+            return logits, None
         neg, has = swapped(ids, self.model.config.text_pad, self.phrases)
-        hard = (scale * img @ self.model.encode_text(neg).T)  # (B, B): every image against every swapped caption
-        # a swapped caption is no negative where it does not exist or says what the image's caption says
-        hard = hard.masked_fill(~has[None, :] | (neg[None, :, :] == ids[:, None, :]).all(-1), float("-inf"))
-        return torch.cat([i2t, hard], 1), i2t.T, neg, has
+        hard = (scale * img @ self.model.encode_text(neg).T).float()  # (B, B)
+        # a swapped caption is no negative where there is none, or where it says what the image's caption says
+        return logits, hard.masked_fill(~has[None, :] | (neg[None, :, :] == ids[:, None, :]).all(-1), float("-inf"))
 
     def parameters(self, phase: str):
         return self.model.parameters()
@@ -121,21 +114,20 @@ class CLIPObjective:
 
     def loss(self, batch, phase: str = "main"):
         x, ids = batch[0], batch[1]  # (B, C, H, W) in [0, 1], (B, T)
-        i2t, t2i, _, _ = self._logits(x, ids)
-        loss = contrastive(i2t.float(), t2i.float(), same_captions(ids))
+        logits, hard = self._logits(x, ids)
+        loss = info_nce(logits, same_captions(ids), hard)
         return loss, {"loss": loss.detach(), "temperature": 1 / self.model.scale().detach(), "images": len(x)}
 
     def evaluate(self, batches) -> dict[str, float]:
         loss, i2t_hits, t2i_hits, n, swap_hits, swaps = 0.0, 0, 0, 0, 0, 0
         for x, ids, *_ in batches:
-            i2t, t2i, _, _ = self._logits(x, ids)
+            logits, hard = self._logits(x, ids)
             same = same_captions(ids)
-            B, rows = len(x), torch.arange(len(x))
-            loss += float(contrastive(i2t.float(), t2i.float(), same)) * B
-            # a pick counts when it is the pair's caption or one equal to it (a swapped one never)
-            pick = i2t.argmax(1)
-            i2t_hits += int(((pick < B) & same[rows, pick.clamp(max=B - 1)]).sum())
-            t2i_hits += int(same[t2i.argmax(1), rows].sum())
+            B, rows = len(x), torch.arange(len(x), device=logits.device)
+            loss += float(info_nce(logits, same, hard)) * B
+            # a pick counts when it is the pair's caption or one equal to it
+            i2t_hits += int(same[rows, logits.argmax(1)].sum())
+            t2i_hits += int(same[logits.argmax(0), rows].sum())
             n += B
             if self.phrases:
                 neg, has = swapped(ids, self.model.config.text_pad, self.phrases)

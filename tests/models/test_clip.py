@@ -40,6 +40,12 @@ def test_info_nce_matches_a_hand_computed_value():
     rows, cols = masked.tolist(), masked.T.tolist()
     want = (sum(ce(r, k) for k, r in enumerate(rows)) + sum(ce(c, k) for k, c in enumerate(cols))) / 6
     assert info_nce(logits, same).item() == pytest.approx(want, rel=1e-6)
+    # hard negatives: extra captions each image is scored against (not the other way round)
+    hard = torch.tensor([[0.9, -math.inf], [2.5, 0.0], [-1.0, 1.0]])
+    rows = [r + h for r, h in zip(logits.tolist(), hard.tolist())]
+    cols = logits.T.tolist()
+    want = (sum(ce(r, k) for k, r in enumerate(rows)) + sum(ce(c, k) for k, c in enumerate(cols))) / 6
+    assert info_nce(logits, hard=hard).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_embeddings_are_unit_and_logits_scaled_by_the_learned_temperature():
