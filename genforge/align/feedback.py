@@ -196,9 +196,9 @@ class FeedbackDB:
                           "JOIN prompts q ON q.id = p.prompt_id WHERE p.id = ?", (pair_id,))
         return _pair(rows[0]) if rows else None
 
-    def prompt_needing_pair(self, pairs_per_prompt: int) -> tuple[int, str] | None:
-        """(id, text) of the oldest prompt with fewer than pairs_per_prompt pairs, or None."""
-        rows = self._rows("SELECT q.id, q.text FROM prompts q WHERE (SELECT COUNT(*) FROM pairs p "
+    def prompt_needing_pair(self, pairs_per_prompt: int) -> tuple[int, str, str] | None:
+        """(id, text, source) of the oldest prompt with fewer than pairs_per_prompt pairs, or None."""
+        rows = self._rows("SELECT q.id, q.text, q.source FROM prompts q WHERE (SELECT COUNT(*) FROM pairs p "
                           "WHERE p.prompt_id = q.id) < ? ORDER BY q.id LIMIT 1", (pairs_per_prompt,))
         return rows[0] if rows else None
 

@@ -7,7 +7,10 @@ Layouts `read_captioned` reads:
   (https://huggingface.co/docs/datasets/image_dataset#imagefolder);
 - a folder of images with a `.txt` caption beside each one (`cat.png` + `cat.txt`), searched
   recursively;
-- an `.npz` with `images` (or `x`) and `captions`, a string array of the same length.
+- an `.npz` with `images` (or `x`) and `captions`, a string array of the same length;
+- a `datasets` save_to_disk folder (a Dataset, or a DatasetDict whose `train` split is read) with
+  an image column (`image`, or the first column of the Image feature type) and a text column
+  (`text` or `caption`); reading it needs the `datasets` package (genforge's `data` extra).
 
 Bad input is a one-line DataError naming the file: a caption without its image, an image without
 its caption, an unreadable image, an empty caption, a metadata line that is not JSON. With
@@ -89,6 +92,8 @@ def read_captioned(path: str | Path, image_size: int = 0, channels: int = 0,
         return _read_npz(path, image_size, channels, on_bad)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder or .npz file of captioned images")
+    if _is_saved_dataset(path):
+        return _read_saved_dataset(path, image_size, channels, on_bad)
     meta = path / "metadata.jsonl"
     pairs = _metadata_pairs(path, meta, on_bad) if meta.is_file() else _txt_pairs(path, on_bad)
     images, captions = [], []
@@ -104,6 +109,66 @@ def read_captioned(path: str | Path, image_size: int = 0, channels: int = 0,
     if not images:
         raise DataError(f"{path}: no captioned images found")
     return np.stack(images).transpose(0, 2, 3, 1), captions  # (N, H, W, C)
+
+
+def is_captioned(path: Path) -> bool:
+    """Whether path holds captioned images in a layout read_captioned reads (rather than, say, a
+    folder of class sub-folders)."""
+    if path.is_file():
+        if path.suffix != ".npz":
+            return False
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return "captions" in z.files
+        except (OSError, ValueError):
+            return False
+    if not path.is_dir():
+        return False
+    return (path / "metadata.jsonl").is_file() or _is_saved_dataset(path) or next(path.rglob("*.txt"), None) is not None
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or ((path / "state.json").is_file() and
+                                                      (path / "dataset_info.json").is_file())
+
+
+def _read_saved_dataset(path: Path, image_size: int, channels: int, on_bad: str) -> tuple[np.ndarray, list[str]]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{path}: a save_to_disk dataset; reading it needs `pip install datasets` "
+                        "(genforge's data extra)") from None
+    from genforge.data.readers import check_hf_paths
+
+    check_hf_paths(path)  # the files its json names lie inside it
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise DataError(f"{path}: a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
+        ds = ds["train"]
+    image_col = "image" if "image" in ds.column_names else next(
+        (n for n, f in ds.features.items() if isinstance(f, datasets.Image)), None)
+    text_col = next((n for n in ("text", "caption") if n in ds.column_names), None)
+    if image_col is None or text_col is None:
+        raise DataError(f"{path}: columns {ds.column_names}; expected an image column ('image' or an Image feature) "
+                        "and a text column ('text' or 'caption')")
+    images, texts = [], []
+    for i, row in enumerate(ds):
+        where = f"{path} row {i}"
+        caption, im = row[text_col], row[image_col]
+        if not isinstance(caption, str) or not caption.strip():
+            _bad(f"{where}: empty caption (column {text_col!r})", on_bad)
+            continue
+        if not hasattr(im, "convert"):
+            _bad(f"{where}: column {image_col!r} holds {type(im).__name__}, not an image", on_bad)
+            continue
+        arr = to_array(im, channels or (1 if im.mode in ("L", "1") else 3), image_size)
+        check_shape(arr, images[0] if images else arr, Path(where), "image_size")
+        images.append(arr)
+        texts.append(caption.strip())
+    if not images:
+        raise DataError(f"{path}: no captioned images found")
+    return np.stack(images).transpose(0, 2, 3, 1), texts
 
 
 def _bad(message: str, on_bad: str) -> None:

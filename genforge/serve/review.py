@@ -1,5 +1,6 @@
 """The reviewer pages: log in with a token from `genforge reviewers add`, see a prompt and two
-outputs side by side (random order, models hidden), pick the better one or a tie, optionally score
+outputs side by side (random order, models hidden; two texts, or two images of a prompt queued
+for text-to-image models), pick the better one or a tie, optionally score
 each 1-5 and comment. Pages render through Jinja2 with autoescaping (outputs are untrusted text)
 and run no script at all; every state-changing POST needs the session's CSRF token. The same flow
 is open to scripts as JSON under /review/api (log in, next pair, rate, own ratings)."""
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import hmac
 import random
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -22,6 +25,9 @@ from genforge.serve.errors import APIError
 from genforge.serve.state import ServerState
 
 COOKIE = "genforge_review"
+IMAGE_SOURCE = ":image"  # a queued prompt whose source ends so asks text-to-image models for two images
+PNG_URL = "data:image/png;base64,"
+_PNG_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]+={0,2}")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))  # autoescapes .html
 
 
@@ -48,6 +54,7 @@ class Login(BaseModel):
 
 class PromptIn(BaseModel):
     prompt: str = Field(min_length=1, max_length=10_000)
+    kind: Literal["text", "image"] = "text"  # image: two text-to-image models' images to compare
 
 
 class Reviewing:
@@ -67,7 +74,9 @@ class Reviewing:
                 pair = self.db.pair(self._make_pair(*todo))
         return pair
 
-    def _make_pair(self, prompt_id: int, prompt: str) -> int:
+    def _make_pair(self, prompt_id: int, prompt: str, source: str) -> int:
+        if source.endswith(IMAGE_SOURCE):
+            return self._make_image_pair(prompt_id, prompt)
         texts = [s for s in self.state.models.values() if s.kind == "text"]
         rng = random.Random()
         chosen = rng.sample(texts, 2) if len(texts) >= 2 else [texts[0], texts[0]]
@@ -83,6 +92,32 @@ class Reviewing:
         params = {"max_tokens": c.max_tokens, "temperature": c.temperature, "top_p": c.top_p, "stop": list(c.stop),
                   "seed_a": seeds[0], "seed_b": seeds[1]}
         return self.db.add_pair(prompt_id, outputs[0], chosen[0].id, outputs[1], chosen[1].id, params)
+
+
+    def _make_image_pair(self, prompt_id: int, prompt: str) -> int:
+        """A pair of images (PNG data URLs) of prompt from two text-to-image models (or two seeds of one)."""
+        from genforge.serve.images import generate_from_prompt
+
+        models = [s for s in self.state.models.values() if s.kind == "text_image"]
+        if not models:
+            raise APIError(409, "an image prompt is queued but this server has no text-to-image model")
+        rng = random.Random()
+        chosen = rng.sample(models, 2) if len(models) >= 2 else [models[0], models[0]]
+        seeds = [rng.randrange(2**31) for _ in chosen]
+        outputs = []
+        for served, seed in zip(chosen, seeds):
+            try:
+                outputs.append(PNG_URL + generate_from_prompt(served.model, prompt, 1, seed, None)[0])
+            except DataError as e:  # a word this model's vocabulary does not have
+                outputs.append(f"[{served.id} cannot read this prompt: {e}]")
+        return self.db.add_pair(prompt_id, outputs[0], chosen[0].id, outputs[1], chosen[1].id,
+                                {"kind": "image", "seed_a": seeds[0], "seed_b": seeds[1]})
+
+
+def image_of(pair: Pair, output: str) -> str | None:
+    """output as an <img> source when the pair compares images and it is a PNG data URL, else None
+    (shown as text)."""
+    return output if pair.params.get("kind") == "image" and _PNG_DATA.fullmatch(output) else None
 
 
 def _session(db: FeedbackDB, request: Request) -> Session | None:
@@ -131,7 +166,8 @@ def router(state: ServerState) -> APIRouter:
         pair = reviewing.next_pair(session.reviewer_id)
         slots = ["a", "b"]
         random.shuffle(slots)  # which output shows on the left says nothing about its model
-        sides = [{"slot": s, "text": getattr(pair, f"output_{s}")} for s in slots] if pair else []
+        sides = [{"slot": s, "text": getattr(pair, f"output_{s}"), "image": image_of(pair, getattr(pair, f"output_{s}"))}
+                 for s in slots] if pair else []
         done = len(db.ratings_of(session.reviewer_id))
         return TEMPLATES.TemplateResponse(request, "review.html", {"session": session, "pair": pair, "sides": sides,
                                                                    "done": done})
@@ -191,7 +227,8 @@ def _api_routes(r: APIRouter, db: FeedbackDB, reviewing: Reviewing) -> None:
         pair = reviewing.next_pair(need(request).reviewer_id)
         if pair is None:
             return {"pair": None}
-        return {"pair": {"id": pair.id, "prompt": pair.prompt, "a": pair.output_a, "b": pair.output_b}}
+        return {"pair": {"id": pair.id, "prompt": pair.prompt, "a": pair.output_a, "b": pair.output_b,
+                         "kind": pair.params.get("kind", "text")}}
 
     @r.post("/review/api/rate")
     def api_rate(rating: Rating, request: Request):
@@ -230,6 +267,9 @@ def prompts_router(state: ServerState) -> APIRouter:
     def queue(body: PromptIn):
         if state.feedback is None:
             raise APIError(404, "reviewing is off: start the server with --feedback-db DB")
-        return {"queued": state.feedback.add_prompts([body.prompt], "playground")}
+        if body.kind == "image" and not any(s.kind == "text_image" for s in state.models.values()):
+            raise APIError(400, "kind=image: this server has no text-to-image model to make the pair", "kind")
+        source = "playground" + (IMAGE_SOURCE if body.kind == "image" else "")
+        return {"queued": state.feedback.add_prompts([body.prompt], source)}
 
     return r

@@ -102,7 +102,7 @@ def test_reviewers_see_and_change_only_their_own_ratings(review):
     ann_csrf = ann.post("/review/api/login", json={"token": tokens["ann"]}).json()["csrf"]
     bob_csrf = bob.post("/review/api/login", json={"token": tokens["bob"]}).json()["csrf"]
     pair = ann.get("/review/api/next").json()["pair"]
-    assert set(pair) == {"id", "prompt", "a", "b"}  # blind: no model names
+    assert set(pair) == {"id", "prompt", "a", "b", "kind"} and pair["kind"] == "text"  # blind: no model names
     rid = ann.post("/review/api/rate", json={"pair_id": pair["id"], "choice": "a", "rating_a": 4},
                    headers={"X-CSRF-Token": ann_csrf}).json()["rating_id"]
     assert ann.get(f"/review/api/ratings/{rid}").json()["choice"] == "a"

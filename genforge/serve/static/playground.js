@@ -83,6 +83,7 @@ async function showReview() {
   const on = resp.ok && (await resp.json()).review === true;
   $("review-link").hidden = !on;
   $("to-review").hidden = !on;
+  $("to-review-images").hidden = !on;
 }
 
 async function generate() {
@@ -124,16 +125,19 @@ async function generate() {
   }
 }
 
-async function toReview() {
+async function toReview(kind) {  // the reviewers compare two outputs (texts, or images) for the prompt
+  const prompt = kind === "image" ? $("image-prompt").value : $("prompt-box").value;
   const resp = await fetch("/playground/review-prompt", { method: "POST", headers: headers(),
-                                                          body: JSON.stringify({ prompt: $("prompt-box").value }) });
-  say(resp.ok ? "queued for review" : await errorText(resp));
+                                                          body: JSON.stringify({ prompt, kind }) });
+  const text = resp.ok ? "queued for review" : await errorText(resp);
+  if (kind === "image") $("image-status").textContent = text; else say(text);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("generate").addEventListener("click", generate);
   $("stop").addEventListener("click", () => controller && controller.abort());
-  $("to-review").addEventListener("click", toReview);
+  $("to-review").addEventListener("click", () => toReview("text"));
+  $("to-review-images").addEventListener("click", () => toReview("image"));
   $("generate-images").addEventListener("click", generateImages);
   $("tab-text").addEventListener("click", () => showTab(false));
   $("tab-images").addEventListener("click", () => showTab(true));
