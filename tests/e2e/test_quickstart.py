@@ -1,5 +1,5 @@
 """`genforge quickstart` on tiny time budgets: builtin Shakespeare -> trained checkpoint -> samples,
-and digits -> VAE -> grids; --only / --skip pick steps from the table (genforge/quickstart.py),
+digits -> VAE -> grids, and drawn scenes -> text-to-image DiT -> held-out prompts' grid; --only / --skip pick steps from the table (genforge/quickstart.py),
 whose default budgets fit the quickstart's total."""
 import dataclasses
 
@@ -12,7 +12,8 @@ from genforge.data.shards import TokenData
 
 def test_quickstart(tmp_path, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--minutes", "0.05", "--image-minutes", "0.02"]) == 0
+    assert main(["quickstart", "--out", str(out), "--minutes", "0.05", "--image-minutes", "0.02",
+                 "--t2i-minutes", "0.02"]) == 0
     printed = capsys.readouterr().out
     data = TokenData(out / "data")
     assert data.manifest["source"]["spec"] == "builtin:shakespeare"
@@ -31,6 +32,9 @@ def test_quickstart(tmp_path, capsys):
     for name in ("samples.png", "reconstructions.png", "interpolation.gif"):
         assert (images / name).stat().st_size > 0, name
     assert f"samples      {images / 'samples.png'}" in printed
+    t2i = out / "t2i"
+    assert (t2i / "run" / "latest" / "tokenizer.json").is_file()
+    assert (t2i / "heldout.png").stat().st_size > 0 and f"held out     {t2i / 'heldout.png'}" in printed
 
 
 @pytest.fixture
@@ -44,9 +48,10 @@ def ran(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("argv,expected", [
-    ([], [("text", 3.0), ("image", 1.5)]),
-    (["--skip", "image"], [("text", 3.0)]),
-    (["--no-image"], [("text", 3.0)]),  # the spelling before --skip
+    ([], [("text", 3.0), ("image", 1.5), ("t2i", 3.0)]),
+    (["--skip", "image,t2i"], [("text", 3.0)]),
+    (["--no-image", "--skip", "t2i"], [("text", 3.0)]),  # the spelling before --skip
+    (["--only", "t2i", "--t2i-minutes", "2"], [("t2i", 2.0)]),
     (["--only", "image", "--image-minutes", "0.5"], [("image", 0.5)]),
     (["--only", "text,image", "--skip", "text", "--minutes", "9"], [("image", 1.5)]),
 ])
@@ -56,8 +61,8 @@ def test_only_and_skip_pick_steps(tmp_path, ran, argv, expected):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--only", "music"], "--only music: no such step; the steps are text, image"),
-    (["--skip", "text,image"], "that leaves no step to run"),
+    (["--only", "music"], "--only music: no such step; the steps are text, image, t2i"),
+    (["--skip", "text,image,t2i"], "that leaves no step to run"),
     (["--image-minutes", "0"], "--image-minutes 0: a step's budget must be positive (--skip image skips it)"),
 ])
 def test_bad_choices_say_why(tmp_path, ran, capsys, argv, message):
