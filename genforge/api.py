@@ -169,14 +169,14 @@ class PromptImageModel:
         geneval (per-task accuracy of the scene judge, genforge/eval/geneval.py, trained and
         cached on first use unless `judge` names one), clipscore (mean CLIPScore under the clip
         checkpoint `clip`) and fid (Frechet distance to the held-out scenes' own images, on that
-        CLIP's image features). Sampling options as in generate. ConfigError for a model not
+        CLIP's image features; kid its kernel counterpart). Sampling options as in generate. ConfigError for a model not
         trained on builtin:scenes, a metric it cannot compute, or clip missing where needed."""
         from genforge.data import scenes
         from genforge.data.caption_batches import scene_vocab
         from genforge.eval import clipscore, geneval, image_metrics
         from genforge.train.judge import scene_judge
 
-        known = ("geneval", "clipscore", "fid")
+        known = ("geneval", "clipscore", "fid", "kid")
         for m in metrics:
             if m not in known:
                 raise ConfigError(f"--metrics {m}: a text-to-image model has {', '.join(known)}")
@@ -185,8 +185,8 @@ class PromptImageModel:
         if vocab is None:
             raise ConfigError(f"{self.path}: trained on {source!r}; these metrics grade the procedural scenes "
                               "(data.source=builtin:scenes[:VOCAB]), whose held-out prompts come with specs")
-        if {"clipscore", "fid"} & set(metrics) and clip is None:
-            raise ConfigError("clipscore and fid need a CLIP: --clip CKPT (train one: genforge train clip/scenes)")
+        if {"clipscore", "fid", "kid"} & set(metrics) and clip is None:
+            raise ConfigError("clipscore, fid and kid need a CLIP: --clip CKPT (train one: genforge train clip/scenes)")
         real, captions, specs = scenes.make_scenes(n, "heldout", self.config.image_size, seed, vocab)
         made = torch.cat([self.generate(captions[k:k + 64], seed=seed + k, **options).cpu() for k in range(0, n, 64)])
         result: dict[str, float] = {"n": n}
@@ -197,9 +197,11 @@ class PromptImageModel:
             model, tokenizer = clipscore.load_clip(clip)
             if "clipscore" in metrics:
                 result["clipscore"] = float(clipscore.clip_score(model, tokenizer, made, captions).mean())
+            real_x = torch.from_numpy(real).permute(0, 3, 1, 2).float() / 255
             if "fid" in metrics:
-                real_x = torch.from_numpy(real).permute(0, 3, 1, 2).float() / 255
                 result["fid"] = image_metrics.fid(real_x, made, _ClipImages(model))
+            if "kid" in metrics:
+                result["kid"], result["kid_std"] = image_metrics.kid(real_x, made, _ClipImages(model))
         return result
 
 

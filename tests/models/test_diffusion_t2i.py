@@ -186,3 +186,20 @@ def test_a_frozen_pretrained_text_encoder_is_copied_in_and_stays_as_it_was(tmp_p
     assert all(torch.equal(v, mine[k]) for k, v in enc.state_dict().items())  # frozen: not trained
     assert not torch.equal(loaded.model.text.proj.weight, torch.zeros_like(loaded.model.text.proj.weight))
     assert generate(loaded.model, ids_of(loaded, ["a red circle"]), steps=2).shape == (1, 3, 16, 16)
+
+
+def test_eval_gives_clipscore_fid_and_kid_on_a_genforge_clip(trained, tmp_path, capsys):
+    import json
+
+    clip = tmp_path / "clip"
+    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
+                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
+                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
+                 f"train.out_dir={clip}", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(trained), "--metrics", "clipscore,fid,kid", "--clip", str(clip), "--num-samples", "24",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["clipscore"] <= 100 and result["fid"] >= 0 and "kid" in result and "geneval_overall" not in result
+    assert main(["eval", str(trained), "--metrics", "bleu"]) != 0
+    assert "--metrics bleu: a text-to-image model has geneval, clipscore, fid, kid" in capsys.readouterr().err
