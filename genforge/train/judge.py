@@ -81,5 +81,28 @@ def scene_judge(ckpt: str | Path | None = None, device: str | torch.device = "cp
         try:
             ckpt_io.resolve(judge_dir())
         except CheckpointError:  # none yet, or a training that did not finish
-            train_judge(judge_dir())
+            _train_cached(judge_dir())
     return load_judge(ckpt, device)
+
+
+def _train_cached(target: Path) -> None:
+    """Train the judge beside target and move it into place whole: two processes that both find no
+    judge each train their own, and the first one to finish is the one kept."""
+    import contextlib
+    import os
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        train_judge(tmp / "run")
+        try:
+            ckpt_io.resolve(target)
+            return  # another process finished first: its judge stays
+        except CheckpointError:
+            shutil.rmtree(target, ignore_errors=True)  # nothing there, or a training that did not finish
+        with contextlib.suppress(OSError):  # another process moved its judge in meanwhile
+            os.rename(tmp / "run", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
