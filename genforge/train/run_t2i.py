@@ -21,12 +21,13 @@ from genforge.config import RunConfig
 from genforge.data import caption_batches as captions
 from genforge.data.image_batches import ImageBatches
 from genforge.device import resolve_device
-from genforge.errors import ConfigError
+from genforge.errors import CheckpointError, ConfigError
 from genforge.families import family, resolve
 from genforge.train.loop import train
 
-# model config field -> (the submodule it fills, the family its checkpoint must be)
-PRETRAINED = {"text_encoder": ("text.encoder", "encoder"), "vqvae": ("vqvae", "vqvae")}
+# model config field -> (the submodule it fills, the family its checkpoint must be, how to get one)
+PRETRAINED = {"text_encoder": ("text.encoder", "encoder", "import one: genforge import hf DIR --out CKPT"),
+              "vqvae": ("vqvae", "vqvae", "train the image tokenizer first, e.g. genforge train vqvae/scenes")}
 
 
 def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
@@ -70,11 +71,14 @@ def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
 def load_parts(model_cfg) -> dict:
     """{field: Loaded} of the pretrained checkpoints the model config names (PRETRAINED fields)."""
     parts = {}
-    for name, (_, want) in PRETRAINED.items():
+    for name, (_, want, how) in PRETRAINED.items():
         path = getattr(model_cfg, name, "")
         if not path:
             continue
-        loaded = checkpoint.load(path, "cpu")
+        try:
+            loaded = checkpoint.load(path, "cpu")
+        except CheckpointError as e:
+            raise ConfigError(f"model.{name}={path}: {e}; {how}") from None
         if loaded.config.get("family") != want:
             raise ConfigError(f"model.{name}={path}: a {loaded.config.get('family')} checkpoint; expected a {want}")
         parts[name] = loaded
