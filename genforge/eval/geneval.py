@@ -7,9 +7,10 @@ How an image is read:
 - objects: connected components (8-connected) of pixels brighter than BRIGHT (max over RGB), at
   least MIN_AREA of the canvas (smaller ones are noise);
 - what each object is: a genforge-trained CNN (models/classifier.py, trained through the one
-  loop by train/judge.py) on the component's crop, its brightness normalised to its maximum
-  (colour-blind, so held-out colour-object pairs are no harder than trained ones), padded square
-  and resized to CROP pixels; below MIN_CONFIDENCE the object is unknown (None);
+  loop by train/judge.py on clean, noisy and blurred scenes) on the component's crop, its
+  brightness normalised to its maximum (colour-blind, so held-out colour-object pairs are no
+  harder than trained ones), padded square and resized to CROP pixels; below MIN_CONFIDENCE the
+  object is unknown (None);
 - its colour: the hue of its bright pixels' mean RGB, nearest of scenes.COLOURS (None when the
   mean is grey: saturation below MIN_SATURATION);
 - where it is: its box's centre (x, y), y downwards, as a spec's centres.
@@ -53,7 +54,7 @@ CROP = 20  # the classifier's input: a crop padded square and resized to CROP x 
 MIN_CONFIDENCE = 0.5  # the classifier's probability below which an object is unknown
 MIN_SATURATION = 0.25  # below this the object is grey: no colour
 POSITION_SLACK = 1.0  # pixels a relation's dominant axis may fall short by (see _holds)
-JUDGE_VERSION = "scene-judge-v1"  # the cache key of the trained judge (train/judge.py); bump when the above change
+JUDGE_VERSION = "scene-judge-v2"  # the cache key of the trained judge (train/judge.py); bump when the above change
 _HUES = {name: colorsys.rgb_to_hsv(*(np.array(rgb) / 255))[0] for name, rgb in scenes.COLOURS.items()}
 
 

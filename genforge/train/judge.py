@@ -1,7 +1,8 @@
 """Training the scene judge's object classifier (eval/geneval.py) through the one loop: crops of
 the objects of procedural scenes (data/scenes.py, every object of every vocabulary, at several
-canvas sizes, clean and with pixel noise, so the judge reads objects of any generator's size and
-tolerates a noisy background), cut by the same components() the judge reads images with."""
+canvas sizes; a quarter of the scenes each clean, with pixel noise, blurred, and blurred with
+noise, so the judge reads objects of any generator's size and tolerates the soft edges and
+grainy background of generated images), cut by the same components() the judge reads images with."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,20 +23,29 @@ from genforge.objectives.classify import ClassifierObjective
 from genforge.train.loop import train
 
 SIZES = (24, 32, 48, 64)  # canvas sizes the crops are cut from
-NOISE = 0.06  # std of the Gaussian pixel noise (of 1) added to half of the scenes
+NOISE = 0.08  # the largest std of the Gaussian pixel noise (of 1) added to half of the scenes
+BLUR = (0.4, 1.0)  # the range of the Gaussian blur's sigma (pixels) applied to half of the scenes
 
 
 def object_crops(n: int, seed: int = 0, sizes: tuple[int, ...] = SIZES) -> ImageSet:
     """Crops (M, 1, CROP, CROP) uint8 of the objects of n scenes per canvas size (vocab "all",
-    train split), labelled with their OBJECTS index; half of the scenes get pixel noise."""
+    train split), labelled with their OBJECTS index; scene k is clean, noisy, blurred, or both
+    (k mod 4)."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(seed)
     crops, labels = [], []
     for size in sizes:
         images, _, specs = scenes.make_scenes(n, "train", size, seed, "all")
         for k, (image, spec) in enumerate(zip(images, specs)):
-            if k % 2:
-                noisy = image / 255 + rng.normal(0, NOISE, image.shape)
-                image = (np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)
+            if k % 4:
+                x = image / 255
+                if k % 4 >= 2:
+                    sigma = rng.uniform(*BLUR) * size / 32
+                    x = ndimage.gaussian_filter(x, sigma=(sigma, sigma, 0))
+                if k % 2:
+                    x = x + rng.normal(0, rng.uniform(0, NOISE), image.shape)
+                image = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
             for obj in components(image):
                 label = _label(obj, spec)
                 if label is not None:
