@@ -15,6 +15,8 @@ prints one line, `PASS|FAIL name seconds: what it measured`; the last line count
   ddp, fsdp, fsdp-resume torchrun (nccl) with DDP and with FSDP2; an FSDP checkpoint resumes
                          in a plain process
   vae, gan, images       MNIST image families in bf16, then sample grids and a GIF
+  t2i-dit, t2i-dit-compile, t2i-dalle  text to image on the embedded scenes in bf16 (the DiT eager
+                         and compiled; the DALL-E-style GPT after its VQ-VAE), then a grid from a prompt
   eval                   `genforge eval` on the GPU
 """
 from __future__ import annotations
@@ -81,6 +83,8 @@ def run_checks(args, work: Path, out: Path) -> None:
     check("ddp", lambda: torchrun(work, data, "ddp", []))
     check("fsdp", lambda: torchrun(work, data, "fsdp", ["train.fsdp=true"]))
     check("fsdp-resume", lambda: fsdp_resume(work, data))
+    for name, recipe, extra in T2I:  # embedded data: no --mnist needed
+        check(name, lambda name=name, recipe=recipe, extra=extra: t2i_run(work, out, name, recipe, args.image_iters, extra))
     if args.mnist:
         check("vae", lambda: image_run(work, "vae", args.mnist, args.image_iters))
         check("gan", lambda: image_run(work, "gan", args.mnist, args.image_iters))
@@ -222,6 +226,27 @@ def image_run(work: Path, family: str, mnist: str, iters: int) -> str:
     lines = sh(GF + ["train", f"{family}/mnist", f"data.source={mnist}", f"train.out_dir={work / family}",
                      f"train.device={DEVICE}", f"train.max_iters={iters}", f"train.eval_interval={iters // 2}",
                      f"train.log_interval={max(1, iters // 4)}", "--no-progress"])
+    return " | ".join(line.strip() for _, line in lines if line.startswith("step"))[-600:]
+
+
+# text to image on the procedural scenes: the DiT in bf16 eager and compiled, and the DALL-E-style GPT
+# over its VQ-VAE's codes (the tokenizer trains first, in the same check)
+T2I = [("t2i-dit", "t2i/scenes_dit", []), ("t2i-dit-compile", "t2i/scenes_dit", ["train.compile=true"]),
+       ("t2i-dalle", "t2i/scenes_dalle", [])]
+
+
+def t2i_run(work: Path, out: Path, name: str, recipe: str, iters: int, extra: list[str]) -> str:
+    """Train recipe for iters steps on DEVICE into work/name, then generate a grid from a prompt: its log's speeds."""
+    run = work / name
+    if recipe == "t2i/scenes_dalle":
+        sh(GF + ["train", "vqvae/scenes", f"train.out_dir={work / 'vqvae'}", f"train.device={DEVICE}",
+                 f"train.max_iters={iters}", f"train.eval_interval={iters}", "--no-progress"])
+        extra = [*extra, f"model.vqvae={work / 'vqvae'}"]
+    lines = sh(GF + ["train", recipe, f"train.out_dir={run}", f"train.device={DEVICE}", f"train.max_iters={iters}",
+                     f"train.eval_interval={iters // 2}", f"train.log_interval={max(1, iters // 4)}", *extra,
+                     "--no-progress"], timeout=900)
+    sh(GF + ["generate", str(run), "--prompt", "a red circle above a blue square", "--num-samples", "16",
+             "--seed", "0", "--device", DEVICE, "--out", str(out / f"{run.name}_gpu.png")])
     return " | ".join(line.strip() for _, line in lines if line.startswith("step"))[-600:]
 
 
