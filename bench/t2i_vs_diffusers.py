@@ -173,6 +173,10 @@ class Ref:
         torch.nn.utils.clip_grad_norm_(self.params, REF_CLIP)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+
+    def ema_step(self) -> None:
+        """The example's ema_unet.step after each optimizer step (outside the timed training steps,
+        as genforge's EMA update is)."""
         if self.ema is not None:
             self.ema.step(self.params)
 
@@ -273,6 +277,7 @@ def train_ref(ref: Ref, batches: ImageBatches, minutes: float, dtype) -> int:
     while time.process_time() < deadline:
         x, ids = next(batches)[:2]
         ref.step(x, ids, dtype)
+        ref.ema_step()
         it += 1
     return it
 
