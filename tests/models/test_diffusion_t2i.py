@@ -118,7 +118,7 @@ def test_a_tiny_model_learns_a_handful_of_captions(tmp_path):
     out = tmp_path / "few"
     args = ["t2i/scenes_dit", "model.n_layer=2", "model.n_head=2", "model.n_embd=64", "model.text_layers=1",
             "model.text_width=64", "model.text_heads=2", "model.cond_dropout=0.0", "data.num_scenes=64",
-            "data.limit=4", "data.image_size=16", "data.batch_size=4", "train.max_iters=600", "train.lr=2e-3",
+            "data.limit=4", "data.image_size=16", "data.batch_size=4", "train.max_iters=1000", "train.lr=2e-3",
             "train.min_lr=2e-3", "train.warmup_iters=10", "train.ema_decay=0", "train.eval_interval=1000",
             "train.log_interval=1000", "train.device=cpu", "train.dtype=float32", f"train.out_dir={out}",
             "--no-progress"]
