@@ -68,7 +68,7 @@ def test_phases_touch_only_their_network():
     loss, m = obj.loss(batch(), "d")
     loss.backward()
     assert all(p.grad is None for p in gan.g.parameters())
-    assert float(m["r1"]) > 0 and m["tokens"] == 5
+    assert float(m["r1"]) > 0 and m["images"] == 5
     assert {id(p) for p in obj.parameters("d")}.isdisjoint(id(p) for p in obj.parameters("g"))
 
 

@@ -57,7 +57,7 @@ def test_loss_is_reconstruction_plus_beta_kl():
     kl = kl_to_prior(mu, logvar)
     assert torch.allclose(loss, (rec + 0.25 * kl).mean(), atol=1e-4)
     assert torch.allclose(metrics["rec"], rec.mean()) and torch.allclose(metrics["kl"], kl.mean())
-    assert metrics["tokens"] == 6
+    assert metrics["images"] == 6
 
 
 def informative() -> VAE:
