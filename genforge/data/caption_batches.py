@@ -27,7 +27,7 @@ import numpy as np
 
 from genforge.data import captions as captioned
 from genforge.data import scenes
-from genforge.data.image_batches import ImageDataConfig, _resize, open_images
+from genforge.data.image_batches import ImageDataConfig, _resize, check_image_fields, open_images
 from genforge.data.images import ImageSet
 from genforge.data.tokenizer import Tokenizer, train_tokenizer
 from genforge.errors import ConfigError, DataError
@@ -47,12 +47,7 @@ class CaptionDataConfig:
     on_bad_image: Literal["error", "skip"] = "error"  # an unreadable or uncaptioned file in a folder
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"data.val_fraction={self.val_fraction} must be in [0, 1)")
-        if self.channels not in (0, 1, 3):
-            raise ConfigError(f"data.channels={self.channels}: expected 0 (as stored), 1 or 3")
+        check_image_fields(self)
         if self.num_scenes < 1 or self.text_len < 0:
             raise ConfigError(f"data.num_scenes={self.num_scenes} must be >= 1 and data.text_len={self.text_len} >= 0")
 

@@ -43,15 +43,21 @@ class ImageDataConfig:
     classifier: str = ""  # a classifier checkpoint whose features score samples at each eval (FID, coverage)
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"data.val_fraction={self.val_fraction} must be in [0, 1)")
-        if self.channels not in (0, 1, 3):
-            raise ConfigError(f"data.channels={self.channels}: expected 0 (as stored), 1 or 3")
+        check_image_fields(self)
         for name in self.augment:
             if name not in AUGMENTATIONS:
                 raise ConfigError(f"data.augment: unknown augmentation {name!r}; expected one of {sorted(AUGMENTATIONS)}")
+
+
+def check_image_fields(cfg) -> None:
+    """ConfigError for a data config's batch_size, val_fraction or channels out of range (the
+    fields every image data config has)."""
+    if cfg.batch_size < 1:
+        raise ConfigError(f"data.batch_size={cfg.batch_size} must be >= 1")
+    if not 0 <= cfg.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction={cfg.val_fraction} must be in [0, 1)")
+    if cfg.channels not in (0, 1, 3):
+        raise ConfigError(f"data.channels={cfg.channels}: expected 0 (as stored), 1 or 3")
 
 
 def hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
