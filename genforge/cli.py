@@ -143,15 +143,21 @@ def _prepare(sub):
     p.add_argument("--max-bad-ratio", type=float, default=0.01,
                    help="with --on-bad-record skip, stop once more than this fraction of records is bad (0.01)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for piped logs)")
+    p.add_argument("--cda", metavar="PAIRS", help="counterfactual data augmentation of the train split: a word-pair "
+                   "file ('he she' per line) or a bias spec YAML with swaps (docs/bias.md)")
+    p.add_argument("--cda-mode", choices=["augment", "replace"], default="augment",
+                   help="--cda: add each document's counterfactual (augment) or write it instead (replace)")
 
     def run(a):
+        from genforge.data.cda import load_swaps
         from genforge.data.prepare import parse_bytes, prepare
         from genforge.data.shards import TokenData
 
         sample = parse_bytes(a.tokenizer_sample) if a.tokenizer_sample else None
         out = prepare(a.source, a.tokenizer, a.out, a.field, a.errors, a.val_fraction, a.shard_tokens,
                       a.tokenizer_file, workers=a.workers, tokenizer_sample=sample, on_bad_record=a.on_bad_record,
-                      max_bad_ratio=a.max_bad_ratio, progress=not a.no_progress)
+                      max_bad_ratio=a.max_bad_ratio, progress=not a.no_progress,
+                      cda=load_swaps(a.cda) if a.cda else None, cda_mode=a.cda_mode)
         data = TokenData(out)
         print(f"{out}: vocab {data.vocab_size}, {data.tokens('train'):,} train + {data.tokens('val'):,} val tokens ({data.dtype})")
 

@@ -27,6 +27,8 @@ class DataConfig:
     tokenizer: str = "char"  # used with `source`: char | bpe:VOCAB
     batch_size: int = 12
     verify: bool = False  # check every shard's sha256 against the manifest when opening the data
+    cda: str | None = None  # used with `source`: counterfactual data augmentation from this word-pair file (docs/bias.md)
+    cda_mode: Literal["augment", "replace"] = "augment"  # add each train document's counterfactual, or replace it
 
     def __post_init__(self):
         if self.batch_size < 1:

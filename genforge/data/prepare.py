@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from genforge.data.cda import Swapper
 from genforge.data.encode import encode_stream, split_text
 from genforge.data.readers import Record, expand_sources, iter_records
 from genforge.data.shards import FORMAT, ShardWriter, token_dtype, write_manifest
@@ -50,8 +51,12 @@ MIN_RECORDS_FOR_RATIO = 100
 def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str | None = None,
             errors: str = "strict", val_fraction: float = 0.1, shard_tokens: int = DEFAULT_SHARD_TOKENS,
             tokenizer_file: str | Path | None = None, *, workers: int = 1, tokenizer_sample: int | None = None,
-            on_bad_record: str = "error", max_bad_ratio: float = 0.01, progress: bool = False) -> Path:
+            on_bad_record: str = "error", max_bad_ratio: float = 0.01, progress: bool = False,
+            cda: list[tuple[str, str]] | None = None, cda_mode: str = "augment") -> Path:
     """Tokenize the source(s) into `out`; return out. With tokenizer_file, reuse that tokenizer.
+    cda: word pairs of counterfactual data augmentation (data/cda.py) applied to the train split
+    only (validation stays the data as it is): augment adds each train document's counterfactual
+    after it, replace writes the counterfactual instead.
     Raises DataError for a missing or empty source, bad records (see module docstring), bad options."""
     out = Path(out)
     specs = [source] if isinstance(source, str) else list(source)
@@ -59,10 +64,20 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
     _remove_stale_temporaries(out)
     sources = expand_sources(specs, field)
     bad = BadRecords(on_bad_record, max_bad_ratio)
+    swapper = None
+    if cda:
+        if cda_mode not in ("augment", "replace"):
+            raise DataError(f"cda_mode={cda_mode!r}: expected augment or replace")
+        swapper = Swapper(cda)
     if tokenizer_file:
         tok = Tokenizer.from_file(tokenizer_file)
     else:
-        tok = _train(tokenizer, iter_records(sources, field, errors), specs, tokenizer_sample, on_bad_record, progress)
+        records = iter_records(sources, field, errors)
+        if swapper is not None:  # the tokenizer learns the counterfactuals' characters too
+            records = _with_counterfactuals(records, swapper)
+        tok = _train(tokenizer, records, specs, tokenizer_sample, on_bad_record, progress)
+    if swapper is not None:
+        swapper.count = 0  # the manifest counts the swaps written
     dtype = token_dtype(tok.vocab_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
@@ -70,7 +85,10 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
     try:
         writers = {s: ShardWriter(tmp, s, dtype, shard_tokens) for s in ("train", "val")}
         docs = _good_records(iter_records(sources, field, errors), bad)
-        chars, written = _write(tok, _assign_splits(docs, val_fraction), writers, bad, workers, progress)
+        split_docs = _assign_splits(docs, val_fraction)
+        if swapper is not None:
+            split_docs = _cda_train(split_docs, swapper, cda_mode)
+        chars, written = _write(tok, split_docs, writers, bad, workers, progress)
         bad.finish()
         if not any(chars.values()):
             skipped = f" ({bad.bad} bad records skipped)" if bad.bad else ""
@@ -88,6 +106,8 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
                        "documents": written, "skipped": bad.bad, "field": field, "errors": errors,
                        "tokenizer_sample": tokenizer_sample},
         }
+        if swapper is not None:
+            manifest["cda"] = {"mode": cda_mode, "pairs": [list(p) for p in cda], "swaps": swapper.count}
         write_manifest(tmp, manifest)
         _replace_dir(tmp, out)
     except BaseException:
@@ -229,6 +249,35 @@ def _first_bytes(texts: Iterable[str], limit: int) -> Iterator[str]:
             return
         left -= len(data)
         yield text
+
+
+def _with_counterfactuals(records: Iterable[Record], swapper: Swapper) -> Iterator[Record]:
+    """Each record, then its counterfactual where one differs (the tokenizer pass)."""
+    for rec in records:
+        yield rec
+        if rec.text is not None and (swapped := swapper.swap(rec.text)) != rec.text:
+            yield rec._replace(text=swapped, nbytes=0)
+
+
+def _cda_train(docs: Iterable[tuple[Record, list]], swapper: Swapper, mode: str) -> Iterator[tuple[Record, list]]:
+    """CDA on the train pieces of (record, pieces). augment: the record as it is, then a document
+    of its train text's counterfactual (its own document: the original's pieces of a large file
+    then end where the copy starts); replace: the record with its train pieces swapped."""
+    for rec, pieces in docs:
+        if mode == "augment":
+            yield rec, pieces
+            train = "".join(rec.text[a:b] for split, a, b in pieces if split == "train")
+            if train and (swapped := swapper.swap(train)) != train:
+                copy = rec._replace(file=f"{rec.file} (counterfactual)", where=f"{rec.where} (counterfactual)",
+                                    text=swapped, nbytes=0, offset=0, last=True)
+                yield copy, [("train", 0, len(swapped))]
+            continue
+        text, new = "", []
+        for split, a, b in pieces:
+            part = swapper.swap(rec.text[a:b]) if split == "train" else rec.text[a:b]
+            new.append((split, len(text), len(text) + len(part)))
+            text += part
+        yield rec._replace(text=text), new
 
 
 def _assign_splits(docs: Iterable[Record], val_fraction: float) -> Iterator[tuple[Record, list]]:

@@ -36,11 +36,10 @@ is what TV distance and entropy are measured against (uniform when absent); an i
 the same `target` per attribute (its values are the class labels). Loading checks what it can
 alone (an empty word list, a target naming a value that does not exist, weights that are not
 positive, a pair file with a line that has no pair); whether the data has the attributes is
-checked where the data is read.
+checked where the data is read. Pair files are read by genforge/data/cda.py's read_pairs.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from dataclasses import field as _field
@@ -49,7 +48,8 @@ from typing import Any
 
 import yaml
 
-from genforge.errors import ConfigError, DataError
+from genforge.data.cda import read_pairs
+from genforge.errors import ConfigError
 
 KEYS = ("attributes", "cooccurrence", "window", "templates", "contrast", "pairs", "swaps", "duplicates")
 
@@ -215,47 +215,3 @@ def _placeholders(template: str) -> list[str]:
     import string
 
     return [f for _, f, _, _ in string.Formatter().parse(template) if f]
-
-
-def read_pairs(raw: Any, where: str, base: Path | None = None) -> list[tuple[str, str]]:
-    """Pairs of strings: an inline list of [a, b], or a file (relative to base) of jsonl
-    {"more": a, "less": b} (also sent_more/sent_less, a/b) records, or of lines "a<TAB>b"
-    (a word-pair file may use one space: "he she"). DataError naming the line that is not a pair."""
-    if isinstance(raw, list):
-        out = []
-        for i, p in enumerate(raw):
-            if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) and s.strip() for s in p)):
-                raise ConfigError(f"{where}[{i}]: expected a pair of non-empty strings, got {p!r}")
-            out.append((p[0], p[1]))
-        if not out:
-            raise ConfigError(f"{where}: empty list of pairs")
-        return out
-    if not isinstance(raw, (str, Path)):
-        raise ConfigError(f"{where}: expected a list of pairs or a file name, got {raw!r}")
-    path = Path(raw) if base is None or Path(raw).is_absolute() else base / raw
-    if not path.is_file():
-        raise DataError(f"{where}: {path}: no such file")
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        out.append(_pair_line(line, f"{path}:{n}"))
-    if not out:
-        raise DataError(f"{path}: no pairs")
-    return out
-
-
-def _pair_line(line: str, where: str) -> tuple[str, str]:
-    if line.lstrip().startswith("{"):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: not valid JSON ({e.msg})") from None
-        for a, b in (("more", "less"), ("sent_more", "sent_less"), ("a", "b")):
-            if isinstance(rec.get(a), str) and isinstance(rec.get(b), str) and rec[a].strip() and rec[b].strip():
-                return rec[a], rec[b]
-        raise DataError(f"{where}: unpaired line: expected {{\"more\": ..., \"less\": ...}} with two non-empty strings")
-    parts = line.split("\t") if "\t" in line else line.split()
-    if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise DataError(f"{where}: unpaired line {line.strip()[:60]!r}: expected two items separated by a tab")
-    return parts[0].strip(), parts[1].strip()

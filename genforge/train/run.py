@@ -90,7 +90,10 @@ def open_token_data(cfg: RunConfig) -> TokenData:
         from genforge.data.prepare import prepare  # only here: training itself needs no tokenizer library
 
         print(f"preparing {cfg.data.source} -> {path} (tokenizer {cfg.data.tokenizer})", flush=True)
-        prepare(cfg.data.source, cfg.data.tokenizer, path)
+        from genforge.data.cda import load_swaps
+
+        cda = load_swaps(cfg.data.cda) if getattr(cfg.data, "cda", None) else None
+        prepare(cfg.data.source, cfg.data.tokenizer, path, cda=cda, cda_mode=getattr(cfg.data, "cda_mode", "augment"))
     return TokenData(path, verify=cfg.data.verify)
 
 
