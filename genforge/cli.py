@@ -124,7 +124,7 @@ def _prepare(sub):
     p.add_argument("source", nargs="+",
                    help="text files (.txt/.md, also .gz/.zst), folders, globs ('corpus/*.txt'), .jsonl[.gz|.zst] "
                         "or .parquet files (with --field), a saved Hugging Face dataset directory, "
-                        "or builtin:shakespeare")
+                        "builtin:shakespeare, or jsb:PATH (the JSB Chorales JSON: its train/val/test frames as tokens)")
     p.add_argument("--tokenizer", default="char", help="char | bpe:VOCAB (default char)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--field", help="required for .jsonl, .parquet and datasets sources: the record key or column "
@@ -337,7 +337,8 @@ def _eval(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--metrics", help="images: some of fid,kid,pr,coverage,nll (default: nll for a VAE, with "
                    "fid,kid,pr,coverage too when a classifier is known; fid,kid,pr,coverage for a GAN); text to "
-                   "image: some of geneval,clipscore,fid,kid (default: geneval, and clipscore,fid with --clip)")
+                   "image: some of geneval,clipscore,fid,kid (default: geneval, and clipscore,fid with --clip); a GPT on JSB "
+                   "Chorales: jsb_nll (NLL per frame, e.g. with --split test)")
     p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
     p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
@@ -371,7 +372,14 @@ def _eval(sub):
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
             return
 
-        result = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors)
+        if a.metrics == "jsb_nll":  # JSB Chorales' NLL per frame (genforge/eval/jsb_nll.py)
+            from genforge.eval.jsb_nll import evaluate_jsb
+
+            if a.file:
+                raise GenforgeError("--metrics jsb_nll scores prepared JSB data (--data DIR), not --file")
+            result = evaluate_jsb(a.ckpt, a.data, a.split, a.device)
+        else:
+            result = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors)
         if a.json:
             print(json.dumps(result))
         else:

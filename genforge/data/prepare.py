@@ -60,6 +60,10 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
     Raises DataError for a missing or empty source, bad records (see module docstring), bad options."""
     out = Path(out)
     specs = [source] if isinstance(source, str) else list(source)
+    if len(specs) == 1 and specs[0].startswith("jsb:"):  # JSB Chorales: frames in their own encoding (data/jsb.py)
+        from genforge.data.jsb import prepare_jsb
+
+        return prepare_jsb(specs[0], out)
     _check_options(specs, val_fraction, shard_tokens, workers, tokenizer_sample, on_bad_record, max_bad_ratio)
     _remove_stale_temporaries(out)
     sources = expand_sources(specs, field)
