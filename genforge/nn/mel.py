@@ -7,8 +7,9 @@ turns them back into a waveform, the metrics compare them. Settings follow HiFi-
 triangles) or HTK's, built here in torch so that importing this module does not load librosa;
 tests/nn/test_mel.py checks it and the whole spectrogram against librosa.
 
-Length rule (center=True): a clip of N samples gives 1 + N // hop frames; a vocoder turns T frames
-into T * hop samples.
+Length rule (center=True): a clip of N samples gives 1 + N // hop frames (frame t centred on sample
+t * hop); T frames span (T - 1) * hop samples, which is what a vocoder writes, so that
+num_frames(num_samples(T)) == T (a clip whose length is a multiple of the hop comes back whole).
 
 Griffin–Lim: Griffin & Lim 1984, with the "fast" momentum of Perraudin et al. 2013 (librosa's
 default 0.99); the mel → linear magnitude step is non-negative least squares (a pseudo-inverse
@@ -74,8 +75,9 @@ class MelConfig:
         return max(0, 1 + (num_samples - self.n_fft) // self.hop_length)
 
     def num_samples(self, num_frames: int) -> int:
-        """Samples a vocoder writes for `num_frames` frames."""
-        return num_frames * self.hop_length
+        """Samples a vocoder writes for `num_frames` frames: (T - 1) * hop, the span of T centred
+        frames; num_frames(num_samples(T)) == T."""
+        return max(0, num_frames - 1) * self.hop_length
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,7 +212,7 @@ def mel_to_linear(mel: torch.Tensor, basis: torch.Tensor, n_iter: int = 50) -> t
 @torch.no_grad()
 def griffin_lim(log_mel: torch.Tensor, cfg: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
                 seed: int = 0) -> torch.Tensor:
-    """Log-mel (n_mels, T) or (B, n_mels, T) → waveform (N,) or (B, N), N = T * hop: the baseline
+    """Log-mel (n_mels, T) or (B, n_mels, T) → waveform (N,) or (B, N), N = (T - 1) * hop: the baseline
     vocoder. Random initial phase from `seed` (reproducible), `n_iter` fast Griffin–Lim iterations."""
     cfg = cfg or MelConfig()
     if not cfg.center:
@@ -221,12 +223,12 @@ def griffin_lim(log_mel: torch.Tensor, cfg: MelConfig | None = None, n_iter: int
     mag = mel_to_linear(torch.exp(log_mel), feats.basis)
     if cfg.power != 1.0:
         mag = mag.pow(1.0 / cfg.power)
-    natural = (log_mel.shape[-1] - 1) * cfg.hop_length  # what T centred frames span; iterate on that
+    length = cfg.num_samples(log_mel.shape[-1])
     gen = torch.Generator(device="cpu").manual_seed(seed)
     phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * math.pi)
     angles = torch.polar(torch.ones_like(mag), phase)
 
-    def istft(spec, length=natural):
+    def istft(spec):
         return torch.istft(spec, cfg.n_fft, cfg.hop_length, cfg.win_length, feats.window, center=cfg.center,
                            length=length)
 
@@ -236,5 +238,5 @@ def griffin_lim(log_mel: torch.Tensor, cfg: MelConfig | None = None, n_iter: int
         angles = rebuilt - (momentum / (1 + momentum)) * prev
         angles = angles / (angles.abs() + 1e-16)
         prev = rebuilt
-    wav = istft(mag * angles, cfg.num_samples(log_mel.shape[-1]))  # the last hop is zeros
+    wav = istft(mag * angles)
     return wav[0] if squeeze else wav
