@@ -216,3 +216,71 @@ class _ClipImages(torch.nn.Module):
         from genforge.eval.clipscore import as_model_images
 
         return self.clip.encode_image(as_model_images(x, self.clip).to(next(self.clip.parameters()).device))
+
+
+# --- output bias of image models (eval/bias_images.py; sample/balanced.py) ----------------------
+
+def balanced_samples(model: torch.nn.Module, n: int, balance: str | Path = "uniform", judge: str | Path | None = None,
+                     seed: int = 0, truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (n, C, H, W) in [0, 1], their classes (n,)) at the label shares `balance` names
+    ("uniform", or a bias spec whose label attribute has a target): a class-conditional model is
+    asked for each class at those shares; with `judge` (a classifier checkpoint) any image model's
+    samples are kept by the judge's label until each class has its share (rejection sampling)."""
+    import numpy as np
+
+    from genforge.eval import bias_images
+    from genforge.sample import balanced
+
+    if judge is None:
+        k = getattr(model.config, "n_cond", 0)
+        if not k:
+            raise ConfigError(f"a {type(model).__name__} takes no class: class-conditional sampling needs a GAN with "
+                              "model.conditional=true; pass a judge for rejection sampling instead")
+        names = [str(i) for i in range(k)]
+        shares = np.full(k, 1 / k) if str(balance) == "uniform" else bias_images.sampling_target(balance, names)
+        return balanced.conditional_samples(model, n, shares, seed, truncation)
+    clf, names, _ = bias_images.load_judge(judge, model.config)
+    images, labels, _ = balanced.rejection_samples(model, clf, n, bias_images.sampling_target(balance, names), seed,
+                                                   truncation)
+    return images, labels
+
+
+def bias_report(ckpt: str | Path, judge: str | Path | None = None, spec: str | Path | None = None,
+                num_samples: int = 10000, seed: int = 0, sampling: str = "plain", balance: str | Path = "uniform",
+                device: str = "cpu") -> dict:
+    """Output bias of a checkpoint (genforge eval CKPT --metrics bias): for an image model, the
+    label shares of num_samples samples by the classifier checkpoint `judge`, TV and fairness
+    discrepancy from the spec's target, per-class recall and the judge's confusion matrix
+    (eval/bias_images.py); sampling "plain" (the model's own), "conditional" (a class-conditional
+    model at the shares `balance` names) or "reject" (rejection sampling by the judge toward them).
+    For a text-to-image model, attribute shares of images made from neutral prompts, read by the
+    scene judge (`judge` a scene-judge checkpoint, default the cached one)."""
+    from genforge.eval import bias_images
+    from genforge.sample import balanced
+
+    path, config, fam = ckpt_io.peek(ckpt)
+    if fam.kind == "text_image":
+        from genforge.data.caption_batches import scene_vocab
+        from genforge.train.judge import scene_judge
+
+        model = PromptImageModel.load(path, device=device)
+        vocab = scene_vocab(((config.get("run") or {}).get("data") or {}).get("source", ""))
+        if vocab is None:
+            raise ConfigError(f"{path}: the scene judge reads the procedural scenes (data.source=builtin:scenes)")
+        return bias_images.evaluate_bias_t2i(model, scene_judge(judge), num_samples, seed, spec, vocab)
+    if fam.kind != "image":
+        raise ConfigError(f"{path}: a {config['family']} checkpoint makes no images; --metrics bias of images needs "
+                          "an image or text-to-image model")
+    if sampling not in ("plain", "conditional", "reject"):
+        raise ConfigError(f"sampling={sampling!r}: expected plain, conditional or reject")
+
+    def sampler(model, clf, names, n, seed):
+        shares = bias_images.sampling_target(balance, names)
+        if sampling == "conditional":
+            bias_images.check_model_classes(model, names)
+            return balanced.conditional_samples(model, n, shares, seed)[0], {"sampling": sampling}
+        images, _, drawn = balanced.rejection_samples(model, clf, n, shares, seed)
+        return images, {"sampling": sampling, "drawn": drawn}
+
+    return bias_images.evaluate_bias(path, judge, spec, num_samples, seed, None if sampling == "plain" else sampler,
+                                     device)

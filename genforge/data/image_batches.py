@@ -4,6 +4,10 @@ loop reads (exact resume, like TokenBatches).
 
 Batch n of epoch e takes rows [n*B, (n+1)*B) of a permutation seeded by (seed, e), and its
 augmentations draw from a generator seeded by (seed, n): the data cursor is one integer.
+With per-example weights (data.target: labels at a target distribution; data.weights: a weight
+file, e.g. importance weights; data.reference: Choi et al. 2019's, fitted by train/importance.py),
+batch n is B draws with replacement, probability proportional to the weight, from that same
+generator seeded by (seed, n): the cursor stays one integer and resume stays exact.
 """
 from __future__ import annotations
 
@@ -41,9 +45,24 @@ class ImageDataConfig:
     augment: list[str] = field(default_factory=list)  # names in AUGMENTATIONS, applied in order
     on_bad_image: Literal["error", "skip"] = "error"  # an unreadable file in an image folder
     classifier: str = ""  # a classifier checkpoint whose features score samples at each eval (FID, coverage)
+    # reweighted draws (at most one of the three): target, the label distribution batches are drawn
+    # at ("uniform", or {class name or id: share} naming every class of the data, 0 allowed);
+    # weights, a .npy file of one weight >= 0 per training image (after data.limit); reference, a
+    # small balanced reference set (any source data.source takes, the same image shape), from
+    # which a density-ratio classifier gives each training image its importance weight
+    target: str | dict = ""
+    weights: str = ""
+    reference: str = ""
+    reference_steps: int = 400  # training steps of the density-ratio classifier (data.reference)
 
     def __post_init__(self):
         check_image_fields(self)
+        if sum(bool(v) for v in (self.target, self.weights, self.reference)) > 1:
+            raise ConfigError("data.target, data.weights and data.reference each set the draw weights: give one")
+        if isinstance(self.target, str) and self.target not in ("", "uniform"):
+            raise ConfigError(f"data.target={self.target!r}: expected uniform or a mapping {{class: share}}")
+        if self.reference_steps < 1:
+            raise ConfigError(f"data.reference_steps={self.reference_steps} must be >= 1")
         for name in self.augment:
             if name not in AUGMENTATIONS:
                 raise ConfigError(f"data.augment: unknown augmentation {name!r}; expected one of {sorted(AUGMENTATIONS)}")
@@ -153,7 +172,8 @@ class ImageBatches:
     epoch after epoch; `draw` adds the objective's random draws, from the batch's own generator."""
 
     def __init__(self, train: ImageSet, val: ImageSet, batch_size: int, seed: int = 0,
-                 device: str | torch.device = "cpu", augment: list[Augment] = (), draw: Draw | None = None):
+                 device: str | torch.device = "cpu", augment: list[Augment] = (), draw: Draw | None = None,
+                 weights: np.ndarray | None = None):
         if len(train) < batch_size:
             raise DataError(f"{len(train)} training images, fewer than data.batch_size={batch_size}")
         self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
@@ -161,6 +181,11 @@ class ImageBatches:
         self.x, self.y = to_float(train.images), torch.from_numpy(train.labels)
         self.step = 0
         self._perm: tuple[int, np.ndarray] | None = None
+        # per-example draw probabilities (N,), float64 so that 60k small weights keep their ratios
+        self.probs = None
+        if weights is not None:
+            w = check_weights(weights, len(train))
+            self.probs = torch.from_numpy(w / w.sum())
 
     @property
     def batches_per_epoch(self) -> int:
@@ -170,12 +195,15 @@ class ImageBatches:
         return self
 
     def __next__(self) -> tuple[torch.Tensor, ...]:
-        epoch, i = divmod(self.step, self.batches_per_epoch)
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.train)))
-        idx = torch.from_numpy(self._perm[1][i * self.batch_size:(i + 1) * self.batch_size])
-        x, y = self.x[idx], self.y[idx]
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+        if self.probs is not None:  # B weighted draws with replacement, from this batch's own generator
+            idx = torch.multinomial(self.probs, self.batch_size, replacement=True, generator=gen)
+        else:
+            epoch, i = divmod(self.step, self.batches_per_epoch)
+            if self._perm is None or self._perm[0] != epoch:
+                self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.train)))
+            idx = torch.from_numpy(self._perm[1][i * self.batch_size:(i + 1) * self.batch_size])
+        x, y = self.x[idx], self.y[idx]
         for fn in self.augment:
             x = fn(x, gen)
         draws = self.draw(x, gen) if self.draw is not None else ()
@@ -201,7 +229,110 @@ class ImageBatches:
 
 def image_batches(cfg: ImageDataConfig, seed: int, device: torch.device) -> ImageBatches:
     train, val = open_images(cfg)
-    return ImageBatches(train, val, cfg.batch_size, seed, device, [AUGMENTATIONS[a] for a in cfg.augment])
+    return ImageBatches(train, val, cfg.batch_size, seed, device, [AUGMENTATIONS[a] for a in cfg.augment],
+                        weights=draw_weights(cfg, train))
+
+
+# --- reweighted draws ---------------------------------------------------------------------------
+
+def check_weights(weights: np.ndarray, n: int, where: str = "data.weights") -> np.ndarray:
+    """weights as float64 (n,); DataError unless it has one finite weight >= 0 per training image
+    and some weight > 0."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise DataError(f"{where}: {w.shape[0] if w.ndim == 1 else w.shape} weights for {n} training images; "
+                        "expected one per image")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise DataError(f"{where}: weights must be finite and >= 0")
+    if w.sum() <= 0:
+        raise DataError(f"{where}: every weight is 0")
+    return w
+
+
+def target_shares(target: str | dict, class_names: list[str], where: str = "data.target") -> np.ndarray:
+    """The target label distribution (K,) over class_names: uniform, or a {class name or id: share}
+    mapping naming every class (shares >= 0, normalised to sum to 1). ConfigError for a class the
+    data does not have, a class left out, or a bad share."""
+    k = len(class_names)
+    if k < 2:
+        raise ConfigError(f"{where}: the data has no class labels to balance (it needs 2+ classes)")
+    if target == "uniform":
+        return np.full(k, 1 / k)
+    if not isinstance(target, dict) or not target:
+        raise ConfigError(f"{where}={target!r}: expected uniform or a mapping {{class: share}}")
+    shares = np.full(k, np.nan)
+    for key, share in target.items():
+        i = class_index(key, class_names, where)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not share >= 0 or share == float("inf"):
+            raise ConfigError(f"{where}.{key}={share!r}: a share must be a number >= 0")
+        shares[i] = share
+    missing = [class_names[i] for i in np.flatnonzero(np.isnan(shares))]
+    if missing:
+        raise ConfigError(f"{where}: no share for class {', '.join(missing)} (name every class of the data, "
+                          "0 to leave one out)")
+    if shares.sum() <= 0:
+        raise ConfigError(f"{where}: every share is 0")
+    return shares / shares.sum()
+
+
+def class_index(key, class_names: list[str], where: str) -> int:
+    """The index of class `key` (its name, or its id as an int) in class_names; ConfigError naming
+    the classes there are when it has none."""
+    if str(key) in class_names:
+        return class_names.index(str(key))
+    if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(class_names):
+        return key
+    raise ConfigError(f"{where}: class {key!r} is not in the data (its classes: {', '.join(class_names)})")
+
+
+def label_weights(labels: np.ndarray, shares: np.ndarray, where: str = "data.target") -> np.ndarray:
+    """Per-example weights (N,) that draw labels at `shares` (K,): target share / data share of
+    each example's class. DataError for unlabelled images, or a class given a share that the data
+    has no image of."""
+    if (labels < 0).any():
+        raise DataError(f"{where}: {int((labels < 0).sum())} training images have no label")
+    counts = np.bincount(labels, minlength=len(shares)).astype(np.float64)
+    empty = np.flatnonzero((counts == 0) & (shares > 0))
+    if len(empty):
+        raise DataError(f"{where}: class id {int(empty[0])} has a share but no training image")
+    return (shares / np.maximum(counts, 1))[labels] * len(labels)
+
+
+def draw_weights(cfg: ImageDataConfig, train: ImageSet) -> np.ndarray | None:
+    """The per-example draw weights data.target or data.weights give train (None: plain
+    permutations). data.reference's weights need a trained density-ratio classifier: the runner
+    fits them (genforge.train.importance) and passes them to ImageBatches itself."""
+    if cfg.target:
+        return label_weights(train.labels, target_shares(cfg.target, train.class_names))
+    if cfg.weights:
+        path = Path(cfg.weights)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file (data.weights)")
+        try:
+            w = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a .npy array of weights ({e})") from None
+        return check_weights(w, len(train), f"data.weights={path}")
+    return None
+
+
+def weight_report(weights: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """What weighted draws do to a training set of N images, per epoch of N draws: the effective
+    sample size (Kish: (sum w)^2 / sum w^2), the images expected more than once (repeated) with
+    their mean and largest expected count, the images never drawn (weight 0), and with labels the
+    expected share of each class."""
+    w = np.asarray(weights, np.float64)
+    n = len(w)
+    per_epoch = n * w / w.sum()  # expected draws of each image per epoch
+    repeated = per_epoch > 1
+    out = {"images": n, "effective_sample_size": float(w.sum() ** 2 / (w ** 2).sum()),
+           "repeated_images": int(repeated.sum()),
+           "mean_repeats": float(per_epoch[repeated].mean()) if repeated.any() else 0.0,
+           "max_repeats": float(per_epoch.max()), "never_drawn": int((w == 0).sum())}
+    if labels is not None and (labels >= 0).all():
+        shares = np.bincount(labels, weights=per_epoch / n)
+        out["class_shares"] = [round(float(s), 4) for s in shares]
+    return out
 
 
 def checkpoint_images(config: dict, split: str = "val"):

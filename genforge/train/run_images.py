@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from genforge.config import RunConfig
-from genforge.data.image_batches import AUGMENTATIONS, ImageBatches, open_images
+from genforge.data.image_batches import AUGMENTATIONS, ImageBatches, draw_weights, open_images, weight_report
 from genforge.device import resolve_device
 from genforge.errors import ConfigError
 from genforge.families import family, resolve
@@ -24,16 +24,39 @@ def run_images(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     train_set, val_set = open_images(cfg.data)
     cfg.model = fit_model_config(cfg.model, train_set.images.shape[1:], train_set.num_classes, fam.kind)
     check_trainable(cfg, resolve_device(cfg.train.device))  # before allocating: a typo is not a 1 PB model
+    weights = _draw_weights(cfg, train_set)
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed
     model = fam.build(cfg.model)
     objective = make_objective(cfg, fam, model, train_set.class_names)
     batches = ImageBatches(train_set, val_set, cfg.data.batch_size, cfg.train.seed, resolve_device(cfg.train.device),
-                           [AUGMENTATIONS[a] for a in cfg.data.augment])
+                           [AUGMENTATIONS[a] for a in cfg.data.augment], weights=weights)
     config = {"family": cfg.family, "model": dataclasses.asdict(cfg.model), "tokenizer": None,
               "data": {"source": cfg.data.source, "class_names": train_set.class_names,
                        "train_images": len(train_set), "val_images": len(val_set)},
               "run": cfg.to_dict()}
+    if weights is not None:
+        config["data"]["draws"] = weight_report(weights, train_set.labels)
     return train(objective, batches, cfg.train, Path(cfg.train.out_dir), resume=resume, config=config, progress=progress)
+
+
+def _draw_weights(cfg: RunConfig, train_set):
+    """The draw weights of data.target / data.weights / data.reference (None: none), with what they
+    do to the draws printed: the effective sample size and the images repeated within an epoch."""
+    import os
+    import sys
+
+    if cfg.data.reference:
+        from genforge.train.importance import reference_weights
+
+        weights = reference_weights(cfg.data, train_set, cfg.train.out_dir, cfg.train.seed)
+    else:
+        weights = draw_weights(cfg.data, train_set)
+    if weights is not None and os.environ.get("RANK", "0") == "0":
+        r = weight_report(weights, train_set.labels)
+        print(f"weighted draws: effective sample size {r['effective_sample_size']:.0f} of {r['images']} images; "
+              f"{r['repeated_images']} repeated within an epoch (mean {r['mean_repeats']:.2f}x, max "
+              f"{r['max_repeats']:.2f}x); {r['never_drawn']} never drawn", file=sys.stderr)
+    return weights
 
 
 def fit_model_config(model_cfg, shape: tuple[int, int, int], num_classes: int, kind: str):

@@ -1,0 +1,86 @@
+"""Importance weights from a small balanced reference set (Choi et al. 2019, "Fair Generative
+Modeling via Weak Supervision", sec. 3): a probabilistic classifier c(x) told apart the biased
+training images (label 0) from the reference images (label 1) on draws balanced between the two,
+so that c(x) / (1 - c(x)) estimates the density ratio p_ref(x) / p_data(x); a training image's
+weight is that ratio, and drawing images in proportion to it makes the batches look like the
+reference distribution without a single label of the training set.
+
+The classifier is a genforge `classifier` (models/classifier.py), trained through the one loop
+on ImageBatches' own weighted draws; its checkpoint and the weights (importance_weights.npy) are
+kept in the run directory, so a resumed run draws by the same weights."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genforge.config import TrainConfig
+from genforge.data.image_batches import ImageBatches, ImageDataConfig, label_weights, open_images
+from genforge.data.images import ImageSet
+from genforge.errors import DataError
+from genforge.models.classifier import Classifier, ClassifierConfig
+from genforge.objectives.classify import ClassifierObjective
+from genforge.train.loop import train
+
+WEIGHTS_FILE = "importance_weights.npy"
+CLIP = 0.01  # c(x) is clipped to [CLIP, 1 - CLIP]: a weight is within [0.0101, 99] (one image cannot take every draw)
+
+
+def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, steps: int = 400, seed: int = 0,
+                          batch_size: int = 64) -> np.ndarray:
+    """Per-image weights (len(data),) estimating p_ref(x) / p_data(x), with mean 1; the classifier's
+    run goes to out. DataError for a reference of another image shape, or an empty one."""
+    if len(reference) == 0:
+        raise DataError("data.reference: the reference set has no images")
+    if reference.images.shape[1:] != data.images.shape[1:]:
+        raise DataError(f"data.reference: images of shape {tuple(reference.images.shape[1:])} (C, H, W); the training "
+                        f"images are {tuple(data.images.shape[1:])} (set data.image_size / data.channels, or give a "
+                        "reference of the same images)")
+    images = np.concatenate([data.images, reference.images])
+    labels = np.concatenate([np.zeros(len(data), np.int64), np.ones(len(reference), np.int64)])
+    both = ImageSet(images, labels, ["data", "reference"])
+    held = np.random.default_rng(seed).choice(len(both), min(len(both), 512), replace=False)
+    batches = ImageBatches(both, both.subset(np.sort(held)), min(batch_size, len(both)), seed,
+                           weights=label_weights(labels, np.array([0.5, 0.5]), "data.reference"))
+    C, H, _ = data.images.shape[1:]
+    torch.manual_seed(seed)
+    model = Classifier(ClassifierConfig(image_size=H, channels=C, num_classes=2, width=16, feature_dim=64))
+    cfg = TrainConfig(max_iters=steps, lr=2e-3, min_lr=1e-4, warmup_iters=min(50, steps // 10), weight_decay=0.01,
+                      eval_interval=steps, eval_iters=4, log_interval=max(1, steps // 4), keep_checkpoints=1,
+                      device="cpu", dtype="float32", seed=seed, out_dir=str(out))
+    config = {"family": "classifier", "model": dataclasses.asdict(model.config), "tokenizer": None,
+              "data": {"source": "density ratio: training images vs data.reference", "class_names": both.class_names,
+                       "train_images": len(both), "val_images": len(held)}}
+    train(ClassifierObjective(model), batches, cfg, Path(out), config=config, progress=False)
+    return ratio_weights(model, data.images)
+
+
+@torch.no_grad()
+def ratio_weights(classifier: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """c / (1 - c) of a two-class classifier's reference probability c on uint8 images (N, C, H, W),
+    c clipped to [CLIP, 1 - CLIP], normalised to mean 1."""
+    classifier.eval()
+    x = torch.from_numpy(images)
+    c = torch.cat([classifier(x[i:i + batch].float() / 255).softmax(-1)[:, 1] for i in range(0, len(x), batch)])
+    c = c.double().clamp(CLIP, 1 - CLIP)
+    w = (c / (1 - c)).numpy()
+    return w / w.mean()
+
+
+def reference_weights(cfg: ImageDataConfig, data: ImageSet, out_dir: str | Path, seed: int = 0) -> np.ndarray:
+    """The importance weights of a run with data.reference: read from the run directory when an
+    earlier start of the run fitted them (resume draws by the same weights), else fitted now and
+    saved there."""
+    path = Path(out_dir) / WEIGHTS_FILE
+    if path.is_file():
+        w = np.load(path, allow_pickle=False)
+        if w.shape == (len(data),):
+            return w
+    ref_cfg = dataclasses.replace(cfg, source=cfg.reference, reference="", limit=0, val_fraction=0.0, augment=[])
+    reference, _ = open_images(ref_cfg)
+    w = density_ratio_weights(data, reference, Path(out_dir) / "importance", cfg.reference_steps, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, w)
+    return w
