@@ -1,5 +1,5 @@
-"""The Python API: `genforge.load(ckpt)` -> a TextModel, a PromptImageModel (text to image), or
-an image model."""
+"""The Python API: `genforge.load(ckpt)` -> a TextModel, a PromptImageModel (text to image), a
+MusicModel (genforge/sample/music.py), or an image model."""
 from __future__ import annotations
 
 import inspect
@@ -34,6 +34,10 @@ def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
         return PromptImageModel.load(path, device=device, dtype=dtype)
     if fam.kind == "image":
         return load_model(path, device, dtype).model
+    if fam.kind == "music":  # .generate(...) -> MusicSample list (score, MIDI bytes, waveform; .save(stem))
+        from genforge.sample.music import MusicModel
+
+        return MusicModel.load(path, device=device, dtype=dtype)
     raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images "
                           "(genforge.checkpoint.load(path).model gives its model)")
 

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genforge", description="Train, sample and evaluate generative models.")
     parser.add_argument("--version", action="version", version=f"genforge {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for add in (_quickstart, _prepare, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
+    for add in (_quickstart, _prepare, _audit, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
     _align(sub)
@@ -164,6 +164,32 @@ def _prepare(sub):
     p.set_defaults(func=run)
 
 
+def _audit(sub):
+    p = sub.add_parser("audit", help="bias audit of a dataset: attribute balance, co-occurrence, duplicates (docs/bias.md)")
+    p.add_argument("data", help="prepared token data, text/jsonl files or folders, an image dataset or a captioned "
+                   "one (builtin:scenes, metadata.jsonl folders, .npz with captions)")
+    p.add_argument("--spec", help="bias spec YAML: attributes, targets, co-occurrence pairs (docs/bias.md; default: "
+                   "duplicates only for text, the label distribution for images)")
+    p.add_argument("--out", help="write audit.md, audit.json and PNG charts here (default: print the Markdown only)")
+    p.add_argument("--kind", choices=["tokens", "text", "images", "captions"], help="what DATA is (default: detected)")
+    p.add_argument("--field", help="jsonl/parquet: the key holding the text (default text)")
+    p.add_argument("--no-duplicates", action="store_true", help="skip the exact and near-duplicate search")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def run(a):
+        from genforge.data.audit import as_json, audit, markdown, write_report
+        from genforge.eval.bias_spec import load_spec
+
+        spec = load_spec(a.spec) if a.spec else None
+        report = audit(a.data, spec, a.kind, a.field, duplicates=not a.no_duplicates)
+        if a.out:
+            paths = write_report(report, a.out)
+            print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+        print(as_json(report) if a.json else markdown(report).rstrip("\n"))
+
+    p.set_defaults(func=run)
+
+
 def _train(sub):
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("config", help="a YAML file of config overrides, or a named recipe shipped with genforge (e.g. lm/shakespeare_char)")
@@ -209,6 +235,7 @@ def _generate(sub):
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights for sampling (auto: bfloat16 on CUDA, float32 on CPU)")
     _image_generate_args(p)
+    _music_generate_args(p)
 
     def run(a):
         import genforge
@@ -216,6 +243,8 @@ def _generate(sub):
         kind = _kind(a.ckpt)
         if kind == "text_image":
             return _generate_from_prompt(a, p)
+        if kind == "music":
+            return _generate_music(a, p)
         if kind in ("image", "label"):  # a picture grid, or the error that says why not
             return _generate_images(a)
         a.num_samples = 1 if a.num_samples is None else a.num_samples
@@ -249,6 +278,34 @@ def _image_generate_args(p) -> None:
     p.add_argument("--truncation", type=float, help="images: redraw latents beyond +-T (GANs; e.g. 1.0)")
     p.add_argument("--show", choices=["samples", "reconstructions", "traversal"], default="samples",
                    help="images: what the grid shows (reconstructions and traversal: VAEs)")
+
+
+def _music_generate_args(p) -> None:
+    p.add_argument("--prompt-midi", metavar="FILE", help="music: a MIDI file to continue")
+    p.add_argument("--bars", type=int, help="music: continue only the first N bars of --prompt-midi")
+    p.add_argument("--key", help="music: the key, e.g. C, F#m, Bb major, A minor (default: the model's choice, "
+                   "or the prompt's)")
+    p.add_argument("--meter", help="music: the time signature, e.g. 3/4 (default: the model's choice, or the prompt's)")
+    p.add_argument("--tempo", type=float, help="music: quarter notes per minute (default: the model's choice)")
+    p.add_argument("--instrument", type=int, help="music: General MIDI program 0..127 (default: the model's choice)")
+    p.add_argument("--style", help="music: a style the model trained on, e.g. chorale, folk")
+
+
+def _generate_music(a, parser) -> None:
+    """Pieces of a music checkpoint: DIR/sample-I.mid, .wav and .png each."""
+    import genforge
+    from genforge.sample.music import save_samples
+
+    model = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
+    n = 1 if a.num_samples is None else a.num_samples
+    max_new = 1024 if a.max_new_tokens == parser.get_default("max_new_tokens") else a.max_new_tokens
+    samples = model.generate(n, max_new, a.temperature, a.top_k, a.top_p, a.seed, a.prompt_midi, a.bars,
+                             a.key, a.meter, a.tempo, a.instrument, a.style)
+    out = a.out or "music/"
+    for sample, paths in zip(samples, save_samples(samples, out)):
+        c = sample.conditions
+        print(f"wrote {paths['mid']} (+ .wav, .png): {sample.notes} notes, {len(sample.wav) / sample.sample_rate:.1f} s, "
+              + ", ".join(f"{k} {v}" for k, v in c.items()))
 
 
 def _kind(ckpt: str) -> str:

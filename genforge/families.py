@@ -24,8 +24,10 @@ from torch import nn
 from genforge.config import DataConfig
 from genforge.data.caption_batches import CaptionDataConfig
 from genforge.data.image_batches import ImageDataConfig
+from genforge.data.music import MusicDataConfig
 from genforge.data.pairs import PreferenceDataConfig
 from genforge.data.prompts import PromptDataConfig
+from genforge.data.speech import SpeechDataConfig
 from genforge.errors import ConfigError
 from genforge.models import encoder_hf, gpt_hf
 from genforge.models.classifier import Classifier, ClassifierConfig
@@ -36,6 +38,7 @@ from genforge.models.encoder import Encoder, EncoderConfig
 from genforge.models.gan import GAN, GANConfig
 from genforge.models.gpt import GPT, GPTConfig
 from genforge.models.reward import RewardConfig, RewardModel
+from genforge.models.tts import AcousticModel, TTSConfig
 from genforge.models.vae import VAE, VAEConfig
 from genforge.models.vqvae import VQVAE, VQVAEConfig
 
@@ -43,8 +46,11 @@ from genforge.models.vqvae import VQVAE, VQVAEConfig
 # text (a decoder LM: /v1/completions, chat), image (sample(n, cond, generator): /v1/images/generations),
 # score (a reward model), label (an image classifier), encode (a text encoder),
 # text_image (images from a written prompt: Family.generate; /v1/images/generations with a prompt),
-# match (how well an image and a caption match, e.g. CLIP: eval/clipscore.py; it makes no samples)
-Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match"]
+# match (how well an image and a caption match, e.g. CLIP: eval/clipscore.py; it makes no samples),
+# music (symbolic music: a decoder over miditok events after conditioning tokens; sample/music.py
+# writes MIDI, WAV and a piano roll; /v1/music/generations)
+# speech (a waveform spoken from text: genforge speak, /v1/audio/speech)
+Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,11 @@ FAMILIES: dict[str, Family] = {
     "dalle": Family(DalleConfig, Dalle, "text_image", "genforge.train.run_t2i:run_t2i", CaptionDataConfig,
                     "genforge.objectives.dalle:DalleObjective", generate="genforge.sample.t2i_dalle:generate"),
     "clip": Family(CLIPConfig, CLIP, "match", "genforge.train.run_t2i:run_t2i", CaptionDataConfig, "genforge.objectives.clip:CLIPObjective"),
+    # symbolic music: the same GPT over miditok's REMI/TSD/Structured events after conditioning tokens
+    "music": Family(GPTConfig, GPT, "music", "genforge.train.run_music:run_music", MusicDataConfig),
+    # text to speech: a FastSpeech-style acoustic model, phonemes -> log-mel frames (a vocoder speaks them)
+    "tts": Family(TTSConfig, AcousticModel, "speech", "genforge.train.run_tts:run_tts", SpeechDataConfig,
+                  "genforge.objectives.tts:TTSObjective"),
     # a gpt trunk with a scalar head: its own checkpoints, which score text rather than generate it
     "reward": Family(RewardConfig, RewardModel, "score", run="genforge.align.runs:run_reward", data=_PREFS),
 }
