@@ -408,6 +408,11 @@ def _eval(sub):
         from genforge.eval.perplexity import evaluate_checkpoint
 
         kind = _kind(a.ckpt)
+        if kind == "music":
+            result = _eval_music(a, p)
+            print(json.dumps(result) if a.json else "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+            return
         if kind == "text_image":
             import genforge
 
@@ -443,6 +448,28 @@ def _eval(sub):
             print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
 
     p.set_defaults(func=run)
+
+
+def _eval_music(a, parser) -> dict:
+    """Novelty and pitch / rhythm histogram distances of a music checkpoint's samples against the
+    pieces it trained on (genforge/eval/music.py)."""
+    import genforge
+    from genforge.data.music_sources import from_score, read_source
+    from genforge.eval.music import METRICS, evaluate
+
+    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else list(METRICS)
+    for m in metrics:
+        if m not in METRICS:
+            raise GenforgeError(f"--metrics {m}: a music model has {', '.join(METRICS)}")
+    n = 100 if a.num_samples == parser.get_default("num_samples") else a.num_samples
+    model = genforge.load(a.ckpt, device=a.device)
+    data = model.config["run"]["data"]
+    names = set(model.config["music"]["train_pieces"])
+    read = read_source(data["source"], True, tuple(data["exclude"]), data["limit"], data["style"])
+    train = [p.notes for p in read.pieces if p.name in names]
+    samples = [s for k in range(0, n, 25) for s in model.generate(min(25, n - k), 1024, seed=a.seed + k)]
+    notes = [from_score(s.score, "sample", "").notes for s in samples if s.notes]
+    return {**evaluate(notes, train, metrics), "empty_samples": n - len(notes), "train_pieces": len(train)}
 
 
 def _serve(sub):

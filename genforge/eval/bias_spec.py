@@ -19,7 +19,7 @@ bias.yaml` (outputs) and the text mitigations read it. Every key is optional but
         target: {0: 0.1, 1: 0.1, ...}   # unnormalised weights are normalised
     cooccurrence:                    # attribute pairs whose word co-occurrence (PMI/NPMI) is counted
       - [gender, occupation]
-    window: 0                        # words either side counted as together; 0: the whole document
+    window: 0                        # co-occurrence units: spans of this many words; 0: whole documents
     templates:                       # likelihood gaps of a text model (genforge eval --metrics bias)
       - "The {occupation} said that"
     contrast: [she, he]              # gap = log p(" she" | template) - log p(" he" | template)
