@@ -322,7 +322,7 @@ def clean_stale(run_dir: Path) -> list[Path]:
     its PID, and this process has not begun to save). A live writer's are kept. Returns what went."""
     gone = []
     run_dir = Path(run_dir)
-    for tmp in sorted([*run_dir.glob(".step-*.tmp-*"), *run_dir.glob(".latest.tmp-*")]):
+    for tmp in sorted([*run_dir.glob(".step-*.tmp-*"), *run_dir.glob(".latest.tmp-*"), *run_dir.glob(".best.tmp-*")]):
         pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
             continue
@@ -344,10 +344,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def mark_latest(run_dir: Path, ckpt: Path) -> None:
-    """Point run_dir/latest at ckpt (an atomic symlink swap)."""
-    link = run_dir / "latest"
-    tmp = run_dir / f".latest.tmp-{os.getpid()}"
+def mark_latest(run_dir: Path, ckpt: Path, name: str = "latest") -> None:
+    """Point run_dir/latest (or run_dir/NAME, e.g. best) at ckpt (an atomic symlink swap)."""
+    link = run_dir / name
+    tmp = run_dir / f".{name}.tmp-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     tmp.symlink_to(ckpt.name)
@@ -434,11 +434,11 @@ def load_state(ckpt: Path, stem: str):
 
 
 def prune(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` step-N checkpoints of a run (never the latest)."""
+    """Delete all but the newest `keep` step-N checkpoints of a run (never the latest or the best)."""
     ckpts = sorted(run_dir.glob("step-*"), key=lambda p: p.name)
-    latest = (run_dir / "latest").resolve() if (run_dir / "latest").exists() else None
+    marked = {(run_dir / name).resolve() for name in ("latest", "best") if (run_dir / name).exists()}
     for old in ckpts[:-keep] if keep > 0 else []:
-        if old.resolve() != latest:
+        if old.resolve() not in marked:
             shutil.rmtree(old, ignore_errors=True)
 
 

@@ -59,6 +59,8 @@ class TrainConfig:
     log_interval: int = 10
     ckpt_interval: int | None = None  # None: checkpoint at every eval
     keep_checkpoints: int = 2
+    keep_best: bool = False  # keep the checkpoint of the lowest val_loss as OUT/best (never pruned); train returns it
+    early_stop: int = 0  # stop after this many evaluations in a row without a new lowest val_loss (0: never); keeps best
     ema_decay: float = 0.0  # 0 disables the EMA copy of the model
     ema_warmup: bool = False  # ramp the decay as min(ema_decay, (1 + n) / (10 + n)) after n updates
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimizer state (FSDP2) instead of DDP
@@ -76,6 +78,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{key}={getattr(self, key)} must be >= 1")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ConfigError(f"train.lr={self.lr}, train.min_lr={self.min_lr}: need 0 <= min_lr <= lr, lr > 0")
+        if self.early_stop < 0:
+            raise ConfigError(f"train.early_stop={self.early_stop} must be >= 0 (0: never stop early)")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
         if self.fsdp and self.ema_decay:

@@ -4,7 +4,9 @@ An objective (genforge/objectives) supplies phases, parameters and losses; the l
 rest: one AdamW + warmup/cosine schedule per phase, gradient accumulation, clipping, autocast,
 optional torch.compile, an EMA copy, periodic evaluation, checkpoints with exact resume, a
 non-finite-gradient guard, and logs (stdout, CSV, TensorBoard, loss PNG). SIGTERM or SIGINT ends
-the run at a step boundary with a checkpoint (genforge/train/signals.py).
+the run at a step boundary with a checkpoint (genforge/train/signals.py). With train.keep_best the
+checkpoint of the lowest val_loss is kept as OUT/best, and train.early_stop ends the run after that
+many evaluations without a new lowest (small data sets overfit long before max_iters).
 """
 from __future__ import annotations
 
@@ -57,8 +59,10 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool, sign
     run.optimizers = {ph: build_optimizer(objective.parameters(ph), cfg, run.device, hidden) for ph in objective.phases}
     if run.dtype == torch.float16:  # fp16 gradients underflow without loss scaling; bf16 has fp32's range
         run.scalers = {ph: torch.amp.GradScaler(run.device.type) for ph in objective.phases}
+    best = _Best(cfg)
     if ckpt is not None:
         _restore_optimizers(ckpt, run.optimizers, run.scalers)
+        best.load(ckpt_io.load_state(ckpt, "trainer").get("best"))
     if run.dist.enabled:  # the same init on every rank (DDP broadcast rank 0's); dropout differs per rank
         torch.manual_seed(cfg.seed + 1_000_003 * run.dist.rank)
     main = run.dist.main
@@ -72,7 +76,7 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool, sign
     total = None if cfg.max_minutes else cfg.max_iters
     bar = tqdm(total=total, initial=step, disable=not (progress and main), dynamic_ncols=True, unit="step")
     deadline = run.started + 60 * cfg.max_minutes if cfg.max_minutes else float("inf")  # the schedule's clock too
-    final, stop = None, 0
+    final, stop, improved = None, 0, False
     while step < cfg.max_iters:
         lr = run.step(step)
         step += 1
@@ -94,15 +98,23 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool, sign
                 values = _evaluate(objective, data, cfg, run.device, run.dtype, run.ema)
             values = dist_mod.mean(values, run.dist, run.device)
             log.scalars(step, values)
+            improved = best.update(step, values)
             if main:
-                bar.write(f"step {step}: {_fmt(values)}")
+                bar.write(f"step {step}: {_fmt(values)}" + (" (best)" if improved else ""))
+            if best.exhausted():
+                if main:
+                    bar.write(f"step {step}: no lower val_loss for {cfg.early_stop} evaluations; stopping "
+                              f"(best {best.value:.4g} at step {best.step})")
+                last = True
             log.plot(wait=last)
-        if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last:
+        if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last or improved:
             final = run.out / f"step-{step:07d}"
             modules, state = _gather(step, objective, run.optimizers, data, run.ema, run.scalers)  # every rank: FSDP gathers
+            state["trainer"]["best"] = best.state_dict()
             if main:
-                _save(final, run.meta, modules, state, tokenizer, cfg)
+                _save(final, run.meta, modules, state, tokenizer, cfg, best=improved)
             dist_mod.barrier(run.dist)
+            improved = False
         if last:
             break
     bar.close()
@@ -111,7 +123,41 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool, sign
     if stop:
         raise Interrupted(f"stopped by {signal.Signals(stop).name} after step {step}; saved {final} "
                           "(continue with --resume)", exit_status(stop), final)
+    if best.enabled and (run.out / "best").exists():
+        return (run.out / "best").resolve()
     return final or ckpt_io.resolve(run.out)
+
+
+class _Best:
+    """The lowest val_loss so far (train.keep_best, train.early_stop): its step, and how many
+    evaluations since it. Saved in each checkpoint's trainer state, so a resumed run goes on."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.enabled, self.patience = cfg.keep_best or cfg.early_stop > 0, cfg.early_stop
+        self.value, self.step, self.stale = float("inf"), 0, 0
+
+    def update(self, step: int, values: dict[str, float]) -> bool:
+        """Note one evaluation; True when it is a new lowest val_loss."""
+        if not self.enabled:
+            return False
+        if "val_loss" not in values:
+            raise GenforgeError(f"train.keep_best / train.early_stop: the evaluation gives no val_loss "
+                                f"(only {', '.join(values) or 'nothing'})")
+        if values["val_loss"] < self.value:
+            self.value, self.step, self.stale = float(values["val_loss"]), step, 0
+            return True
+        self.stale += 1
+        return False
+
+    def exhausted(self) -> bool:
+        return self.patience > 0 and self.stale >= self.patience
+
+    def state_dict(self) -> dict | None:
+        return {"val_loss": self.value, "step": self.step, "stale": self.stale} if self.enabled else None
+
+    def load(self, state: dict | None) -> None:
+        if self.enabled and state:
+            self.value, self.step, self.stale = float(state["val_loss"]), int(state["step"]), int(state["stale"])
 
 
 class _Run:
@@ -322,10 +368,12 @@ def _gather(step, objective, optimizers, data, ema, scalers) -> tuple[dict, dict
     return modules, state
 
 
-def _save(path: Path, meta, modules, state, tokenizer, cfg) -> Path:
+def _save(path: Path, meta, modules, state, tokenizer, cfg, best: bool = False) -> Path:
     step = state["trainer"]["step"]
     path = ckpt_io.save_checkpoint(path, {**meta, "step": step}, modules, tokenizer, state)
     ckpt_io.mark_latest(path.parent, path)
+    if best:
+        ckpt_io.mark_latest(path.parent, path, "best")
     ckpt_io.prune(path.parent, cfg.keep_checkpoints)
     return path
 

@@ -30,7 +30,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     return resolve(ref)(cfg, resume, progress)
 
 
-RUN_FILES = ("latest", "metrics.csv", "loss.png", "tensorboard")  # besides step-N/ and its temporaries
+RUN_FILES = ("latest", "best", "metrics.csv", "loss.png", "tensorboard")  # besides step-N/ and its temporaries
 
 
 def claim_out_dir(out: str | Path, resume: bool, overwrite: bool) -> None:
