@@ -39,6 +39,7 @@ def grammar_mask(vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
     return allowed
 
 
+@torch.inference_mode()
 def token_nll(model, ids: np.ndarray, grammar: bool = True) -> np.ndarray:
     """-log P(ids[t] | ids[:t]) for t = 1..len(ids)-1 (float64, nats), in windows of the model's
     block_size; `model(idx)` returns (logits (1, T, vocab), ...)."""
@@ -52,13 +53,13 @@ def token_nll(model, ids: np.ndarray, grammar: bool = True) -> np.ndarray:
         start = 0 if done < T else done - T + stride  # after the first window: half a context of past at least
         start = min(start, max(0, len(x) - 1 - T))
         window = x[start:start + T + 1]
-        logits = model(window[None, :-1])[0][0].float()  # (W, vocab)
+        logits = model(window[None, :-1])[0][0].double()  # (W, vocab)
         if logits.shape[-1] < VOCAB_SIZE:
             raise DataError(f"the model's vocabulary ({logits.shape[-1]}) is smaller than JSB's ({VOCAB_SIZE})")
         logits = logits[:, :VOCAB_SIZE]
         if mask is not None:
             logits = logits.masked_fill(~mask[window[:-1]], float("-inf"))
-        logp = torch.log_softmax(logits.double(), dim=-1).gather(1, window[1:, None])[:, 0]  # (W,)
+        logp = torch.log_softmax(logits, dim=-1).gather(1, window[1:, None])[:, 0]  # (W,)
         first = done - start  # window targets already scored
         out[done:start + len(logp)] = -logp[first:].cpu()
         done = start + len(logp)
@@ -84,12 +85,11 @@ def jsb_nll(model, pieces: Sequence[np.ndarray], grammar: bool = True) -> dict[s
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        with torch.inference_mode():
-            for tokens in pieces:
-                ids = np.concatenate([[EOT], tokens])  # each piece from the start of a document
-                per_frame = piece_frame_nll(token_nll(model, ids, grammar), tokens)
-                total += float(per_frame[1:].sum())
-                frames += len(per_frame) - 1
+        for tokens in pieces:
+            ids = np.concatenate([[EOT], tokens])  # each piece from the start of a document
+            per_frame = piece_frame_nll(token_nll(model, ids, grammar), tokens)
+            total += float(per_frame[1:].sum())
+            frames += len(per_frame) - 1
     finally:
         model.train(was_training)
     if frames == 0:
