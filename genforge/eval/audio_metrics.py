@@ -11,7 +11,8 @@ triangles). D = 24 by default (c1..c24).
 
 Frames where both signals are silent say nothing about quality and only shrink the mean: leading and
 trailing silence (below `top_db` under the clip's peak) is trimmed before alignment. The DTW path
-uses the standard step set (1,0), (0,1), (1,1) at equal weight (librosa.sequence.dtw).
+uses the standard step set (1,0), (0,1), (1,1) at equal weight (as librosa.sequence.dtw; here in
+NumPy, tested against it).
 """
 from __future__ import annotations
 
@@ -83,11 +84,32 @@ def mcd_cepstra(ref: np.ndarray, test: np.ndarray, *, dtw: bool = True) -> float
         if len(a) != len(b):
             raise DataError(f"mcd: {len(a)} and {len(b)} frames; use dtw=True to align clips of different lengths")
         return float(MCD_K * np.sqrt(((a - b) ** 2).sum(axis=1)).mean())
-    import librosa
-
-    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1))  # (T1, T2) per-pair distance
-    _, path = librosa.sequence.dtw(C=cost, backtrack=True)
+    cost = np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0))  # (T1, T2)
+    path = dtw_path(cost)
     return float(MCD_K * cost[path[:, 0], path[:, 1]].mean())
+
+
+def dtw_path(cost: np.ndarray) -> np.ndarray:
+    """(L, 2) index pairs of the cheapest monotone path from (0, 0) to (T1 - 1, T2 - 1) through the
+    (T1, T2) cost matrix, steps (1, 1), (1, 0), (0, 1) at equal weight (librosa.sequence.dtw's
+    default). The accumulated cost is filled one anti-diagonal at a time, each in one NumPy step."""
+    T1, T2 = cost.shape
+    acc = np.full((T1 + 1, T2 + 1), np.inf)
+    acc[0, 0] = 0.0
+    step = np.zeros((T1 + 1, T2 + 1), dtype=np.int8)  # 0: from (i-1, j-1), 1: from (i-1, j), 2: from (i, j-1)
+    for d in range(2, T1 + T2 + 1):  # cells (i, j), 1-based, with i + j = d
+        i = np.arange(max(1, d - T2), min(T1, d - 1) + 1)
+        j = d - i
+        prev = np.stack([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]])  # (3, cells)
+        best = prev.argmin(axis=0)
+        acc[i, j] = cost[i - 1, j - 1] + prev[best, np.arange(len(i))]
+        step[i, j] = best
+    i, j, path = T1, T2, []
+    while i > 0 and j > 0:
+        path.append((i - 1, j - 1))
+        s = step[i, j]
+        i, j = (i - 1, j - 1) if s == 0 else (i - 1, j) if s == 1 else (i, j - 1)
+    return np.array(path[::-1])
 
 
 def mcd_dtw(ref_wav, test_wav, cfg: MelConfig | None = None, n_coeffs: int = 25, *, trim_db: float | None = 40.0) -> float:

@@ -6,26 +6,11 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from audio_clips import vowels
 
 from genforge.errors import DataError
-from genforge.eval.audio_metrics import mcd_cepstra, mcd_dtw, mel_cepstra, real_time_factor
+from genforge.eval.audio_metrics import dtw_path, mcd_cepstra, mcd_dtw, mel_cepstra, real_time_factor
 from genforge.nn.mel import LogMel, MelConfig, griffin_lim
-
-
-def vowels(rate: int = 22050, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    """A speech-like test clip: a 120 Hz pulse train through two moving resonances."""
-    rng = np.random.default_rng(seed)
-    n = int(rate * seconds)
-    t = np.arange(n) / rate
-    f0 = 120 * (1 + 0.1 * np.sin(2 * np.pi * 1.5 * t))
-    source = np.sin(2 * np.pi * np.cumsum(f0) / rate * np.arange(1, 30)[:, None])  # (harmonics, n)
-    freqs = f0[None, :] * np.arange(1, 30)[:, None]
-    f1 = 500 + 300 * np.sin(2 * np.pi * 2 * t)
-    f2 = 1500 + 600 * np.cos(2 * np.pi * 1.3 * t)
-    gain = np.exp(-((freqs - f1) / 150) ** 2) + 0.5 * np.exp(-((freqs - f2) / 250) ** 2) + 0.01
-    wav = (source * gain).sum(axis=0)
-    wav = wav / np.abs(wav).max() * 0.5 + 0.002 * rng.standard_normal(n)
-    return wav.astype(np.float32)
 
 
 def test_identical_is_zero_and_distortion_grows():
@@ -79,3 +64,14 @@ def test_real_time_factor():
     assert real_time_factor(lambda: calls.append(1), audio_seconds=2.0, repeats=3) >= 0 and len(calls) == 3
     with pytest.raises(ValueError):
         real_time_factor(lambda: None, audio_seconds=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (5, 7), (60, 45), (120, 130)])
+def test_dtw_path_matches_librosa(shape):
+    import librosa
+
+    cost = np.random.default_rng(shape[0]).random(shape)
+    _, ref = librosa.sequence.dtw(C=cost, backtrack=True)
+    path = dtw_path(cost)
+    assert np.array_equal(path, ref[::-1])
+    assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (shape[0] - 1, shape[1] - 1)
