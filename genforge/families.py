@@ -22,6 +22,7 @@ from typing import Any, Literal
 from torch import nn
 
 from genforge.config import DataConfig
+from genforge.data.audio_batches import AudioDataConfig
 from genforge.data.caption_batches import CaptionDataConfig
 from genforge.data.image_batches import ImageDataConfig
 from genforge.data.music import MusicDataConfig
@@ -40,6 +41,7 @@ from genforge.models.gpt import GPT, GPTConfig
 from genforge.models.reward import RewardConfig, RewardModel
 from genforge.models.tts import AcousticModel, TTSConfig
 from genforge.models.vae import VAE, VAEConfig
+from genforge.models.vocoder import Vocoder, VocoderConfig
 from genforge.models.vqvae import VQVAE, VQVAEConfig
 
 # what a family's checkpoints make, which decides how they sample and which routes serve them:
@@ -50,7 +52,8 @@ from genforge.models.vqvae import VQVAE, VQVAEConfig
 # music (symbolic music: a decoder over miditok events after conditioning tokens; sample/music.py
 # writes MIDI, WAV and a piano roll; /v1/music/generations)
 # speech (a waveform spoken from text: genforge speak, /v1/audio/speech)
-Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech"]
+# vocode (a waveform from log-mel frames: genforge vocode; the last stage of a TTS)
+Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech", "vocode"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ FAMILIES: dict[str, Family] = {
     # text to speech: a FastSpeech-style acoustic model, phonemes -> log-mel frames (a vocoder speaks them)
     "tts": Family(TTSConfig, AcousticModel, "speech", "genforge.train.run_tts:run_tts", SpeechDataConfig,
                   "genforge.objectives.tts:TTSObjective"),
+    # log-mel frames to waveforms (Vocos), trained with HiFi-GAN's discriminators
+    "vocoder": Family(VocoderConfig, Vocoder, "vocode", "genforge.train.run_audio:run_vocoder", AudioDataConfig,
+                      "genforge.objectives.vocoder:VocoderObjective", part="g"),
     # a gpt trunk with a scalar head: its own checkpoints, which score text rather than generate it
     "reward": Family(RewardConfig, RewardModel, "score", run="genforge.align.runs:run_reward", data=_PREFS),
 }

@@ -187,6 +187,7 @@ def family_checkpoint(tmp_path, name):
                        "vqvae_config": {"image_size": 8, "channels": 3, "width": 8, "codebook_size": 16, "code_dim": 4}},
              "clip": {"image_size": 8, "channels": 3, "text_vocab": 12, "text_len": 6, "text_pad": 11, "embed_dim": 8,
                       "width": 8, "text_layers": 1, "text_width": 16, "text_heads": 2},
+             "vocoder": {"dim": 16, "hidden": 32, "n_layer": 1, "d_width": 2, "periods": [2], "scales": 1},
              "reward": {"gpt": dataclasses.asdict(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=16))}}
     fam = FAMILIES[name]
     model = fam.build(from_dict(fam.config, small[name], "model"))
@@ -201,7 +202,7 @@ def test_every_family_in_the_table_has_a_test_here():
     assert set(FAMILIES) == set(FAMILY_NAMES)
 
 
-FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip"]
+FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip", "vocoder"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
