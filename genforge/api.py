@@ -14,6 +14,7 @@ from genforge.data.tokenizer import Tokenizer
 from genforge.device import resolve_device
 from genforge.errors import CheckpointError, ConfigError, DataError
 from genforge.families import resolve
+from genforge.sample.processors import controls, resample_until
 from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
 
 # From this size on, CPU decoding is bound by streaming weights, and for_decoding's layouts win
@@ -83,28 +84,72 @@ class TextModel:
 
     def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int | None = None,
                top_p: float | None = None, repetition_penalty: float = 1.0, stop: Sequence[str] = (),
-               seed: int | None = None) -> Iterator[str]:
-        """Yield the continuation of prompt piece by piece as it is generated."""
+               seed: int | None = None, **controls) -> Iterator[str]:
+        """Yield the continuation of prompt piece by piece as it is generated. controls: the
+        generation controls of `controls` (logit_bias, blocklist, self_debias, debias_decay)."""
         return stream_text(self.model, self.tokenizer, prompt, max_new_tokens, stop=stop, seed=seed,
-                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                           processors=self.controls(1, **controls))
+
+    def controls(self, batch: int = 1, logit_bias: dict | None = None, blocklist: Sequence[str] = (),
+                 self_debias: Sequence[str] = (), debias_decay: float = 50.0) -> list:
+        """Logits processors for `batch` rows (genforge/sample/processors.py): logit_bias
+        ({token id: bias in [-100, 100]}, OpenAI's), blocklist (words and phrases never generated),
+        self_debias (bias-describing prefixes, Schick et al. 2021) with its decay. ConfigError for
+        a bad value."""
+        return controls(self.model, self.tokenizer, batch, logit_bias, blocklist, self_debias, debias_decay)
 
     def generate(self, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8, top_k: int | None = None,
                  top_p: float | None = None, repetition_penalty: float = 1.0, stop: Sequence[str] = (),
-                 seed: int | None = None, num_samples: int = 1) -> str | list[str]:
-        """The continuation of prompt (a list of num_samples continuations when num_samples > 1)."""
+                 seed: int | None = None, num_samples: int = 1, reject: str | Path | Callable | None = None,
+                 reject_below: float = 0.0, reject_tries: int = 4, **controls) -> str | list[str]:
+        """The continuation of prompt (a list of num_samples continuations when num_samples > 1).
+        controls as in stream. reject: classifier rejection sampling, a reward checkpoint or a
+        function (prompt, completion) -> score; a completion scoring below reject_below is drawn
+        again, up to reject_tries draws in all (the last draw is kept)."""
+        if reject is not None:
+            score = load_scorer(reject) if isinstance(reject, (str, Path)) else reject
+            kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                      repetition_penalty=repetition_penalty, stop=stop, **controls)
+            texts = []
+            for j in range(num_samples):
+                def draw(i: int, j: int = j) -> str:
+                    return self.generate(prompt, seed=None if seed is None else seed + j * reject_tries + i, **kw)
+                texts.append(resample_until(draw, lambda t: score(prompt, t) >= reject_below, reject_tries)[0])
+            return texts[0] if num_samples == 1 else texts
         if num_samples == 1:
-            return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed))
+            return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed,
+                                       **controls))
         device = next(self.model.parameters()).device
         idx = torch.tensor([prompt_ids(self.tokenizer, prompt)] * num_samples, device=device)
         gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         out = generate_ids(self.model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                           repetition_penalty=repetition_penalty, generator=gen)
+                           repetition_penalty=repetition_penalty, generator=gen,
+                           processors=self.controls(num_samples, **controls))
         texts = []
         for row in out.tolist():
             if self.tokenizer.eot_id in row:
                 row = row[: row.index(self.tokenizer.eot_id)]
             texts.append(truncate(self.tokenizer.decode(row), stop))
         return texts
+
+
+def load_scorer(ckpt: str | Path) -> Callable[[str, str], float]:
+    """(prompt, completion) -> the reward a reward-model checkpoint (genforge align reward) gives
+    the completion. CheckpointError for a checkpoint that scores nothing."""
+    loaded = load_model(ckpt, "cpu")
+    if loaded.family.kind != "score" or loaded.tokenizer is None:
+        raise CheckpointError(f"{loaded.path}: a {loaded.config.get('family')} checkpoint is not a reward model "
+                              "with a tokenizer (train one: genforge align reward)")
+    model, tok = loaded.model, loaded.tokenizer
+
+    def score(prompt: str, completion: str) -> float:
+        ids = prompt_ids(tok, prompt)
+        full = ids + tok.encode(completion)
+        with torch.inference_mode():
+            return float(model.score(torch.tensor([full]), torch.tensor([len(ids)]), torch.tensor([len(full)]))[0])
+
+    return score
 
 
 class PromptImageModel:

@@ -236,6 +236,7 @@ def _generate(sub):
                    help="weights for sampling (auto: bfloat16 on CUDA, float32 on CPU)")
     _image_generate_args(p)
     _music_generate_args(p)
+    _control_args(p)
 
     def run(a):
         import genforge
@@ -251,18 +252,48 @@ def _generate(sub):
         _check_sampling(a)
         lm = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
         kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                  repetition_penalty=a.repetition_penalty, stop=a.stop)
+                  repetition_penalty=a.repetition_penalty, stop=a.stop, **_controls(a))
         for i in range(a.num_samples):
             if a.num_samples > 1:
                 print(f"--- sample {i + 1} ---")
             seed = None if a.seed is None else a.seed + i
             sys.stdout.write(a.prompt)
+            if a.reject_with:  # a whole completion is judged before it is shown
+                reject = dict(reject=a.reject_with, reject_below=a.reject_below, reject_tries=a.reject_tries)
+                sys.stdout.write(lm.generate(a.prompt, seed=seed, **kw, **reject) + "\n")
+                continue
             for piece in lm.stream(a.prompt, seed=seed, **kw):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
 
     p.set_defaults(func=run)
+
+
+def _control_args(p) -> None:
+    """Generation controls of text models (docs/bias.md)."""
+    p.add_argument("--logit-bias", metavar="ID:BIAS[,ID:BIAS]", help="text: add BIAS in [-100, 100] to token ID's "
+                   "logit (OpenAI's logit_bias; -100 bans, 100 forces)")
+    p.add_argument("--block", action="append", default=[], metavar="PHRASE",
+                   help="text: a word or phrase never to generate (repeatable)")
+    p.add_argument("--self-debias", action="append", default=[], metavar="PREFIX",
+                   help="text: self-debiasing against a text describing the bias, e.g. 'The following text "
+                   "stereotypes people by gender:' (repeatable; Schick et al. 2021)")
+    p.add_argument("--debias-decay", type=float, default=50.0, help="text: --self-debias's decay constant lambda")
+    p.add_argument("--reject-with", metavar="CKPT", help="text: a reward checkpoint; completions it scores below "
+                   "--reject-below are drawn again")
+    p.add_argument("--reject-below", type=float, default=0.0, help="text: --reject-with's threshold")
+    p.add_argument("--reject-tries", type=int, default=4, help="text: --reject-with: draws at most (the last is kept)")
+
+
+def _controls(a) -> dict:
+    """The generation controls of _control_args as TextModel keywords; GenforgeError for bad ones."""
+    from genforge.sample.processors import parse_logit_bias
+
+    bias = parse_logit_bias(a.logit_bias)
+    if a.reject_tries < 1:
+        raise GenforgeError(f"--reject-tries {a.reject_tries}: must be >= 1")
+    return dict(logit_bias=bias or None, blocklist=a.block, self_debias=a.self_debias, debias_decay=a.debias_decay)
 
 
 def _image_generate_args(p) -> None:
@@ -403,11 +434,18 @@ def _eval(sub):
     p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval (default: the cached one, "
                    "trained on first use)")
     p.add_argument("--seed", type=int, default=0, help="text to image: seed of the held-out prompts and their images")
+    p.add_argument("--spec", help="--metrics bias: the bias spec YAML (attributes, templates, pairs; docs/bias.md)")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
 
         kind = _kind(a.ckpt)
+        if kind == "text" and a.metrics == "bias":
+            result = _eval_text_bias(a, p)
+            print(json.dumps(result) if a.json else "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+                if not isinstance(v, (dict, list))))
+            return
         if kind == "music":
             result = _eval_music(a, p)
             print(json.dumps(result) if a.json else "  ".join(
@@ -470,6 +508,35 @@ def _eval_music(a, parser) -> dict:
     samples = [s for k in range(0, n, 25) for s in model.generate(min(25, n - k), 1024, seed=a.seed + k)]
     notes = [from_score(s.score, "sample", "").notes for s in samples if s.notes]
     return {**evaluate(notes, train, metrics), "empty_samples": n - len(notes), "train_pieces": len(train)}
+
+
+def _eval_text_bias(a, parser) -> dict:
+    """Template gaps, pair preference and shares in samples of a language model
+    (genforge/eval/bias_text.py), with its perplexity on its own held-out data where it has one."""
+    import genforge
+    from genforge.eval.bias_spec import load_spec
+    from genforge.eval.bias_text import text_bias
+    from genforge.eval.perplexity import evaluate_checkpoint
+
+    if not a.spec:
+        raise GenforgeError("--metrics bias: needs --spec bias.yaml (docs/bias.md)")
+    spec = load_spec(a.spec)
+    lm = genforge.load(a.ckpt, device=a.device)
+    n = 20 if a.num_samples == parser.get_default("num_samples") else a.num_samples
+    seed = [a.seed]
+
+    def sample(prompt: str, k: int) -> list[str]:
+        seed[0] += 1
+        out = lm.generate(prompt, max_new_tokens=24, temperature=1.0, seed=seed[0], num_samples=k)
+        return [out] if isinstance(out, str) else out
+
+    result = text_bias(lm.model, lm.tokenizer, spec, sample, n)
+    try:  # the quality the model has, beside its bias: perplexity on its held-out split (or --data/--file)
+        result["perplexity"] = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors,
+                                                   max_windows=200)["perplexity"]
+    except GenforgeError as e:
+        result["perplexity"] = f"n/a ({e})"
+    return result
 
 
 def _serve(sub):

@@ -13,10 +13,11 @@ from genforge.sample.text import prompt_ids, stream_text
 
 def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temperature: float = 0.7,
          top_k: int | None = None, top_p: float | None = 0.9, seed: int | None = None, device: str = "auto",
-         stdin: TextIO | None = None, stdout: TextIO | None = None) -> list[dict]:
+         stdin: TextIO | None = None, stdout: TextIO | None = None, controls: dict | None = None) -> list[dict]:
     """Run the conversation on stdin/stdout; return the messages exchanged. seed seeds the whole
     conversation once: each reply draws its own seed from it, so replies differ from turn to turn
-    and the same inputs replay the same conversation."""
+    and the same inputs replay the same conversation. controls: TextModel.controls' keywords
+    (logit_bias, blocklist, self_debias, debias_decay)."""
     import genforge
 
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
@@ -49,7 +50,8 @@ def chat(ckpt: str, system: str | None = None, max_new_tokens: int = 200, temper
         pieces = []
         # the template writes its own BOS (as transformers' apply_chat_template): none added here
         for piece in stream_text(lm.model, lm.tokenizer, prompt, max_new_tokens, temperature=temperature, top_k=top_k,
-                                 top_p=top_p, stop=stops, bos=False, seed=seeds.randrange(2**63) if seeds else None):
+                                 top_p=top_p, stop=stops, bos=False, seed=seeds.randrange(2**63) if seeds else None,
+                                 processors=lm.controls(1, **(controls or {}))):
             pieces.append(piece)
             stdout.write(piece)
             stdout.flush()

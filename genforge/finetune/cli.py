@@ -71,10 +71,18 @@ def add_chat(sub) -> None:
                    "much probability")
     p.add_argument("--seed", type=int, help="seed of the whole conversation, drawn from once per reply (default: random)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...")
+    p.add_argument("--logit-bias", metavar="ID:BIAS[,ID:BIAS]", help="add BIAS in [-100, 100] to token ID's logit")
+    p.add_argument("--block", action="append", default=[], metavar="PHRASE", help="a word or phrase never to say (repeatable)")
+    p.add_argument("--self-debias", action="append", default=[], metavar="PREFIX",
+                   help="self-debiasing against a text describing the bias (repeatable; docs/bias.md)")
+    p.add_argument("--debias-decay", type=float, default=50.0, help="--self-debias's decay constant lambda")
 
     def run(a):
         from genforge.finetune.chat import chat
+        from genforge.sample.processors import parse_logit_bias
 
-        chat(a.ckpt, a.system, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed, a.device)
+        controls = dict(logit_bias=parse_logit_bias(a.logit_bias) or None, blocklist=a.block,
+                        self_debias=a.self_debias, debias_decay=a.debias_decay)
+        chat(a.ckpt, a.system, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed, a.device, controls=controls)
 
     p.set_defaults(func=run)

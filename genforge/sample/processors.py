@@ -10,12 +10,28 @@ repetition penalty, temperature, top-k and top-p. Three ship here:
   token logits as in Make-A-Scene, Gafni et al. 2022, and Sanchez et al. 2023, "Stay on topic
   with Classifier-Free Guidance"). `kv_cached_logits` builds its unconditional branch with a KV
   cache of its own.
+- `ban_phrases(sequences)`: a blocklist of words and phrases as token sequences (as transformers'
+  NoBadWordsLogitsProcessor): the last token of each is banned wherever the ids so far end with
+  the rest of it, so a phrase of several tokens is never completed; `phrase_sequences(tokenizer,
+  phrases)` gives each phrase's sequences as written and after a space.
+- `self_debias(bias_logits_fns, decay)`: self-debiasing (Schick, Udupa & Schütze 2021, TACL,
+  "Self-Diagnosis and Self-Debiasing", eq. 4-5): with p(w | x) the model's next-token
+  distribution and p(w | sdb_i(x)) the same model's after a bias-describing prefix sdb_i,
+  delta(w) = p(w | x) - max_i p(w | sdb_i(x)) and each token's probability is scaled by
+  alpha(delta) = 1 if delta >= 0 else exp(decay * delta): tokens the bias prefix makes likelier
+  lose probability; `kv_cached_logits(model, prefix_ids)` is each prefix's branch.
+
+And one sequence-level control, `resample_until(make, accept, tries)`: classifier rejection
+sampling, a completion drawn again (up to `tries` draws) while a classifier or reward model
+rejects it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+
+from genforge.errors import ConfigError
 
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -52,6 +68,9 @@ def logit_bias(bias: Mapping[int, float]) -> Processor:
         return logits + add  # (B, V)
 
     return process
+
+
+add_logit_bias = logit_bias  # the name controls() can call (its own parameter is logit_bias)
 
 
 def classifier_free_guidance(uncond_logits_fn: LogitsFn, scale: float) -> Processor:
@@ -114,3 +133,135 @@ def kv_cached_logits(model, prefix: torch.Tensor, skip: int = 0) -> LogitsFn:
         return state["last"]
 
     return logits_fn
+
+
+def phrase_sequences(tokenizer, phrases: Sequence[str]) -> list[list[int]]:
+    """Token sequences of each phrase as written and after a space (a word inside a sentence),
+    deduplicated. ValueError for an empty phrase."""
+    seqs: dict[tuple[int, ...], None] = {}
+    for phrase in phrases:
+        if not phrase.strip():
+            raise ValueError("blocklist: an empty phrase bans nothing")
+        for text in dict.fromkeys([phrase, phrase if phrase.startswith(" ") else " " + phrase]):
+            ids = tuple(tokenizer.encode(text))
+            if ids:
+                seqs[ids] = None
+    return [list(s) for s in seqs]
+
+
+def ban_phrases(sequences: Sequence[Sequence[int]]) -> Processor:
+    """A processor setting to -inf the last token of each sequence wherever the ids so far end
+    with its other tokens (always, for a sequence of one token). ValueError for an empty one."""
+    if any(len(s) == 0 for s in sequences):
+        raise ValueError("ban_phrases: an empty token sequence")
+    singles = torch.tensor(sorted({s[0] for s in sequences if len(s) == 1}), dtype=torch.long)
+    longer = [(torch.tensor(s[:-1], dtype=torch.long), int(s[-1])) for s in sequences if len(s) > 1]
+
+    def process(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        out = logits.clone()
+        if singles.numel():
+            out[:, singles.to(logits.device)] = float("-inf")
+        for prefix, last in longer:
+            n = prefix.numel()
+            if ids.size(1) >= n:
+                hit = (ids[:, -n:] == prefix.to(ids.device)).all(dim=1)  # (B,)
+                out[hit, last] = float("-inf")
+        return out
+
+    return process
+
+
+def self_debias(bias_logits_fns: Sequence[LogitsFn], decay: float = 50.0) -> Processor:
+    """Self-debiasing (see the module docstring): logits + decay * min(0, p - max_i p_bias_i),
+    i.e. probabilities scaled by alpha(delta). bias_logits_fns: one LogitsFn per bias prefix
+    (kv_cached_logits(model, prefix_ids)). ValueError for none, or decay < 0."""
+    if not bias_logits_fns:
+        raise ValueError("self_debias: give at least one bias prefix")
+    if decay < 0:
+        raise ValueError(f"self_debias: decay={decay} must be >= 0")
+
+    def process(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(logits, dim=-1)  # (B, V)
+        biased = torch.stack([torch.softmax(fn(ids).to(logits.dtype), dim=-1) for fn in bias_logits_fns]).amax(0)
+        delta = (p - biased).clamp(max=0)
+        return torch.where(torch.isneginf(logits), logits, logits + decay * delta)
+
+    return process
+
+
+def resample_until(make: Callable[[int], str], accept: Callable[[str], bool], tries: int) -> tuple[str, int, bool]:
+    """Classifier rejection sampling: (completion, draws made, accepted). make(i) draws the i-th
+    completion (i = 0, 1, ...; a caller seeds draw i with seed + i); the first accept(text)
+    returns; after `tries` rejected draws the last one is returned with accepted False.
+    ValueError for tries < 1."""
+    if tries < 1:
+        raise ValueError(f"tries={tries} must be >= 1")
+    text = ""
+    for i in range(tries):
+        text = make(i)
+        if accept(text):
+            return text, i + 1, True
+    return text, tries, False
+
+
+def check_logit_bias(bias: Mapping, vocab_size: int) -> dict[int, float]:
+    """OpenAI's logit_bias ({token id (an int or its string): bias}) checked: ids in
+    [0, vocab_size), biases numbers in [-100, 100]. ConfigError naming the first bad entry."""
+    out: dict[int, float] = {}
+    for key, value in bias.items():
+        try:
+            token = int(key)
+        except (TypeError, ValueError):
+            raise ConfigError(f"logit_bias: key {key!r} is not a token id") from None
+        if not 0 <= token < vocab_size:
+            raise ConfigError(f"logit_bias: token id {token} is outside the vocabulary [0, {vocab_size})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100 <= value <= 100:
+            raise ConfigError(f"logit_bias: bias {value!r} of token {token} must be a number in [-100, 100]")
+        out[token] = float(value)
+    return out
+
+
+def controls(model, tokenizer, batch: int = 1, logit_bias: Mapping | None = None, blocklist: Sequence[str] = (),
+             debias_prefixes: Sequence[str] = (), debias_decay: float = 50.0) -> list[Processor]:
+    """The generation controls as processors for one generation of `batch` rows: self-debiasing
+    first (it reads the model's own distribution), then the blocklist and logit_bias (masks and
+    biases last, as classifier_free_guidance asks). ConfigError for a bad logit_bias, an empty
+    phrase or a negative decay."""
+    from genforge.data.tokenizer import prompt_ids
+
+    out: list[Processor] = []
+    if debias_prefixes:
+        if debias_decay < 0:
+            raise ConfigError(f"debias_decay={debias_decay} must be >= 0")
+        skip = len(getattr(tokenizer, "bos_ids", ()))  # the prompt's own BOS: the prefix brings one
+        device = next(model.parameters()).device
+        fns = []
+        for prefix in debias_prefixes:
+            if not prefix.strip():
+                raise ConfigError("self_debias: an empty bias prefix")
+            ids = torch.tensor([prompt_ids(tokenizer, prefix.rstrip() + "\n")] * batch, device=device)
+            fns.append(kv_cached_logits(model, ids, skip=skip))
+        out.append(self_debias(fns, debias_decay))
+    if blocklist:
+        if any(not p.strip() for p in blocklist):
+            raise ConfigError("blocklist: an empty phrase bans nothing")
+        out.append(ban_phrases(phrase_sequences(tokenizer, blocklist)))
+    if logit_bias:
+        out.append(add_logit_bias(check_logit_bias(logit_bias, model.config.vocab_size)))
+    return out
+
+
+def parse_logit_bias(text: str | None, where: str = "--logit-bias") -> dict[int, float]:
+    """{id: bias} from "ID:BIAS,ID:BIAS" (the CLI's form; ranges are checked by check_logit_bias)."""
+    out: dict[int, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        token, sep, value = item.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            out[int(token)] = float(value)
+        except ValueError:
+            raise ConfigError(f"{where} {item!r}: expected ID:BIAS, e.g. 50256:-100") from None
+    return out

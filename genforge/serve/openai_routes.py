@@ -128,7 +128,8 @@ async def _scored(state: ServerState, request: Request, served: Served, req: Com
     def make():
         model, tok = guarded(served.model.model, guard), served.model.tokenizer
         for index, prompt, seed in jobs:
-            yield index, scored_choice(model, tok, prompt, max_tokens, stop, seed, req.echo, req.logprobs, **sampling)
+            yield index, scored_choice(model, tok, prompt, max_tokens, stop, seed, req.echo, req.logprobs, **sampling,
+                                       processors=served.model.controls(1, **req.controls()))
 
     _acquire(state)
     stream = state.engine.start(make, guard, state.slots.release)
@@ -149,6 +150,11 @@ def _check(state: ServerState, served: Served, req: Sampling, prompts: list[str 
     lim = state.limits
     if (unsupported := req.unsupported()) is not None:
         raise APIError(400, f"{unsupported}: not supported by this server", unsupported, "unsupported_parameter")
+    try:  # a bad logit_bias (an id outside the vocabulary, a bias outside [-100, 100]), blocklist or prefix
+        served.model.controls(1, **req.controls())
+    except GenforgeError as e:
+        param = next((f for f in ("blocklist", "self_debias", "debias_decay") if str(e).startswith(f)), "logit_bias")
+        raise APIError(400, str(e), param, "invalid_value") from None
     if len(prompts) > lim.max_prompts:
         raise APIError(400, f"prompt: {len(prompts)} prompts, at most {lim.max_prompts} per request", "prompt")
     if req.n * len(prompts) > lim.max_n:
@@ -192,6 +198,7 @@ async def _generate(state: ServerState, request: Request, served: Served, req: S
 
     def make():
         for index, prompt, seed, with_bos in jobs:
+            sampling["processors"] = served.model.controls(1, **req.controls())  # fresh state per choice
             for piece in guarded_stream(served.model, prompt, guard, max_tokens, stop, seed, with_bos, **sampling):
                 yield index, piece
             yield index, None

@@ -28,16 +28,23 @@ class Sampling(BaseModel):
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    logit_bias: dict | None = None
+    logit_bias: dict | None = None  # {token id: bias in [-100, 100]}, checked against the model's vocabulary
     user: str | None = None
+    # generation controls beyond OpenAI's (docs/bias.md; the openai client sends them as extra_body)
+    blocklist: list[str] | None = None  # words and phrases never generated
+    self_debias: list[str] | None = None  # bias-describing prefixes (Schick et al. 2021)
+    debias_decay: float = Field(50.0, ge=0)
 
     def unsupported(self) -> str | None:
         """The first field set to something genforge cannot do, or None."""
         if self.presence_penalty or self.frequency_penalty:
             return "presence_penalty" if self.presence_penalty else "frequency_penalty"
-        if self.logit_bias:
-            return "logit_bias"
         return None
+
+    def controls(self) -> dict:
+        """TextModel.controls' keywords of this request."""
+        return dict(logit_bias=self.logit_bias or None, blocklist=self.blocklist or (),
+                    self_debias=self.self_debias or (), debias_decay=self.debias_decay)
 
     def stop_list(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
