@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genforge", description="Train, sample and evaluate generative models.")
     parser.add_argument("--version", action="version", version=f"genforge {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for add in (_quickstart, _prepare, _audit, _train, _generate, _eval, _interpolate, _serve, _reviewers, _feedback):
+    for add in (_quickstart, _prepare, _audit, _train, _generate, _vocode, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
     _align(sub)
@@ -248,6 +248,9 @@ def _generate(sub):
             return _generate_music(a, p)
         if kind in ("image", "label"):  # a picture grid, or the error that says why not
             return _generate_images(a)
+        if kind == "vocode":
+            raise GenforgeError(f"{a.ckpt}: a vocoder makes waveforms from mels: genforge vocode CKPT --wav FILE "
+                                "(or --mel FILE.npy) --out out.wav")
         a.num_samples = 1 if a.num_samples is None else a.num_samples
         _check_sampling(a)
         lm = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
@@ -337,6 +340,26 @@ def _generate_music(a, parser) -> None:
         c = sample.conditions
         print(f"wrote {paths['mid']} (+ .wav, .png): {sample.notes} notes, {len(sample.wav) / sample.sample_rate:.1f} s, "
               + ", ".join(f"{k} {v}" for k, v in c.items()))
+
+
+def _vocode(sub):
+    p = sub.add_parser("vocode", help="turn log-mel frames (--mel) or a recording (--wav) into a waveform "
+                       "with a vocoder checkpoint")
+    p.add_argument("ckpt", help="vocoder checkpoint directory, or a run directory (uses its latest)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--mel", help="a .npy log-mel spectrogram, (n_mels, frames) or (frames, n_mels)")
+    src.add_argument("--wav", help="an audio file to reconstruct through the vocoder's own mel features")
+    p.add_argument("--out", default="vocoded.wav", help="output file (.wav or .flac)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+    def run(a):
+        from genforge.sample.vocode import vocode_file
+
+        r = vocode_file(a.ckpt, a.out, mel=a.mel, wav=a.wav, device=a.device)
+        print(f"wrote {r['path']}: {r['seconds']:.2f} s at {r['sample_rate']} Hz "
+              f"(real-time factor {r['rtf']:.3f})")
+
+    p.set_defaults(func=run)
 
 
 def _kind(ckpt: str) -> str:
