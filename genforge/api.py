@@ -35,6 +35,10 @@ def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
         return PromptImageModel.load(path, device=device, dtype=dtype)
     if fam.kind == "image":
         return load_model(path, device, dtype).model
+    if fam.kind == "speech":  # .speak(text, voice, speed) -> (waveform, sample rate)
+        from genforge.sample.speech import SpeechModel
+
+        return SpeechModel.load(path, device)
     if fam.kind == "music":  # .generate(...) -> MusicSample list (score, MIDI bytes, waveform; .save(stem))
         from genforge.sample.music import MusicModel
 

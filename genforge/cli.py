@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genforge", description="Train, sample and evaluate generative models.")
     parser.add_argument("--version", action="version", version=f"genforge {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for add in (_quickstart, _prepare, _audit, _train, _generate, _vocode, _eval, _interpolate, _serve, _reviewers, _feedback):
+    for add in (_quickstart, _prepare, _audit, _train, _generate, _speak, _vocode, _eval, _interpolate, _serve, _reviewers, _feedback):
         add(sub)
     _finetune_verbs(sub)
     _align(sub)
@@ -342,6 +342,32 @@ def _generate_music(a, parser) -> None:
               + ", ".join(f"{k} {v}" for k, v in c.items()))
 
 
+def _speak(sub):
+    p = sub.add_parser("speak", help="say a text with a speech checkpoint (writes a WAV or FLAC file)")
+    p.add_argument("ckpt", help="speech checkpoint directory, or a run directory (uses its latest)")
+    p.add_argument("--text", required=True, help="what to say (at most 400 characters)")
+    p.add_argument("--voice", default="default", help="one of the model's voices (default: its first)")
+    p.add_argument("--speed", type=float, default=1.0, help="0.25 to 4: durations are divided by it")
+    p.add_argument("--vocoder", help="a vocoder checkpoint (default: the one bundled in CKPT, else Griffin-Lim)")
+    p.add_argument("--out", default="say.wav", help="output file (.wav or .flac)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...")
+
+    def run(a):
+        from genforge.data.audio import write_audio
+        from genforge.sample.speech import SpeechModel
+
+        if _kind(a.ckpt) != "speech":
+            raise GenforgeError(f"{a.ckpt}: not a speech checkpoint (train one: genforge train tts/espeak)")
+        if Path(a.out).suffix.lower() not in (".wav", ".flac"):
+            raise GenforgeError(f"--out {a.out}: audio is written as .wav or .flac")
+        model = SpeechModel.load(a.ckpt, a.device, a.vocoder)
+        wav, rate = model.speak(a.text, a.voice, a.speed)
+        write_audio(a.out, wav, rate)
+        print(f"wrote {a.out}: {len(wav) / rate:.2f} s at {rate} Hz ({model.vocoder_name} vocoder)")
+
+    p.set_defaults(func=run)
+
+
 def _vocode(sub):
     p = sub.add_parser("vocode", help="turn log-mel frames (--mel) or a recording (--wav) into a waveform "
                        "with a vocoder checkpoint")
@@ -360,6 +386,20 @@ def _vocode(sub):
               f"(real-time factor {r['rtf']:.3f})")
 
     p.set_defaults(func=run)
+
+
+def _eval_speech(a, p) -> dict:
+    """`genforge eval` of a speech checkpoint: genforge/eval/tts.py on held-out teacher sentences."""
+    from genforge.eval.tts import METRICS, evaluate_speech
+    from genforge.sample.speech import SpeechModel, griffin_lim_vocoder
+
+    model = SpeechModel.load(a.ckpt, "cpu" if a.device == "auto" else a.device, a.vocoder)
+    n = 20 if a.num_samples == p.get_default("num_samples") else a.num_samples
+    vocoders = {model.vocoder_name: model.vocoder()}
+    if model.vocoder_name != "griffin-lim":
+        vocoders["griffinlim"] = griffin_lim_vocoder(model.sample_rate)
+    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else list(METRICS)
+    return evaluate_speech(model.model, vocoders, metrics, n, speak=model.speak)
 
 
 def _kind(ckpt: str) -> str:
@@ -457,12 +497,19 @@ def _eval(sub):
     p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval (default: the cached one, "
                    "trained on first use)")
     p.add_argument("--seed", type=int, default=0, help="text to image: seed of the held-out prompts and their images")
+    p.add_argument("--vocoder", help="speech: a vocoder checkpoint (default: the bundled one, else Griffin-Lim); "
+                   "speech metrics: mcd,duration,discrim,rtf on --num-samples held-out sentences (default 20)")
     p.add_argument("--spec", help="--metrics bias: the bias spec YAML (attributes, templates, pairs; docs/bias.md)")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
 
         kind = _kind(a.ckpt)
+        if kind == "speech":
+            result = _eval_speech(a, p)
+            print(json.dumps(result) if a.json else "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+            return
         if kind == "text" and a.metrics == "bias":
             result = _eval_text_bias(a, p)
             print(json.dumps(result) if a.json else "  ".join(

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genforge.errors import ConfigError
+from genforge.models.vocoder import VocoderConfig, VocosGenerator
 from genforge.nn.bidirectional import SelfAttention
 
 
@@ -43,6 +44,8 @@ class TTSConfig:
     dur_kernel: int = 3
     dropout: float = 0.1
     init: str = ""  # a trained speech checkpoint to start from (fine-tuning to a new voice)
+    vocoder: str = ""  # a trained vocoder checkpoint to bundle (genforge train vocoder/espeak): copied in, frozen
+    vocoder_config: dict = field(default_factory=dict)  # its model config, filled from `vocoder` by the runner
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -141,6 +144,8 @@ class AcousticModel(nn.Module):
         # per-band statistics of the training log-mels: the decoder predicts (mel - mean) / std
         self.register_buffer("mel_mean", torch.zeros(c.n_mels))
         self.register_buffer("mel_std", torch.ones(c.n_mels))
+        if c.vocoder_config:  # a bundled neural vocoder (frozen: the objective trains everything else)
+            self.vocoder = VocosGenerator(VocoderConfig(**c.vocoder_config)).requires_grad_(False)
 
     def encode(self, phonemes: torch.Tensor, voice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(phoneme states (B, P, C), mask (B, P)) of phoneme ids (B, P) (0 is padding) in voices (B,)."""

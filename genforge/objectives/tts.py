@@ -18,7 +18,8 @@ class TTSObjective:
         self.model = model
 
     def parameters(self, phase: str):
-        return self.model.parameters()
+        """Every parameter but a bundled vocoder's (it was trained on its own and stays as it is)."""
+        return [p for name, p in self.model.named_parameters() if not name.startswith("vocoder.")]
 
     def modules(self) -> dict:
         return {"model": self.model}

@@ -19,8 +19,10 @@ from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded, 
 from genforge.serve.errors import APIError, error_body
 from genforge.serve.images import check_prompt, check_size, generate_from_prompt, generate_images
 from genforge.serve.logprobs import scored_choice
+from genforge.serve.music import add_music_route
 from genforge.serve.registry import Served
 from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
+from genforge.serve.speech import add_speech_route
 from genforge.serve.state import ServerState
 
 
@@ -75,6 +77,8 @@ def router(state: ServerState) -> APIRouter:
         return await _one_shot(state, request, make,
                                lambda pngs: {"created": int(time.time()), "data": [{"b64_json": p} for p in pngs]})
 
+    add_speech_route(r, state, _model, _one_shot)  # /v1/audio/speech (genforge/serve/speech.py)
+    add_music_route(r, state, _model, _one_shot)  # /v1/music/generations (genforge/serve/music.py)
     return r
 
 

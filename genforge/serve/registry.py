@@ -62,6 +62,14 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
         if not callable(getattr(model, "sample", None)):
             raise CheckpointError(f"{path}: family {config['family']} makes images but its model has no sample()")
         return Served(name or model_id(path), "image", model, str(path))
+    if kind == "speech":  # /v1/audio/speech (genforge.sample.speech.SpeechModel)
+        from genforge.sample.speech import SpeechModel
+
+        return Served(name or model_id(path), "speech", SpeechModel.load(path, device), str(path))
+    if kind == "music":  # /v1/music/generations (genforge.sample.music.MusicModel)
+        from genforge.sample.music import MusicModel
+
+        return Served(name or model_id(path), "music", MusicModel.load(path, device, dtype), str(path))
     from genforge.families import of_kind
 
     raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images, so it cannot be "

@@ -36,7 +36,7 @@ def run_tts(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     fam = family(cfg.family)
     base = load_base(cfg.model.init) if cfg.model.init else None
     if base is not None:  # the trained model's architecture and audio settings
-        keep = {k: getattr(cfg.model, k) for k in ("init", "dropout") if hasattr(cfg.model, k)}
+        keep = {k: getattr(cfg.model, k) for k in ("init", "dropout", "vocoder") if hasattr(cfg.model, k)}
         cfg.model = dataclasses.replace(type(cfg.model)(**base.config["model"]), **keep)
     mel = mel_config_for(cfg.model.sample_rate)
     train_set, val_set = open_speech(cfg.data, cfg.model.sample_rate)
@@ -50,6 +50,9 @@ def run_tts(cfg: RunConfig, resume: bool, progress: bool) -> Path:
             accents.append(accent or name)
     cfg.model = dataclasses.replace(cfg.model, phonemes=phonemes, voices=voices, accents=accents,
                                     n_mels=mel.n_mels, hop_length=mel.hop_length)
+    vocoder = load_vocoder(cfg.model) if cfg.model.vocoder else None
+    if vocoder is not None:
+        cfg.model = dataclasses.replace(cfg.model, vocoder_config=vocoder.config["model"])
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed
     model = fam.build(cfg.model)
     frames = torch.from_numpy(train_set.mel.astype(np.float32))
@@ -57,6 +60,8 @@ def run_tts(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     model.mel_std.copy_(frames.std(0).clamp(min=1e-3))
     if base is not None:
         transfer(base.model, model)
+    if vocoder is not None:
+        model.vocoder.load_state_dict(vocoder.model.state_dict())
     objective = resolve(fam.objective)(model)
     batches = SpeechBatches(train_set, val_set, {p: i + 1 for i, p in enumerate(phonemes)},
                             {v: i for i, v in enumerate(voices)}, cfg.data.batch_size, cfg.train.seed,
@@ -77,6 +82,21 @@ def load_base(path: str):
         raise ConfigError(f"model.init={path}: {e}") from None
     if loaded.family.kind != "speech":
         raise ConfigError(f"model.init={path}: a {loaded.config.get('family')} checkpoint; expected a speech model")
+    return loaded
+
+
+def load_vocoder(model_cfg):
+    """The vocoder checkpoint model.vocoder names, checked against the model's mel frames;
+    ConfigError when it is not a vocoder or reads other frames."""
+    try:
+        loaded = checkpoint.load(model_cfg.vocoder, "cpu")
+    except CheckpointError as e:
+        raise ConfigError(f"model.vocoder={model_cfg.vocoder}: {e}; train one: genforge train vocoder/espeak") from None
+    if loaded.family.kind != "vocode":
+        raise ConfigError(f"model.vocoder={model_cfg.vocoder}: a {loaded.config.get('family')} checkpoint; expected a vocoder")
+    if loaded.model.mel_config != mel_config_for(model_cfg.sample_rate):
+        raise ConfigError(f"model.vocoder={model_cfg.vocoder}: reads other mel frames ({loaded.model.mel_config}) than "
+                          f"this model makes ({mel_config_for(model_cfg.sample_rate)})")
     return loaded
 
 
