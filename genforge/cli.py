@@ -312,6 +312,10 @@ def _image_generate_args(p) -> None:
     p.add_argument("--truncation", type=float, help="images: redraw latents beyond +-T (GANs; e.g. 1.0)")
     p.add_argument("--show", choices=["samples", "reconstructions", "traversal"], default="samples",
                    help="images: what the grid shows (reconstructions and traversal: VAEs)")
+    p.add_argument("--balance", help="images: labels at these shares, uniform or a bias spec YAML: a class-conditional "
+                   "model is asked for each class at them (with --reject-judge: any model, rejection sampling)")
+    p.add_argument("--reject-judge", help="images, with --balance: a classifier checkpoint; samples are kept by its "
+                   "label until each class has its share")
 
 
 def _music_generate_args(p) -> None:
@@ -399,7 +403,32 @@ def _eval_speech(a, p) -> dict:
     if model.vocoder_name != "griffin-lim":
         vocoders["griffinlim"] = griffin_lim_vocoder(model.sample_rate)
     metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else list(METRICS)
-    return evaluate_speech(model.model, vocoders, metrics, n, speak=model.speak)
+    return evaluate_speech(model.model, vocoders, metrics, n, speak=model.speak, val_fraction=model.val_fraction)
+
+
+def _eval_image_bias(a, p, kind: str) -> None:
+    """`genforge eval --metrics bias` of an image or text-to-image checkpoint (eval/bias_images.py):
+    the label (attribute) shares, TV, fairness discrepancy and the judge's confusion matrix."""
+    from genforge.api import bias_report
+
+    default = p.get_default("num_samples") == a.num_samples
+    n = (256 if kind == "text_image" else 10000) if default else a.num_samples
+    device = "cpu" if a.device == "auto" else a.device
+    r = bias_report(a.ckpt, a.judge, a.spec, n, a.seed, a.sampling, a.balance, device)
+    if a.json:
+        print(json.dumps(r))
+        return
+    print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
+                    if not isinstance(v, (dict, list))))
+    width = max(len(c) for c in r["classes"])
+    print(f"{'class':>{width}}  share   target" + ("  recall" if "recall_per_class" in r else ""))
+    for i, c in enumerate(r["classes"]):
+        recall = f"  {r['recall_per_class'][i]:.3f}" if "recall_per_class" in r else ""
+        print(f"{c:>{width}}  {r['shares'][i]:.4f}  {r['target'][i]:.4f}{recall}")
+    print(f"judge accuracy {r['judge_accuracy']:.4f} on real labelled images; confusion matrix (rows: true, "
+          "columns: the judge's):")
+    for c, row in zip(r["classes"], r["judge_confusion"]):
+        print(f"{c:>{width}}  " + " ".join(f"{v:5d}" for v in row))
 
 
 def _kind(ckpt: str) -> str:
@@ -439,8 +468,28 @@ def _generate_images(a) -> None:
     if n < 1:
         raise GenforgeError(f"--num-samples {n}: must be >= 1")
     device = "cpu" if a.device == "auto" else a.device
+    if a.balance or a.reject_judge:
+        return _generate_balanced(a, n, device)
     out = generate_grid(a.ckpt, a.out or "samples.png", n, a.cls, a.seed or 0, a.truncation, a.show, device)
     print(f"wrote {out}")
+
+
+def _generate_balanced(a, n: int, device: str) -> None:
+    """A grid of samples at the --balance label shares (sorted by class), and the counts per class."""
+    from genforge.api import balanced_samples
+    from genforge.sample.image_verbs import load_images_model
+    from genforge.sample.images import save_grid
+
+    if not a.balance:
+        raise GenforgeError("--reject-judge: give the shares to sample at with --balance (uniform or a spec YAML)")
+    if a.cls is not None:
+        raise GenforgeError("--class and --balance: one picks a single class, the other shares over all classes")
+    model, _ = load_images_model(a.ckpt, device)
+    images, labels = balanced_samples(model, n, a.balance, a.reject_judge, a.seed or 0, a.truncation)
+    order = labels.argsort(stable=True)
+    out = save_grid(images[order], a.out or "samples.png", scale=max(1, 64 // images.shape[-1]))
+    counts = labels.bincount().tolist()
+    print(f"wrote {out}: {n} samples, per class " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts)))
 
 
 def _interpolate(sub):
@@ -494,9 +543,15 @@ def _eval(sub):
     p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
     p.add_argument("--clip", help="text to image: a clip checkpoint for clipscore and fid (genforge train clip/scenes)")
-    p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval (default: the cached one, "
-                   "trained on first use)")
+    p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval and bias (default: the "
+                   "cached one, trained on first use); images, --metrics bias: the classifier checkpoint that labels "
+                   "the samples (genforge train classifier/mnist)")
     p.add_argument("--seed", type=int, default=0, help="text to image: seed of the held-out prompts and their images")
+    p.add_argument("--sampling", choices=["plain", "conditional", "reject"], default="plain",
+                   help="images, --metrics bias: how the samples are made: the model's own sampler, class-conditional "
+                   "at the --balance shares, or rejection sampling by the judge toward them")
+    p.add_argument("--balance", default="uniform", help="images, --sampling conditional/reject: the label shares "
+                   "sampled at: uniform or a bias spec YAML")
     p.add_argument("--vocoder", help="speech: a vocoder checkpoint (default: the bundled one, else Griffin-Lim); "
                    "speech metrics: mcd,duration,discrim,rtf on --num-samples held-out sentences (default 20)")
     p.add_argument("--spec", help="--metrics bias: the bias spec YAML (attributes, templates, pairs; docs/bias.md)")
@@ -516,6 +571,8 @@ def _eval(sub):
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
                 if not isinstance(v, (dict, list))))
             return
+        if kind in ("image", "text_image") and a.metrics == "bias":
+            return _eval_image_bias(a, p, kind)
         if kind == "music":
             result = _eval_music(a, p)
             print(json.dumps(result) if a.json else "  ".join(

@@ -188,6 +188,8 @@ def family_checkpoint(tmp_path, name):
              "clip": {"image_size": 8, "channels": 3, "text_vocab": 12, "text_len": 6, "text_pad": 11, "embed_dim": 8,
                       "width": 8, "text_layers": 1, "text_width": 16, "text_heads": 2},
              "vocoder": {"dim": 16, "hidden": 32, "n_layer": 1, "d_width": 2, "periods": [2], "scales": 1},
+             "tts": {"phonemes": ["a", "b"], "voices": ["en-us"], "n_embd": 16, "n_head": 2, "n_enc_layer": 1,
+                     "n_dec_layer": 1, "dur_filter": 16},
              "reward": {"gpt": dataclasses.asdict(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=16))}}
     fam = FAMILIES[name]
     model = fam.build(from_dict(fam.config, small[name], "model"))
@@ -202,7 +204,7 @@ def test_every_family_in_the_table_has_a_test_here():
     assert set(FAMILIES) == set(FAMILY_NAMES)
 
 
-FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip", "vocoder"]
+FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip", "vocoder", "tts"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)

@@ -46,6 +46,8 @@ def teacher_voices(config) -> list[int]:
 
 
 def _ids(config, phonemes: list[str]) -> list[int]:
+    """Inventory ids of the teacher's phonemes, unstressed where the model lacks the stressed one;
+    0 (padding: no frames) for one it never saw at all, which the result counts as `oov`."""
     inventory = {p: i + 1 for i, p in enumerate(config.phonemes)}
     bare = {p.replace("'", "").replace(",", ""): i for p, i in reversed(inventory.items())}
     return [inventory.get(p) or bare.get(p.replace("'", "").replace(",", ""), 0) for p in phonemes]
@@ -65,8 +67,8 @@ def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] 
                     speak: Callable[[str, str], tuple[np.ndarray, int]] | None = None,
                     val_fraction: float = 0.05, skip: Sequence[str] = ()) -> dict[str, float]:
     """Metrics (METRICS) of acoustic `model` on n held-out sentences, spoken in turn by each of its
-    teacher voices; MCD and discrimination for each of `vocoders` (the first is `mcd_db`,
-    `discrim`); rtf times `speak(text, voice)`. ConfigError for an unknown metric or a model with
+    teacher voices; MCD and discrimination for each of `vocoders` (the first's are `mcd_db` and
+    `discrim`, the others' mcd_NAME_db and discrim_NAME); rtf times `speak(text, voice)`. ConfigError for an unknown metric or a model with
     no teacher voice."""
     for m in metrics:
         if m not in METRICS:
@@ -81,17 +83,20 @@ def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] 
     sentences = heldout_sentences(n, val_fraction, skip)
     device = next(model.parameters()).device
     ms_per_frame = 1000 * c.hop_length / c.sample_rate
-    rows = []
+    rows, oov, phones = [], 0, 0
     for k, text in enumerate(sentences):
         v = voices[k % len(voices)]
         said = espeak.synthesize(text, c.voices[v])
         ref = said.audio if said.sample_rate == c.sample_rate else resample_audio(said.audio, said.sample_rate, c.sample_rate)
         names, d_ref, mel_ref = teach(text, c.voices[v], feats)
-        ids = torch.tensor([_ids(c, names)], device=device)
+        row = _ids(c, names)
+        oov += row.count(0)
+        phones += len(row)
+        ids = torch.tensor([row], device=device)
         mels, d_pred = model.synthesize(ids, torch.tensor([v], device=device))
         wavs = {name: vocode(mels[0][None])[0].float().cpu().numpy() for name, vocode in vocoders.items()}
         rows.append((text, v, ref, mel_ref, d_ref, d_pred[0].cpu().numpy(), wavs, c.voices[v]))
-    out: dict[str, float] = {"n": len(rows)}
+    out: dict[str, float] = {"n": len(rows), "oov": oov / max(phones, 1)}  # phonemes the model never learnt
     names = list(vocoders)
     if "mcd" in metrics:
         for i, name in enumerate(names):
@@ -103,7 +108,8 @@ def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] 
         out["dur_err_ms"] = float(np.mean(np.concatenate([np.abs(r[5] - r[4]) for r in rows]))) * ms_per_frame
         out["len_err"] = float(np.mean([abs(r[5].sum() - r[4].sum()) / r[4].sum() for r in rows]))
     if "discrim" in metrics:
-        out["discrim"] = discrimination(rows, names[0], feats)
+        for i, name in enumerate(names):
+            out["discrim" if i == 0 else f"discrim_{name}"] = discrimination(rows, name, feats)
     if "rtf" in metrics and speak is not None:
         texts = sentences[: min(4, len(sentences))]
         seconds = sum(len(speak(t, c.voices[voices[0]])[0]) for t in texts) / c.sample_rate

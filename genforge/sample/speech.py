@@ -149,8 +149,9 @@ class SpeechModel:
     The vocoder: `vocoder` (a vocoder checkpoint) if given, else the one bundled in the
     checkpoint, else Griffin-Lim."""
 
-    def __init__(self, model, path, vocoder: Vocoder | None = None, vocoder_name: str = ""):
+    def __init__(self, model, path, vocoder: Vocoder | None = None, vocoder_name: str = "", config: dict | None = None):
         self.model, self.path, self._vocoder = model, path, vocoder
+        self.loaded_config = config or {}  # config.json
         self.vocoder_name = vocoder_name or ("bundled" if bundled_vocoder(model) else "griffin-lim")
 
     @classmethod
@@ -161,7 +162,12 @@ class SpeechModel:
         loaded = checkpoint.load(ckpt, "cpu")
         model = loaded.model.to(resolve_device(device)).eval()
         voc = load_vocoder(vocoder, model.config.sample_rate) if vocoder else None
-        return cls(model, loaded.path, voc, str(vocoder or ""))
+        return cls(model, loaded.path, voc, str(vocoder or ""), loaded.config)
+
+    @property
+    def val_fraction(self) -> float:
+        """The share of sentences its training held out (by a hash of the text: data/speech.py)."""
+        return float(((self.loaded_config.get("run") or {}).get("data") or {}).get("val_fraction", 0.05))
 
     @property
     def config(self):
