@@ -2,8 +2,9 @@
 Structured (Hsiao et al. 2021) events after a prefix of conditioning tokens (key, meter, tempo,
 instrument, style), and the training windows a GPT reads, transposed on the fly.
 
-A sequence is [BOS, Key_*, Meter_*, Tempo_*, Instrument_*, Style_*, miditok events..., EOS]. The
-conditioning tokens sit after miditok's vocabulary (MusicVocab.conditions), so miditok's saved
+A sequence is [BOS, Key_*, Meter_*, Tempo_*, Instrument_*, Style_*, Begin_piece, miditok
+events..., EOS]. A training window cut from a later bar keeps the piece's conditions and says so
+with Begin_later, so the model never takes a middle bar for a beginning. The conditioning tokens sit after miditok's vocabulary (MusicVocab.conditions), so miditok's saved
 tokenizer file stays its own and reloads with miditok; config.json keeps the condition list.
 Transposition shifts Pitch_* ids and the key token together, so a window keeps its intervals
 and its key stays true; shifts that leave the tokenizer's pitch range are never drawn.
@@ -120,11 +121,13 @@ class MusicVocab:
         self.meters = sorted(set(METERS) | set(meters), key=lambda m: (int(m.split("/")[1]), int(m.split("/")[0])))
         self.styles = sorted(set(styles))
         names = ([f"Key_{k}" for k in KEYS] + [f"Meter_{m}" for m in self.meters] + [f"Tempo_{t}" for t in TEMPOS]
-                 + [f"Instrument_{p}" for p in range(128)] + [f"Style_{s}" for s in self.styles])
+                 + [f"Instrument_{p}" for p in range(128)] + [f"Style_{s}" for s in self.styles]
+                 + ["Begin_piece", "Begin_later"])
         self.conditions = names
         self.base = len(tokenizer)
         self.ids = {name: self.base + i for i, name in enumerate(names)}
         self.bos, self.eos, self.pad = tokenizer["BOS_None"], tokenizer["EOS_None"], tokenizer["PAD_None"]
+        self.begin, self.later = self.ids["Begin_piece"], self.ids["Begin_later"]
         self.pitch_ids = np.array([tokenizer.vocab[f"Pitch_{p}"] for p in range(*PITCH_RANGE)])
         self.bar_id = tokenizer.vocab.get("Bar_None")
 
@@ -183,8 +186,8 @@ class MusicVocab:
         return list(seq.ids)
 
     def encode(self, piece: Piece) -> np.ndarray:
-        """The whole training sequence of a piece: prefix, events, EOS."""
-        return np.array(self.piece_prefix(piece) + self.encode_body(piece) + [self.eos], dtype=np.int64)
+        """The whole training sequence of a piece: prefix, Begin_piece, events, EOS."""
+        return np.array(self.piece_prefix(piece) + [self.begin] + self.encode_body(piece) + [self.eos], dtype=np.int64)
 
     def decode(self, ids: list[int]):
         """(symusic Score, the conditions found) of generated ids: events up to EOS become notes;
@@ -196,7 +199,8 @@ class MusicVocab:
                 break
             if i >= self.base:
                 kind, _, value = self.conditions[i - self.base].partition("_")
-                found.setdefault(kind.lower(), value)
+                if kind != "Begin":
+                    found.setdefault(kind.lower(), value)
             elif i not in (self.bos, self.pad):
                 events.append(int(i))
         import symusic
@@ -310,7 +314,7 @@ class MusicBatches:
         self.seed, self.device, self.step = seed, torch.device(device), 0
         self.tables = {s: vocab.transpose_table(s) for s in range(-transpose, transpose + 1)}
         for name, n in zip(train.names, train.prefix_lens):
-            if n >= block_size:
+            if n + 1 >= block_size:
                 raise ConfigError(f"model.block_size={block_size} leaves no room for the music after {name}'s "
                                   f"{n} conditioning tokens")
         self._starts = [self._event_starts(s, n) for s, n in zip(train.seqs, train.prefix_lens)]
@@ -319,7 +323,7 @@ class MusicBatches:
         self._weights /= self._weights.sum()
 
     def _event_starts(self, seq: np.ndarray, n: int) -> np.ndarray:
-        body = seq[n:]
+        body = seq[n + 1:]
         mark = body == self.vocab.bar_id if self.vocab.bar_id is not None else np.isin(body, self.vocab.pitch_ids)
         starts = np.flatnonzero(mark)
         starts = np.union1d(starts, [0])
@@ -353,7 +357,8 @@ class MusicBatches:
             i = int(rng.choice(len(data), p=weights))
             seq, n = data.seqs[i], data.prefix_lens[i]
             start = int(rng.choice(starts[i]))
-            window = np.concatenate([seq[:n], seq[n + start: n + start + T + 1 - n]])
+            begin = [self.vocab.begin if start == 0 else self.vocab.later]
+            window = np.concatenate([seq[:n], begin, seq[n + 1 + start: n + 1 + start + T - n]])
             if transpose:
                 lo, hi = data.shifts[i]
                 shift = int(rng.integers(max(-transpose, lo), min(transpose, hi) + 1))

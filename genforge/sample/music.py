@@ -112,7 +112,7 @@ class MusicModel:
             raise ConfigError("--bars: needs --prompt-midi (the bars of which file?)")
         self.vocab.prefix(**given)  # ConfigError for an unknown key, meter or style, before sampling
         slots = [given[name] for name in self.vocab.order]
-        n = 1 + len(slots) + len(body)
+        n = 2 + len(slots) + len(body)
         if n >= self.model.config.block_size:
             where = f"{prompt_midi}" + (f" (first {bars} bars)" if bars else "")
             raise DataError(f"{where}: the prompt is {n} tokens but the model's context is "
@@ -132,8 +132,7 @@ class MusicModel:
         slots, body = self.prompt(prompt_midi, bars, key=key, meter=meter, tempo=tempo, instrument=instrument, style=style)
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         idx = self._prefix(slots, num_samples, temperature, gen)
-        if body:
-            idx = torch.cat([idx, torch.tensor([body] * num_samples, device=self.device)], dim=1)
+        idx = torch.cat([idx, torch.tensor([[self.vocab.begin, *body]] * num_samples, device=self.device)], dim=1)
         ban = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=self.device)
         ban[self.vocab.base:] = True
         ban[[self.vocab.bos, self.vocab.pad]] = True
@@ -165,7 +164,7 @@ class MusicModel:
                 token = self.vocab.prefix(**{name: value})[1]
                 ids = torch.cat([ids, torch.full((n, 1), token, dtype=torch.long, device=self.device)], dim=1)
                 continue
-            allowed = torch.tensor([i for t, i in self.vocab.ids.items() if t.split("_")[0].lower() == name],
+            allowed = torch.tensor([i for t, i in self.vocab.ids.items() if t.split("_")[0].lower() == name],  # (K,)
                                    device=self.device)
             with torch.inference_mode():
                 logits = self.model(ids)[0][:, -1, :].float()  # (n, V)
