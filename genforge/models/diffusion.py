@@ -2,10 +2,18 @@
 with Transformers"), the denoiser of genforge's diffusion / flow-matching text-to-image family.
 
 The noisy image is cut into patch x patch patches (a strided convolution), each a token with a
-learned position embedding; every block is adaLN-Zero self-attention and MLP conditioned on the
-time step (DiT's best variant: shift, scale and a zero-initialised gate per branch, so each block
-starts as the identity), with cross-attention to the caption's states between them (as in
-PixArt-alpha, Chen et al. 2023). The final layer maps each token back to its patch. The caption
+fixed 2-D sine-cosine position (DiT's, from MAE); every block is adaLN-Zero self-attention and MLP
+(DiT's best variant: shift, scale and a zero-initialised gate per branch, so each block starts as
+the identity) conditioned on the time step plus the caption's pooled state (as SD3 adds its pooled
+text), with cross-attention to the caption's states between them (as in PixArt-alpha, Chen et al.
+2023). The final layer maps each token back to its patch.
+
+Both choices decide whether the caption is followed at all. At the first sampler steps the patch
+tokens are pure noise, so a cross-attention query carries only its position: a learned position
+table, initialised small, leaves the queries noise and the layout uncontrolled (samples were
+patches in the right colours, scattered), while a fixed sine-cosine one gives every patch a
+distinct query from step one. The pooled caption reaches every token through the modulation,
+which cross-attention alone does not do while the queries are noise. The caption
 states come from the one text-conditioning interface (models/text_cond.py), which also makes
 the unconditional model for classifier-free guidance.
 
@@ -98,6 +106,19 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], -1)
 
 
+def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embeddings (grid * grid, dim), rows then columns: half the
+    channels encode the row, half the column (MAE's and DiT's)."""
+    if dim % 4:
+        raise ConfigError(f"model.n_embd={dim} must be a multiple of 4 (2-D sine-cosine positions)")
+    pos = torch.arange(grid, dtype=torch.float64)
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    one = torch.cat([torch.sin(pos[:, None] * freqs), torch.cos(pos[:, None] * freqs)], 1)  # (grid, dim/2)
+    rows = one[:, None].expand(grid, grid, dim // 2)
+    cols = one[None, :].expand(grid, grid, dim // 2)
+    return torch.cat([rows, cols], -1).reshape(grid * grid, dim).float()
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
@@ -115,7 +136,7 @@ class DiTBlock(nn.Module):
         self.ada = nn.Linear(C, 6 * C)  # shift, scale, gate of attention and of the MLP
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, N, C) patch tokens; c (B, C) the time embedding; text (B, S, C), mask (B, S)."""
+        """x (B, N, C) patch tokens; c (B, C) the time and pooled caption; text (B, S, C), mask (B, S)."""
         s1, g1, a1, s2, g2, a2 = self.ada(F.silu(c)).chunk(6, -1)  # (B, C) each
         x = x + a1[:, None] * self.attn(modulate(self.ln_1(x), s1, g1))
         x = x + self.cross(self.ln_x(x), text, mask)
@@ -132,9 +153,10 @@ class DiT(nn.Module):
         C, p = c.n_embd, c.patch
         self.grid = c.image_size // p
         self.patchify = nn.Conv2d(c.channels, C, p, p)
-        self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, C))
+        self.register_buffer("pos", sincos_positions(self.grid, C)[None], persistent=False)
         self.time = nn.Sequential(nn.Linear(C, C), nn.SiLU(), nn.Linear(C, C))
         self.text = TextConditioner(self.tower_config(), C, c.text_pad, frozen=bool(c.text_encoder_config))
+        self.pooled = nn.Sequential(nn.Linear(C, C), nn.SiLU(), nn.Linear(C, C))  # the caption's mean state
         self.h = nn.ModuleList(DiTBlock(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(C, elementwise_affine=False, eps=1e-6)
         self.ada_f = nn.Linear(C, 2 * C)
@@ -148,7 +170,6 @@ class DiT(nn.Module):
         return text_tower_config(c.text_vocab, c.text_len, c.text_width, c.text_layers, c.text_heads, c.text_pad)
 
     def _init_weights(self) -> None:
-        nn.init.normal_(self.pos, std=0.02)
         for block in self.h:  # adaLN-Zero: every block starts as the identity
             nn.init.zeros_(block.ada.weight)
             nn.init.zeros_(block.ada.bias)
@@ -169,10 +190,13 @@ class DiT(nn.Module):
         B, _, H, W = x.shape
         p, g = self.config.patch, self.grid
         h = self.patchify(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, C)
-        c = self.time(timestep_embedding(t, self.config.n_embd).to(h.dtype))  # (B, C)
         states, mask = text
+        states = states.to(h.dtype)
+        weights = mask.to(h.dtype)[..., None]  # the dropped (unconditional) rows pool the null state alone
+        pooled = (states * weights).sum(1) / weights.sum(1)
+        c = self.time(timestep_embedding(t, self.config.n_embd).to(h.dtype)) + self.pooled(pooled)  # (B, C)
         for block in self.h:
-            h = block(h, c, states.to(h.dtype), mask)
+            h = block(h, c, states, mask)
         shift, scale = self.ada_f(F.silu(c)).chunk(2, -1)
         out = self.head(modulate(self.ln_f(h), shift, scale))  # (B, N, p*p*C)
         out = out.view(B, g, g, p, p, -1).permute(0, 5, 1, 3, 2, 4)  # (B, C, g, p, g, p)
