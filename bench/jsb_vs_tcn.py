@@ -1,7 +1,7 @@
 """JSB Chorales: genforge's music/jsb GPT vs the locuslab TCN's own JSB recipe in the same CPU time.
 
     python bench/jsb_vs_tcn.py --jsb PATH/TO/jsb-chorales [--minutes 15] [--threads 1] [--repeats 1]
-                               [--tcn-src PATH/TO/TCN] [--parity-only] [genforge overrides: key=value ...]
+                               [--parallel] [--tcn-src PATH/TO/TCN] [--parity-only] [key=value ...]
 
 Both train on JSB's 229 training chorales (quarter-note frames; genforge.data.jsb reads the JSON,
 whose pieces equal the TCN repository's JSB_Chorales.mat frame for frame), pick their weights on
@@ -11,6 +11,8 @@ for the GPT, genforge/eval/jsb_nll.py), the first frame of each piece excluded, 
 Each arm trains for --minutes of this process's CPU time (time.process_time, one torch thread,
 the validation passes of its recipe included; the final test scoring is not counted). With
 --repeats > 1 the order alternates (A B, B A, ...) and seeds advance; medians are reported.
+--parallel runs the two arms of a repeat at the same time in two processes (each still counts
+only its own CPU time), which halves the wall time and gives both the same machine load.
 
 genforge: `genforge train music/jsb` through the one training loop with train.max_minutes=M and
 train.budget_clock=cpu (the cosine schedule follows the budget), train.early_stop=0 (the whole
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import re
 import shutil
@@ -270,6 +273,22 @@ def parity(src: Path, data: dict) -> None:
           f"{mine:.5f} (this file) -> {'same' if f'{mine:.5f}' == found.group(1) else 'DIFFERENT'}", flush=True)
 
 
+def run_parallel(args, work: Path, r: int, order: tuple[str, str]) -> dict[str, dict]:
+    """Both arms of repeat r at once, each in its own process (its own process CPU clock)."""
+    base = [sys.executable, __file__, "--jsb", args.jsb, "--minutes", str(args.minutes), "--threads", str(args.threads),
+            "--seed", str(args.seed), "--work", str(work), "--repeat", str(r)]
+    procs = {arm: subprocess.Popen([*base, "--arm", arm, *args.overrides], stdout=subprocess.PIPE, text=True)
+             for arm in order}
+    out = {}
+    for arm, proc in procs.items():
+        text, _ = proc.communicate()
+        found = [line for line in text.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not found:
+            raise SystemExit(f"the {arm} arm failed (exit {proc.returncode}):\n{text[-3000:]}")
+        out[arm] = json.loads(found[-1].removeprefix("RESULT "))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jsb", default=os.environ.get("JSB_CHORALES", ""), help="the JSB JSON or its folder ($JSB_CHORALES)")
@@ -280,6 +299,10 @@ def main() -> None:
     ap.add_argument("--tcn-src", default=os.environ.get("TCN_SRC", ""), help="a checkout of locuslab/TCN ($TCN_SRC)")
     ap.add_argument("--parity-only", action="store_true", help="run the parity check with the original, nothing else")
     ap.add_argument("--work", help="where the token data and genforge's runs go (default: a temporary folder)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run the two arms at the same time, each in a process of its own (one thread each)")
+    ap.add_argument("--arm", choices=["ours", "ref"], help=argparse.SUPPRESS)  # one arm, for --parallel
+    ap.add_argument("--repeat", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="genforge recipe overrides, e.g. model.dropout=0.2")
     args = ap.parse_args()
     if not args.jsb:
@@ -289,22 +312,31 @@ def main() -> None:
     print(f"{isa.describe()}; torch threads {args.threads}; genforge {RECIPE} (train.dtype auto), "
           f"TCN in float32 with a float64 read-out as written; {args.minutes:g} CPU-minutes per arm", flush=True)
     print("data: " + ", ".join(f"{k} {len(v)} chorales / {sum(map(len, v))} frames" for k, v in data.items()), flush=True)
-    if args.tcn_src:
+    if args.arm:
+        pass
+    elif args.tcn_src:
         parity(Path(args.tcn_src), data)
     else:
         print("parity: skipped (no --tcn-src / $TCN_SRC checkout of locuslab/TCN to compare with)", flush=True)
     if args.parity_only:
         return
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="jsb_vs_tcn-"))
-    tokens = jsb.prepare_jsb(args.jsb, work / "jsb-tokens")
+    tokens = work / "jsb-tokens"
+    if args.arm:  # one arm of one repeat, in a process of its own (--parallel): its result as JSON
+        r = args.repeat
+        res = (train_ours(tokens, work, args.minutes, args.threads, args.seed + r, args.overrides) if args.arm == "ours"
+               else train_ref(data, args.minutes, TCN_SEED + r))
+        print("RESULT " + json.dumps(res), flush=True)
+        return
+    jsb.prepare_jsb(args.jsb, tokens)
     results = {"ours": [], "ref": []}
     for r in range(args.repeats):
         order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")
+        done = (run_parallel(args, work, r, order) if args.parallel else
+                {arm: train_ours(tokens, work, args.minutes, args.threads, args.seed + r, args.overrides) if arm == "ours"
+                 else train_ref(data, args.minutes, TCN_SEED + r) for arm in order})
         for arm in order:
-            if arm == "ours":
-                res = train_ours(tokens, work, args.minutes, args.threads, args.seed + r, args.overrides)
-            else:
-                res = train_ref(data, args.minutes, TCN_SEED + r)
+            res = done[arm]
             results[arm].append(res)
             print(f"repeat {r + 1} {arm}: test NLL/frame {res['nll']:.4f}, validation {res['val']:.4f}, "
                   f"{res['cpu']:.0f} CPU s, {res['what']}", flush=True)
