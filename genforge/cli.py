@@ -175,13 +175,20 @@ def _audit(sub):
     p.add_argument("--field", help="jsonl/parquet: the key holding the text (default text)")
     p.add_argument("--no-duplicates", action="store_true", help="skip the exact and near-duplicate search")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--baseline", metavar="DATA", help="the data before a mitigation (e.g. prepared without --cda), "
+                   "audited the same way: prints both headline numbers and the change")
 
     def run(a):
-        from genforge.data.audit import as_json, audit, markdown, write_report
+        from genforge.data.audit import as_json, audit, markdown, summary, write_report
         from genforge.eval.bias_spec import load_spec
 
         spec = load_spec(a.spec) if a.spec else None
         report = audit(a.data, spec, a.kind, a.field, duplicates=not a.no_duplicates)
+        if a.baseline:
+            before = audit(a.baseline, spec, a.kind, a.field, duplicates=not a.no_duplicates)
+            print(as_json({"baseline": before, "data": report}) if a.json else
+                  _comparison(summary(before), summary(report), ("baseline", "data")))
+            return
         if a.out:
             paths = write_report(report, a.out)
             print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
@@ -555,6 +562,8 @@ def _eval(sub):
     p.add_argument("--vocoder", help="speech: a vocoder checkpoint (default: the bundled one, else Griffin-Lim); "
                    "speech metrics: mcd,duration,discrim,rtf on --num-samples held-out sentences (default 20)")
     p.add_argument("--spec", help="--metrics bias: the bias spec YAML (attributes, templates, pairs; docs/bias.md)")
+    p.add_argument("--baseline", metavar="CKPT", help="--metrics bias, text: the checkpoint before a mitigation, "
+                   "measured the same way; prints both and the change (perplexity: the quality it cost)")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint
@@ -566,7 +575,11 @@ def _eval(sub):
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
             return
         if kind == "text" and a.metrics == "bias":
-            result = _eval_text_bias(a, p)
+            result = _eval_text_bias(a, p, a.ckpt)
+            if a.baseline:
+                before = _eval_text_bias(a, p, a.baseline)
+                print(json.dumps({"baseline": before, "model": result}) if a.json else _comparison(before, result))
+                return
             print(json.dumps(result) if a.json else "  ".join(
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
                 if not isinstance(v, (dict, list))))
@@ -637,7 +650,19 @@ def _eval_music(a, parser) -> dict:
     return {**evaluate(notes, train, metrics), "empty_samples": n - len(notes), "train_pieces": len(train)}
 
 
-def _eval_text_bias(a, parser) -> dict:
+def _comparison(before: dict, after: dict, names: tuple[str, str] = ("baseline", "model")) -> str:
+    """The scalar metrics both reports have, as a table: before, after, change."""
+    rows = [(k, before[k], after[k]) for k in after if k in before and isinstance(after[k], (int, float))
+            and isinstance(before[k], (int, float)) and not isinstance(after[k], bool)]
+    width = max([len(k) for k, _, _ in rows] + [6])
+    lines = [f"{'metric':<{width}}  {names[0]:>10}  {names[1]:>10}  {'change':>10}"]
+    for k, b, v in rows:
+        change = f"{100 * (v / b - 1):+9.2f}%" if k == "perplexity" and b else f"{v - b:+10.4f}"
+        lines.append(f"{k:<{width}}  {b:10.4f}  {v:10.4f}  {change}")
+    return "\n".join(lines)
+
+
+def _eval_text_bias(a, parser, ckpt: str) -> dict:
     """Template gaps, pair preference and shares in samples of a language model
     (genforge/eval/bias_text.py), with its perplexity on its own held-out data where it has one."""
     import genforge
@@ -648,7 +673,7 @@ def _eval_text_bias(a, parser) -> dict:
     if not a.spec:
         raise GenforgeError("--metrics bias: needs --spec bias.yaml (docs/bias.md)")
     spec = load_spec(a.spec)
-    lm = genforge.load(a.ckpt, device=a.device)
+    lm = genforge.load(ckpt, device=a.device)
     n = 20 if a.num_samples == parser.get_default("num_samples") else a.num_samples
     seed = [a.seed]
 
@@ -659,7 +684,7 @@ def _eval_text_bias(a, parser) -> dict:
 
     result = text_bias(lm.model, lm.tokenizer, spec, sample, n)
     try:  # the quality the model has, beside its bias: perplexity on its held-out split (or --data/--file)
-        result["perplexity"] = evaluate_checkpoint(a.ckpt, a.data, a.file, a.split, a.device, a.errors,
+        result["perplexity"] = evaluate_checkpoint(ckpt, a.data, a.file, a.split, a.device, a.errors,
                                                    max_windows=200)["perplexity"]
     except GenforgeError as e:
         result["perplexity"] = f"n/a ({e})"

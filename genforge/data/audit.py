@@ -292,6 +292,22 @@ def _audit_images(data: str, spec) -> dict:
     return report
 
 
+def summary(report: dict) -> dict[str, float]:
+    """The report's headline numbers, flat: documents, tv_ATTR, entropy_bits_ATTR,
+    max_abs_npmi_A_B (the strongest association of a value pair), duplicates."""
+    out: dict[str, float] = {"documents": report.get("documents", report.get("images"))}
+    for name, a in report["attributes"].items():
+        if a["tv"] is not None:
+            out[f"tv_{name}"], out[f"entropy_bits_{name}"] = a["tv"], a["entropy_bits"]
+    for pair in report.get("cooccurrence", []):
+        npmi = [abs(c["npmi"]) for c in pair["cells"] if c["npmi"] is not None]
+        if npmi:
+            out["max_abs_npmi_" + "_".join(pair["attributes"])] = max(npmi)
+    if d := report.get("duplicates"):
+        out["exact_duplicates"], out["near_duplicates"] = d["exact_duplicates"], d["near_duplicates"]
+    return out
+
+
 def write_report(report: dict, out: str | Path) -> list[Path]:
     """audit.json, audit.md and a PNG bar chart per attribute and co-occurrence pair in out."""
     out = Path(out)
