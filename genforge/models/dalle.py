@@ -10,9 +10,21 @@ than from the caption's last pad. Classifier-free guidance needs an unconditiona
 null caption is text_len pad ids (a real caption is never empty), which condition dropout
 trains (objectives/dalle.py). The VQ-VAE is frozen: no gradients, always in eval mode; its
 weights are saved with the model, so a checkpoint samples without the tokenizer's own.
+
+With a frozen pretrained text encoder (`text_encoder`, the one text-conditioning interface of
+models/text_cond.py, e.g. MiniLM imported by `genforge import hf`) the caption is not in the
+stream's vocabulary: its encoder states, projected to the GPT's width, take the first 1 +
+text_len positions as embeddings (GPT.forward's `prefix`), and the vocabulary is the image codes
+and BOI alone:
+
+    [null state, caption states (text_len), BOI, image codes]
+
+The null caption is then the encoder's states of an all-pad caption, so guidance needs no
+other change.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,7 +32,9 @@ import torch
 from torch import nn
 
 from genforge.errors import ConfigError
-from genforge.models.gpt import GPT, GPTConfig
+from genforge.models.encoder import EncoderConfig
+from genforge.models.gpt import GPT, GPTConfig, KVCache
+from genforge.models.text_cond import TextConditioner
 from genforge.models.vqvae import VQVAE, VQVAEConfig
 
 
@@ -37,6 +51,10 @@ class DalleConfig:
     # copied in by the run (its weights are this model's `vqvae` submodule)
     vqvae: str = ""
     vqvae_config: dict = field(default_factory=dict)
+    # a genforge encoder checkpoint whose states condition the GPT, frozen ("": the caption's tokens
+    # are in the stream, learnt with the model); its config is copied in by the run
+    text_encoder: str = ""
+    text_encoder_config: dict = field(default_factory=dict)
     # the GPT over [text, BOI, image codes]; block_size is text_len + the number of codes
     flavour: Literal["gpt2", "llama"] = "gpt2"
     n_layer: int = 4
@@ -56,6 +74,9 @@ class DalleConfig:
             raise ConfigError(f"model.cond_dropout={self.cond_dropout} must be in [0, 1)")
         if self.text_loss_weight < 0:
             raise ConfigError(f"model.text_loss_weight={self.text_loss_weight} must be >= 0")
+        if self.text_loss_weight and (self.text_encoder or self.text_encoder_config):
+            raise ConfigError("model.text_loss_weight must be 0 with model.text_encoder: the caption is the "
+                              "frozen encoder's states, not tokens the model predicts")
         check_sampling(self, self.guidance, self.temperature, self.top_k)
 
 
@@ -89,7 +110,10 @@ class Dalle(nn.Module):
         if not 0 <= c.text_pad < c.text_vocab:
             raise ConfigError(f"model.text_pad={c.text_pad} must be a text id, in [0, {c.text_vocab})")
         self.vqvae.requires_grad_(False)
-        self.gpt = GPT(GPTConfig(flavour=c.flavour, vocab_size=self.boi + 1, block_size=c.text_len + self.n_codes,
+        self.text = None
+        if c.text_encoder_config:
+            self.text = TextConditioner(EncoderConfig(**c.text_encoder_config), c.n_embd, c.text_pad, frozen=True)
+        self.gpt = GPT(GPTConfig(flavour=c.flavour, vocab_size=self.boi + 1, block_size=self.prefix_len + self.n_codes,
                                  n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout))
 
     @property
@@ -98,9 +122,15 @@ class Dalle(nn.Module):
         return self.vqvae.grid ** 2
 
     @property
+    def prefix_len(self) -> int:
+        """Positions before BOI: the caption's tokens, or the encoder's null and caption states."""
+        return self.config.text_len + (self.text is not None)
+
+    @property
     def image_range(self) -> tuple[int, int]:
-        """[lo, hi): the ids of image codes in the one vocabulary."""
-        return self.config.text_vocab, self.config.text_vocab + self.vqvae.config.codebook_size
+        """[lo, hi): the ids of image codes in the one vocabulary (after the text ids, if any)."""
+        lo = 0 if self.text is not None else self.config.text_vocab
+        return lo, lo + self.vqvae.config.codebook_size
 
     @property
     def boi(self) -> int:
@@ -127,9 +157,20 @@ class Dalle(nn.Module):
         return self.vqvae.decode_codes(codes.view(-1, g, g)).float()
 
     def prefix(self, ids: torch.Tensor) -> torch.Tensor:
-        """The stream before the first code, caption ids (B, text_len) then BOI: (B, text_len + 1)."""
+        """The token ids before the first code: caption ids (B, text_len) then BOI, (B, text_len + 1);
+        with a text encoder BOI alone, (B, 1) (the caption is `states`)."""
         boi = torch.full((len(ids), 1), self.boi, dtype=ids.dtype, device=ids.device)
-        return torch.cat([ids, boi], 1)
+        return boi if self.text is not None else torch.cat([ids, boi], 1)
+
+    def states(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """The frozen encoder's prefix embeddings (B, 1 + text_len, n_embd) of caption ids, or None
+        without a text encoder."""
+        return None if self.text is None else self.text(ids)[0]
+
+    def decoder(self, ids: torch.Tensor) -> GPT | PrefixedGPT:
+        """What the text sampler draws codes from for caption ids (B, text_len), fed `prefix(ids)`:
+        the GPT, or with a text encoder the GPT behind the captions' states."""
+        return self.gpt if self.text is None else PrefixedGPT(self.gpt, self.states(ids))
 
     def null_caption(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The unconditional caption (batch, text_len): all padding."""
@@ -139,5 +180,26 @@ class Dalle(nn.Module):
         """Next-token logits (B, text_len + n_codes, vocab) over the stream [ids, BOI, codes]
         without its last code: position i predicts stream token i + 1, so positions
         text_len .. text_len + n_codes - 1 predict the codes and 0 .. text_len - 2 the caption."""
-        stream = torch.cat([self.prefix(ids), codes[:, :-1] + self.config.text_vocab], 1)  # (B, T + N)
-        return self.gpt(stream)[0]
+        lo = self.image_range[0]
+        stream = torch.cat([self.prefix(ids), codes[:, :-1] + lo], 1)  # (B, T + N), or (B, N) after the states
+        return self.gpt(stream, prefix=self.states(ids))[0]
+
+
+class PrefixedGPT:
+    """A GPT whose every sequence starts with fixed prefix embeddings (B, P, n_embd), with the text
+    sampler's interface (`model(idx, cache, pos)`, `new_cache`, `config`): positions count from
+    the first token after the prefix, which the first call (pos 0) feeds, and so does a refill."""
+
+    def __init__(self, gpt: GPT, prefix: torch.Tensor):
+        self.gpt, self.prefix = gpt, prefix
+        self.config = dataclasses.replace(gpt.config, block_size=gpt.config.block_size - prefix.size(1))
+
+    def new_cache(self, batch: int) -> KVCache:
+        return self.gpt.new_cache(batch)
+
+    def __call__(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0):
+        P = self.prefix.size(1)
+        if pos == 0:
+            logits, cache = self.gpt(idx, cache, 0, prefix=self.prefix)
+            return logits[:, P:], cache
+        return self.gpt(idx, cache, pos + P)

@@ -143,19 +143,28 @@ class GPT(nn.Module):
                        dtype or p.dtype, p.device)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0,
-                doc_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache | None]:
+                doc_ids: torch.Tensor | None = None, prefix: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, KVCache | None]:
         """Logits (B, T, vocab) for token ids idx (B, T) whose first token sits at position `pos`.
 
         doc_ids (B, T): several documents packed in a row (training, no cache): a token attends
         only to earlier tokens of its own document, and positions restart at each document, so
-        each one computes what it would alone."""
-        _, T = idx.shape
+        each one computes what it would alone.
+
+        prefix (B, P, n_embd): embeddings that take the first P positions, before idx's tokens
+        (a frozen text encoder's states before a DALL·E-style model's image codes); the logits
+        then cover all P + T positions."""
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if prefix is not None:
+            if doc_ids is not None:
+                raise ValueError("prefix embeddings and packed documents do not mix")
+            x = torch.cat([prefix.to(x.dtype), x], 1)  # (B, P + T, C)
+        T = x.size(1)
         if pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.config.block_size}")
         mask = positions = None
         if doc_ids is not None:
             mask, positions = packed_mask(doc_ids)
-        x = self.transformer.wte(idx)  # (B, T, C)
         if "wpe" in self.transformer:
             if positions is not None:
                 x = x + self.transformer.wpe(positions)

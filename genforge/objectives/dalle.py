@@ -44,14 +44,14 @@ class DalleObjective:
         """(image codes' cross-entropy (B,), caption tokens' cross-entropy (B,)), each a mean over
         its tokens; a dropped caption's is 0 (the null caption is not a caption to learn)."""
         x, ids, drop = batch
-        model, T = self.model, self.model.config.text_len
+        model, T, P = self.model, self.model.config.text_len, self.model.prefix_len
         if dropout:
             ids = torch.where(drop[:, None], model.null_caption(1, ids.device), ids)
         codes = model.codes(x)  # (B, N), no gradient: the tokenizer is frozen
         logits = model(ids, codes).float()  # (B, T + N, V)
         lo, hi = model.image_range
-        image = F.cross_entropy(logits[:, T:, lo:hi].transpose(1, 2), codes, reduction="none").mean(1)  # (B,)
-        if T < 2:
+        image = F.cross_entropy(logits[:, P:, lo:hi].transpose(1, 2), codes, reduction="none").mean(1)  # (B,)
+        if T < 2 or model.text is not None:  # a single token, or states: no caption tokens to predict
             return image, torch.zeros_like(image)
         text = F.cross_entropy(logits[:, :T - 1, :lo].transpose(1, 2), ids[:, 1:], reduction="none").mean(1)
         return image, torch.where(drop, 0.0, text) if dropout else text

@@ -48,12 +48,12 @@ def sample_codes(model: Dalle, ids: torch.Tensor, generator: torch.Generator | N
     check_ids(model, uncond, "negative")
     if len(uncond) != len(ids):
         raise ValueError(f"negative has {len(uncond)} captions for {len(ids)} prompts")
-    prefix = model.prefix(ids)  # (B, T + 1)
+    prefix = model.prefix(ids)  # (B, T + 1), or BOI (B, 1) after a text encoder's states
     lo, hi = model.image_range
-    processors = [classifier_free_guidance(kv_cached_logits(model.gpt, model.prefix(uncond), skip=prefix.size(1)),
-                                           guidance),
+    processors = [classifier_free_guidance(kv_cached_logits(model.decoder(uncond), model.prefix(uncond),
+                                                            skip=prefix.size(1)), guidance),
                   allowed_range(lo, hi)]  # after guidance: a code only one branch rules out is no nan
-    steps = stream_ids(model.gpt, prefix, model.n_codes, temperature=temperature, top_k=top_k or None,
+    steps = stream_ids(model.decoder(ids), prefix, model.n_codes, temperature=temperature, top_k=top_k or None,
                        generator=generator, processors=processors)
     out = []
     for _ in range(model.n_codes):  # not `for tok in steps`: that would feed the last code through the GPT for nothing

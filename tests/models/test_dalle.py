@@ -277,3 +277,62 @@ def test_the_shipped_recipes_fit_together():
     assert dalle.model.vqvae == f"{vq.train.out_dir}/latest"
     assert dalle.data.source == vq.data.source and dalle.data.image_size == vq.data.image_size
     assert vq.model.image_size in (0, vq.data.image_size)
+
+
+def tiny_encoder_config(vocab: int, pad: int) -> dict:
+    from genforge.models.encoder import EncoderConfig
+
+    return dataclasses.asdict(EncoderConfig(vocab_size=vocab, block_size=8, n_layer=1, n_head=2, n_embd=12, pad_id=pad))
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_with_a_frozen_encoder_guided_codes_equal_a_full_forward_reference(guidance):
+    """The caption as the encoder's states before BOI: cached, guided sampling is what running
+    the whole GPT over [states, BOI, codes so far] for both captions every step gives."""
+    model = tiny(text_encoder_config=tiny_encoder_config(12, 11))
+    assert model.image_range == (0, 16) and model.boi == 16 and model.gpt.config.vocab_size == 17
+    assert model.prefix_len == 6 and model.gpt.config.block_size == 6 + model.n_codes
+    with torch.no_grad():
+        for p in model.text.proj.parameters():
+            p.normal_(0, 1.0)
+    ids = captions_of(model, [1, 2, 3], [4, 5])
+    with torch.no_grad():
+        states = {k: model.states(c) for k, c in (("c", ids), ("u", model.null_caption(2)))}
+        streams = {k: model.prefix(ids) for k in states}
+        out = []
+        for _ in range(model.n_codes):
+            c, u = (model.gpt(streams[k], prefix=states[k])[0][:, -1].double() for k in ("c", "u"))
+            code = (u + guidance * (c - u)).argmax(-1)
+            out.append(code)
+            streams = {k: torch.cat([s, code[:, None]], 1) for k, s in streams.items()}
+    ours = sample_codes(model, ids, guidance=guidance, temperature=0.0)
+    assert torch.equal(ours, torch.stack(out, 1))
+    assert not torch.equal(ours[0], ours[1])  # the states condition the codes
+
+
+def test_a_frozen_encoder_predicts_no_caption_tokens():
+    with pytest.raises(ConfigError, match="text_loss_weight must be 0 with model.text_encoder"):
+        DalleConfig(text_encoder="runs/minilm", text_loss_weight=0.1)
+
+
+def test_a_run_with_a_frozen_pretrained_text_encoder_keeps_it_and_generates(tmp_path, vqvae_ckpt):
+    from genforge.data.scenes import make_scenes
+    from genforge.data.tokenizer import train_tokenizer
+    from genforge.models.encoder import Encoder, EncoderConfig
+
+    tok = train_tokenizer("words", make_scenes(400, "train", 16, 0)[1] + make_scenes(400, "train", 16, 1)[1])
+    tok.save(tmp_path / "tokenizer.json")
+    torch.manual_seed(1)
+    enc = Encoder(EncoderConfig(**tiny_encoder_config(tok.vocab_size, tok.eot_id) | {"block_size": 32}))
+    ckpt_io.save_checkpoint(tmp_path / "enc", {"family": "encoder", "model": dataclasses.asdict(enc.config)},
+                            {"model": enc}, tokenizer=tmp_path / "tokenizer.json")
+    out = run(dalle_config(tmp_path / "run", vqvae_ckpt, f"model.text_encoder={tmp_path / 'enc'}",
+                           "model.text_loss_weight=0", max_iters=3), progress=False)
+    loaded = ckpt_io.load(out)
+    model = loaded.model
+    assert model.text.frozen and model.config.text_encoder_config["n_embd"] == 12
+    assert model.gpt.config.vocab_size == model.vqvae.config.codebook_size + 1
+    mine = model.text.encoder.state_dict()
+    assert all(torch.equal(v, mine[k]) for k, v in enc.state_dict().items())  # frozen: not trained
+    ids = torch.from_numpy(captions.encode_captions(loaded.tokenizer, ["a red square"], model.config.text_len))
+    assert generate(model, ids, torch.Generator().manual_seed(0)).shape == (1, 3, 32, 32)
