@@ -1,6 +1,6 @@
 // The playground: lists models, streams /v1/completions (SSE) into #output as plain text
 // (textContent, never HTML: model output is untrusted), shows /v1/images/generations' images for a
-// prompt in the Images tab, queues prompts for the reviewers when the
+// prompt in the Images tab, plays generated audio (music) in the Audio tab, queues prompts for the reviewers when the
 // server has a reviewer page (/health's "review"; the link and the button show only then).
 "use strict";
 const $ = (id) => document.getElementById(id);
@@ -27,6 +27,8 @@ async function loadModels() {
   const models = (await resp.json()).data;
   fill($("model"), models.filter((m) => m.kind === "text"));
   fill($("image-model"), models.filter((m) => m.kind === "image" || m.kind === "text_image"));
+  audioModels = models;
+  showAudioMode();
   return true;
 }
 
@@ -40,10 +42,90 @@ function fill(select, models) {
   }
 }
 
-function showTab(images) {
-  $("text-pane").hidden = images; $("images-pane").hidden = !images;
-  $("tab-text").setAttribute("aria-pressed", String(!images));
-  $("tab-images").setAttribute("aria-pressed", String(images));
+function showTab(name) {  // "text", "images" or "audio"
+  for (const tab of ["text", "images", "audio"]) {
+    $(tab + "-pane").hidden = tab !== name;
+    $("tab-" + tab).setAttribute("aria-pressed", String(tab === name));
+  }
+}
+
+// The Audio tab's modes: the models of a kind, the controls shown, and what Generate does.
+// A mode returns the pieces to show: {wav (base64), label, midi (base64, optional)}.
+const AUDIO_MODES = {
+  music: { label: "Music", kind: "music", controls: "music-controls", run: generateMusic },
+};
+let audioModels = [];
+
+function showAudioMode() {
+  const select = $("audio-mode");
+  if (select.options.length === 0) {
+    for (const [name, mode] of Object.entries(AUDIO_MODES)) {
+      const option = document.createElement("option");
+      option.value = name; option.textContent = mode.label;
+      select.appendChild(option);
+    }
+  }
+  const mode = AUDIO_MODES[select.value];
+  for (const m of Object.values(AUDIO_MODES)) $(m.controls).hidden = m !== mode;
+  fill($("audio-model"), audioModels.filter((m) => m.kind === mode.kind));
+}
+
+async function generateMusic(body) {  // /v1/music/generations: base64 WAV and MIDI per piece
+  body.n = Number($("music-n").value);
+  body.temperature = Number($("music-temperature").value);
+  body.max_tokens = Number($("music-max-tokens").value);
+  for (const [field, id] of [["key", "music-key"], ["meter", "music-meter"], ["style", "music-style"]]) {
+    if ($(id).value.trim()) body[field] = $(id).value.trim();
+  }
+  if ($("music-bars").value !== "") body.bars = Number($("music-bars").value);
+  const file = $("music-prompt").files[0];
+  if (file) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = "";
+    for (const b of bytes) binary += String.fromCharCode(b);
+    body.prompt_midi = btoa(binary);
+  }
+  const resp = await fetch("/v1/music/generations", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  if (!resp.ok) throw new Error(await errorText(resp));
+  return (await resp.json()).data.map((p) => ({
+    wav: p.b64_wav, midi: p.b64_midi,
+    label: `${p.notes} notes, ${p.seconds.toFixed(1)} s` +
+      Object.entries(p.conditions).map(([k, v]) => `, ${k} ${v}`).join(""),
+  }));
+}
+
+async function generateAudio() {  // the chosen mode's pieces, each in an <audio> element
+  if (!await ready()) return;
+  const status = (text) => { $("audio-status").textContent = text; };
+  const body = { model: $("audio-model").value };
+  if ($("audio-seed").value !== "") body.seed = Number($("audio-seed").value);
+  $("generate-audio").disabled = true; status("generating…");
+  try {
+    const pieces = await AUDIO_MODES[$("audio-mode").value].run(body);
+    $("audio-out").replaceChildren();
+    pieces.forEach((piece, i) => {
+      const row = document.createElement("figure");
+      const audio = document.createElement("audio");
+      audio.controls = true;
+      audio.src = "data:audio/wav;base64," + piece.wav;
+      const caption = document.createElement("figcaption");
+      caption.textContent = piece.label;  // text, never HTML
+      row.append(audio, caption);
+      if (piece.midi) {
+        const link = document.createElement("a");
+        link.href = "data:audio/midi;base64," + piece.midi;
+        link.download = `piece-${i}.mid`;
+        link.textContent = "MIDI";
+        caption.append(" ", link);
+      }
+      $("audio-out").appendChild(row);
+    });
+    status("done");
+  } catch (e) {
+    status(e.message || String(e));
+  } finally {
+    $("generate-audio").disabled = false;
+  }
 }
 
 async function generateImages() {  // /v1/images/generations: base64 PNGs shown as <img> (never as HTML)
@@ -139,8 +221,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("to-review").addEventListener("click", () => toReview("text"));
   $("to-review-images").addEventListener("click", () => toReview("image"));
   $("generate-images").addEventListener("click", generateImages);
-  $("tab-text").addEventListener("click", () => showTab(false));
-  $("tab-images").addEventListener("click", () => showTab(true));
+  $("tab-text").addEventListener("click", () => showTab("text"));
+  $("tab-images").addEventListener("click", () => showTab("images"));
+  $("tab-audio").addEventListener("click", () => showTab("audio"));
+  $("audio-mode").addEventListener("change", showAudioMode);
+  $("generate-audio").addEventListener("click", generateAudio);
   let typing = null;  // the models again once the key has been typed (or pasted), not per keystroke
   $("api_key").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadModels, 300); });
   $("api_key").addEventListener("change", () => { clearTimeout(typing); loadModels(); });
