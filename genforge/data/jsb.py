@@ -151,8 +151,6 @@ def tokenizer():
 def prepare_jsb(source: str | Path, out: str | Path) -> Path:
     """Write the JSB splits as a token directory `out` (splits train, val, test; each piece
     preceded by EOT) with its tokenizer.json and manifest; return out. Raises DataError as load_jsb."""
-    from genforge.data.prepare import _replace_dir
-
     path, out = jsb_file(source), Path(out)
     pieces = load_jsb(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,11 +172,25 @@ def prepare_jsb(source: str | Path, out: str | Path) -> Path:
                        "pieces": {s: len(p) for s, p in pieces.items()},
                        "frames": {s: sum(map(len, p)) for s, p in pieces.items()}},
         })
-        _replace_dir(tmp, out)
+        _install(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _install(new: Path, out: Path) -> None:
+    """Put the finished directory `new` in place of `out` (as genforge prepare does: a directory
+    that is not prepared data is never replaced)."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
+            raise DataError(f"{out}: exists and is not a prepared data directory; refusing to overwrite it")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)
 
 
 def soprano_fingerprint(soprano: Sequence[int | None], n: int = FINGERPRINT_INTERVALS) -> tuple[int, ...]:
