@@ -156,6 +156,22 @@ COMMANDS = {
                                        "model.text_heads=2", "model.embed_dim=16", "--no-progress")),
     "genforge eval runs/t2i_scenes_dit --metrics geneval,clipscore,fid --clip runs/clip_scenes":
         Run(("--num-samples", "8")),
+    # docs/bias.md
+    "genforge audit stories.jsonl --spec bias.yaml --out audit/": Run(),
+    "genforge audit builtin:digits": Run(),
+    "genforge eval runs/stories --metrics bias --spec bias.yaml": Run(("--num-samples", "2")),
+    "genforge prepare stories.jsonl --field text --out data/stories": Run(),
+    "genforge prepare stories.jsonl --field text --cda swaps.txt --out data/stories_cda": Run(),
+    "genforge generate runs/stories --prompt The nurse said that --block she --block her --seed 0":
+        Run(("--max-new-tokens", "20")),
+    "genforge generate runs/stories --prompt The nurse said that --self-debias The following text assumes a gender "
+    "from a job:": Run(("--max-new-tokens", "20")),
+    "genforge audit data/stories_cda --baseline data/stories --spec bias.yaml": Run(),
+    "genforge train lm/shakespeare_char data.path=data/stories train.out_dir=runs/stories":
+        Run((*TINY_LM, "--no-progress")),
+    "genforge train lm/shakespeare_char data.path=data/stories_cda train.out_dir=runs/stories_cda":
+        Run((*TINY_LM, "--no-progress")),
+    "genforge eval runs/stories_cda --metrics bias --spec bias.yaml --baseline runs/stories": Run(("--num-samples", "2")),
     # docs/serving.md
     "genforge serve runs/quickstart/run": Run(),
     "genforge serve small=runs/a big=runs/b --api-key KEY --port 8000": Run(),
@@ -294,6 +310,34 @@ def _docs_jsonl(box: Path, quickstart: Path) -> None:
     (box / "docs.jsonl").write_text("\n".join(lines) + "\n")
 
 
+def _bias_files(box: Path, quickstart: Path) -> None:
+    """docs/bias.md's inputs: stories.jsonl with a planted pronoun-occupation skew (and every
+    printable character, so any prompt encodes), bias.yaml, swaps.txt, crows.tsv; runs/stories,
+    a run trained on it (the doc trains it again after preparing; eval may come first)."""
+    rng = random.Random(0)
+    lines = []
+    for _ in range(60):
+        job = rng.choice(["nurse", "engineer"])
+        he = rng.random() < (0.9 if job == "engineer" else 0.1)
+        lines.append(f"The {job} said that {'he' if he else 'she'} was {rng.choice(['late', 'busy', 'here'])}.")
+    lines.append("".join(map(chr, range(32, 127))))
+    (box / "stories.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in lines))
+    (box / "swaps.txt").write_text("he she\nhim her\nhis her\n")
+    (box / "crows.tsv").write_text("The nurse said that she was late.\tThe nurse said that he was late.\n")
+    (box / "bias.yaml").write_text(
+        "attributes:\n  gender:\n    values: {male: [he, him, his], female: [she, her]}\n"
+        "  occupation:\n    values: {nurse: [nurse], engineer: [engineer]}\n"
+        "cooccurrence: [[gender, occupation]]\ntemplates: [\"The {occupation} said that\"]\ncontrast: [she, he]\n"
+        "pairs: crows.tsv\nswaps: swaps.txt\n")
+    from genforge.data.prepare import prepare
+    from genforge.run_config import load_config
+    from genforge.train.run import run
+
+    data = prepare(str(box / "stories.jsonl"), "char", box / "data" / "stories", field="text")
+    run(load_config("lm/shakespeare_char", [f"data.path={data}", f"train.out_dir={box / 'runs' / 'stories'}",
+                                            "train.device=cpu", *TINY_LM]), progress=False)
+
+
 def _two_runs(box: Path, quickstart: Path) -> None:
     """runs/a and runs/b: two run directories (copies of the quickstart's text run)."""
     for name in ("a", "b"):
@@ -313,10 +357,13 @@ SETUP = {
     "docs/images.md": [_mnist],
     "docs/serving.md": [_two_runs],
     "docs/training.md": [_my_run],
+    "docs/bias.md": [_bias_files],
 }
 # Python blocks that sketch code around a function of the reader's own: their imports are checked
 # (the names exist), the rest is compiled; keyed by a line of the block
 SKETCHES = {"scores = geneval(generate, judge, vocab=\"shapes\", n=256)": "`generate` is the reader's generator"}
+SKETCHES['client.completions.create(model="stories", prompt="The nurse said that", logit_bias={"12": -100},'] = \
+    "needs a running genforge serve"
 SUBSTITUTE = {"PATH/TO/mnist": "mnist"}  # placeholders in commands that run: what stands for them here
 NUMBERS = {"N", "T", "S"}  # placeholders of numeric options in synopses: parsed as 1
 

@@ -204,6 +204,24 @@ def resample_until(make: Callable[[int], str], accept: Callable[[str], bool], tr
     return text, tries, False
 
 
+def prefixed_logits(model, prefix: torch.Tensor, skip: int = 0) -> LogitsFn:
+    """A LogitsFn: the model's next-token logits (B, V) after prefix (B, P) + ids[:, skip:], KV
+    cached; once that outgrows block_size, the prefix stays and only the last half of the room
+    after it is kept (one prefill per half window, as the sampler's sliding window)."""
+    block, P = model.config.block_size, prefix.size(1)
+    room = block - P
+    state = {"fn": None, "start": skip}  # the ids from `start` on follow the prefix in the cache
+
+    def logits_fn(ids: torch.Tensor) -> torch.Tensor:
+        if ids.size(1) - state["start"] > room:  # full: keep the prefix and the last half of the room
+            state["start"], state["fn"] = ids.size(1) - max(1, room // 2), None
+        if state["fn"] is None:
+            state["fn"] = kv_cached_logits(model, prefix, skip=state["start"])
+        return state["fn"](ids)
+
+    return logits_fn
+
+
 def check_logit_bias(bias: Mapping, vocab_size: int) -> dict[int, float]:
     """OpenAI's logit_bias ({token id (an int or its string): bias}) checked: ids in
     [0, vocab_size), biases numbers in [-100, 100]. ConfigError naming the first bad entry."""
@@ -240,7 +258,10 @@ def controls(model, tokenizer, batch: int = 1, logit_bias: Mapping | None = None
             if not prefix.strip():
                 raise ConfigError("self_debias: an empty bias prefix")
             ids = torch.tensor([prompt_ids(tokenizer, prefix.rstrip() + "\n")] * batch, device=device)
-            fns.append(kv_cached_logits(model, ids, skip=skip))
+            if ids.size(1) >= model.config.block_size:
+                raise ConfigError(f"self_debias: the prefix {prefix[:40]!r} takes {ids.size(1)} tokens; the model's "
+                                  f"context is {model.config.block_size}")
+            fns.append(prefixed_logits(model, ids, skip=skip))
         out.append(self_debias(fns, debias_decay))
     if blocklist:
         if any(not p.strip() for p in blocklist):

@@ -142,3 +142,22 @@ def test_api_and_cli_controls(tiny_ckpt, capsys):
     assert "e" not in out[1:] and "th" not in out
     assert main(["generate", str(tiny_ckpt), "--logit-bias", f"{e}:200", "--device", "cpu"]) == 2
     assert "[-100, 100]" in capsys.readouterr().err
+
+
+def test_prefixed_logits_slides_past_the_context():
+    from genforge.sample.processors import prefixed_logits
+
+    model = tiny_gpt()  # block_size 16: 12 ids fit after a prefix of 4
+    prefix = torch.tensor([[5, 6, 7, 8]])
+    fn = prefixed_logits(model, prefix)
+    ids = prompt(1, 3)
+    with torch.inference_mode():
+        for _ in range(30):
+            got = fn(ids)
+            full = {k: model(torch.cat([prefix, ids[:, -k:]], 1))[0][:, -1].float() for k in range(1, min(12, ids.size(1)) + 1)}
+            kept = [k for k, f in full.items() if torch.allclose(got, f, atol=1e-4)]
+            if ids.size(1) <= 12:
+                assert ids.size(1) in kept  # the prefix and every id
+            else:
+                assert kept and min(kept) >= 6  # the prefix and the last half of the room at least
+            ids = torch.cat([ids, got.argmax(-1, keepdim=True)], 1)
