@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genforge.errors import ConfigError
+
 Z95 = 1.959964
 
 
@@ -134,7 +136,11 @@ class Duplicates:
     temporary file (num_perm x 8 bytes, plus 8 bytes a band and 8 for the exact hash, a document)."""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, examples: int = 10):
-        from datasketch import MinHash
+        try:
+            from datasketch import MinHash
+        except ImportError:
+            raise ConfigError("the near-duplicate search needs datasketch: pip install 'genforge[audit]' "
+                              "(or audit with --no-duplicates)") from None
 
         self.threshold, self.num_perm, self.shingle, self.examples = threshold, num_perm, shingle, examples
         self.bands, self.rows = optimal_bands(threshold, num_perm)
