@@ -10,7 +10,9 @@ schedule follows the clock, so it has decayed when time runs out) and writes wha
 - t2i: captioned scenes genforge draws (shapes, colours, counts, positions) -> a text-to-image
   DiT -> OUT/t2i (held-out prompts' images with their captions);
 - tts: espeak-ng's speech of Shakespeare sentences (the embedded teacher) -> a FastSpeech-style
-  acoustic model -> OUT/tts (hello.wav).
+  acoustic model -> OUT/tts (hello.wav);
+- music: Bach chorales from music21's corpus -> a GPT over REMI events -> OUT/music (a chorale in
+  D major as .mid, .wav and a piano-roll .png).
 
 The default budgets and each step's fixed costs (data, evaluation, samples) together stay within
 BUDGET_MINUTES on 2 CPU cores.
@@ -25,7 +27,7 @@ from genforge.errors import ConfigError
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 PROMPTS = ["ROMEO:\n", "KING HENRY V:\n", "\n"]
-BUDGET_MINUTES = 11.5  # all default steps, end to end, on 2 CPU cores
+BUDGET_MINUTES = 14  # all default steps, end to end, on 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,34 @@ def tts_step(out: Path, minutes: float, progress: bool = True) -> Path:
     return ckpt
 
 
+def music_step(out: Path, minutes: float, progress: bool = True) -> Path:
+    """A music GPT on builtin:chorales into out/music/run; chorale.mid, .wav and .png beside it:
+    a piece in D major in 4/4, rendered with pretty-midi's General MIDI soundfont."""
+    import genforge
+    from genforge.run_config import load_config
+    from genforge.train.run import run
+
+    out = out / "music"
+    cfg = load_config(RECIPES / "quickstart_music_chorales.yaml", [f"train.out_dir={out / 'run'}",
+                                                                    f"train.max_minutes={minutes}"])
+    print(f"genforge quickstart: music GPT on builtin:chorales for {minutes:g} min -> {out}", flush=True)
+    ckpt = run(cfg, progress=progress)
+    [piece] = genforge.load(ckpt, device="cpu").generate(1, 768, temperature=0.9, seed=0, key="D", meter="4/4",
+                                                         style="chorale")
+    paths = piece.save(out / "chorale")
+    print(f"\ncheckpoint   {ckpt}\npiece        {paths['wav']} ({len(piece.wav) / piece.sample_rate:.1f} s, "
+          f"{piece.notes} notes; {', '.join(str(p) for k, p in paths.items() if k != 'wav')})\n"
+          f"try          genforge generate {out / 'run'} --key Gm --meter 3/4 --num-samples 4 --out pieces/")
+    return ckpt
+
+
 STEPS: dict[str, Step] = {s.name: s for s in (
     Step("text", 3.0, 1.0, "--minutes", "a char GPT on Shakespeare, then samples", text_step),
     Step("image", 1.5, 0.5, "--image-minutes", "a VAE on digits, then a grid and an interpolation", image_step),
     Step("t2i", 3.0, 1.0, "--t2i-minutes", "a text-to-image DiT on drawn scenes, then held-out prompts", t2i_step),
     Step("tts", 1.0, 0.5, "--tts-minutes", "text to speech on the espeak teacher, then hello.wav", tts_step),
+    Step("music", 1.5, 1.0, "--music-minutes", "a music GPT on Bach chorales, then a chorale as MIDI, WAV, piano roll",
+         music_step),
 )}
 
 
