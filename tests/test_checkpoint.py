@@ -174,6 +174,7 @@ def family_checkpoint(tmp_path, name):
     from genforge.models.gpt import GPTConfig
 
     small = {"gpt": {"vocab_size": 29, "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
+             "music": {"vocab_size": 29, "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
              "encoder": {"vocab_size": 29, "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
              "vae": {"image_size": 8, "channels": 1, "num_classes": 10},
              "vqvae": {"image_size": 8, "channels": 1, "num_classes": 10, "width": 8, "codebook_size": 16, "code_dim": 4},
@@ -204,7 +205,8 @@ def test_every_family_in_the_table_has_a_test_here():
     assert set(FAMILIES) == set(FAMILY_NAMES)
 
 
-FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip", "vocoder", "tts"]
+FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip", "vocoder", "tts",
+                "music"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
