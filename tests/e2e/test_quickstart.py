@@ -13,7 +13,7 @@ from genforge.data.shards import TokenData
 def test_quickstart(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--minutes", "0.05", "--image-minutes", "0.02",
-                 "--t2i-minutes", "0.02"]) == 0
+                 "--t2i-minutes", "0.02", "--tts-minutes", "0.02", "--music-minutes", "0.02"]) == 0
     printed = capsys.readouterr().out
     data = TokenData(out / "data")
     assert data.manifest["source"]["spec"] == "builtin:shakespeare"
@@ -35,6 +35,10 @@ def test_quickstart(tmp_path, capsys):
     t2i = out / "t2i"
     assert (t2i / "run" / "latest" / "tokenizer.json").is_file()
     assert (t2i / "heldout.png").stat().st_size > 0 and f"held out     {t2i / 'heldout.png'}" in printed
+    music = out / "music"
+    assert (music / "run" / "latest" / "tokenizer.json").is_file()  # miditok's own file
+    assert (music / "chorale.mid").is_file() and (music / "chorale.wav").stat().st_size > 0
+    assert f"piece        {music / 'chorale.wav'}" in printed
 
 
 @pytest.fixture
@@ -48,9 +52,10 @@ def ran(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("argv,expected", [
-    ([], [("text", 3.0), ("image", 1.5), ("t2i", 3.0)]),
-    (["--skip", "image,t2i"], [("text", 3.0)]),
-    (["--no-image", "--skip", "t2i"], [("text", 3.0)]),  # the spelling before --skip
+    ([], [("text", 3.0), ("image", 1.5), ("t2i", 3.0), ("tts", 1.0), ("music", 1.5)]),
+    (["--skip", "image,t2i,tts,music"], [("text", 3.0)]),
+    (["--no-image", "--skip", "t2i,tts,music"], [("text", 3.0)]),  # the spelling before --skip
+    (["--only", "music", "--music-minutes", "0.5"], [("music", 0.5)]),
     (["--only", "t2i", "--t2i-minutes", "2"], [("t2i", 2.0)]),
     (["--only", "image", "--image-minutes", "0.5"], [("image", 0.5)]),
     (["--only", "text,image", "--skip", "text", "--minutes", "9"], [("image", 1.5)]),
@@ -61,8 +66,8 @@ def test_only_and_skip_pick_steps(tmp_path, ran, argv, expected):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--only", "music"], "--only music: no such step; the steps are text, image, t2i"),
-    (["--skip", "text,image,t2i"], "that leaves no step to run"),
+    (["--only", "sound"], "--only sound: no such step; the steps are text, image, t2i, tts, music"),
+    (["--skip", "text,image,t2i,tts,music"], "that leaves no step to run"),
     (["--image-minutes", "0"], "--image-minutes 0: a step's budget must be positive (--skip image skips it)"),
 ])
 def test_bad_choices_say_why(tmp_path, ran, capsys, argv, message):
