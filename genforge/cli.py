@@ -410,7 +410,7 @@ def _eval_speech(a, p) -> dict:
     if model.vocoder_name != "griffin-lim":
         vocoders["griffinlim"] = griffin_lim_vocoder(model.sample_rate)
     metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else list(METRICS)
-    return evaluate_speech(model.model, vocoders, metrics, n, speak=model.speak, val_fraction=model.val_fraction)
+    return evaluate_speech(model.model, vocoders, metrics, n, val_fraction=model.val_fraction)
 
 
 def _eval_image_bias(a, p, kind: str) -> None:

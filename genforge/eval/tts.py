@@ -8,8 +8,8 @@ teacher's sentences whose hash puts them in the held-out split: never trained on
   discrim:  for sentences A_1..A_n in one voice, the fraction whose output is nearer, by DTW on
             log-mel (the mean frame distance along the path), to A_i's reference than to any A_j's
             (needs no speech recogniser: a model that mumbles the same thing for every text fails)
-  rtf:      seconds of computing per second of audio of the whole speak path (text -> waveform),
-            median of 3, at the caller's torch thread count
+  rtf:      seconds of computing per second of audio of the whole path (text -> normalised ->
+            phonemes -> frames -> waveform), median of 3, at the caller's torch thread count
 
 Naturalness cannot be measured offline; these measure what can be.
 """
@@ -23,6 +23,7 @@ import torch
 from genforge.data import espeak
 from genforge.data.audio import resample_audio
 from genforge.data.speech import held_out, shakespeare_sentences, teach
+from genforge.data.text_norm import normalize
 from genforge.errors import ConfigError, DataError
 from genforge.eval.audio_metrics import mcd_dtw, real_time_factor
 from genforge.nn.mel import LogMel, mel_config_for
@@ -64,12 +65,12 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] = METRICS, n: int = 20,
-                    speak: Callable[[str, str], tuple[np.ndarray, int]] | None = None,
                     val_fraction: float = 0.05, skip: Sequence[str] = ()) -> dict[str, float]:
     """Metrics (METRICS) of acoustic `model` on n held-out sentences, spoken in turn by each of its
     teacher voices; MCD and discrimination for each of `vocoders` (the first's are `mcd_db` and
-    `discrim`, the others' mcd_NAME_db and discrim_NAME); rtf times `speak(text, voice)`. ConfigError for an unknown metric or a model with
-    no teacher voice."""
+    `discrim`, the others' mcd_NAME_db and discrim_NAME); rtf times the first vocoder's whole path
+    (normalisation, phonemes, frames, waveform) on 4 of the sentences. ConfigError for an unknown
+    metric or a model with no teacher voice."""
     for m in metrics:
         if m not in METRICS:
             raise ConfigError(f"--metrics {m}: a speech model has {', '.join(METRICS)}")
@@ -95,7 +96,7 @@ def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] 
         ids = torch.tensor([row], device=device)
         mels, d_pred = model.synthesize(ids, torch.tensor([v], device=device))
         wavs = {name: vocode(mels[0][None])[0].float().cpu().numpy() for name, vocode in vocoders.items()}
-        rows.append((text, v, ref, mel_ref, d_ref, d_pred[0].cpu().numpy(), wavs, c.voices[v]))
+        rows.append((text, v, ref, mel_ref, d_ref, d_pred[0].cpu().numpy(), wavs, c.voices[v], row))
     out: dict[str, float] = {"n": len(rows), "oov": oov / max(phones, 1)}  # phonemes the model never learnt
     names = list(vocoders)
     if "mcd" in metrics:
@@ -110,10 +111,17 @@ def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] 
     if "discrim" in metrics:
         for i, name in enumerate(names):
             out["discrim" if i == 0 else f"discrim_{name}"] = discrimination(rows, name, feats)
-    if "rtf" in metrics and speak is not None:
-        texts = sentences[: min(4, len(sentences))]
-        seconds = sum(len(speak(t, c.voices[voices[0]])[0]) for t in texts) / c.sample_rate
-        out["rtf"] = real_time_factor(lambda: [speak(t, c.voices[voices[0]]) for t in texts], seconds)
+    if "rtf" in metrics:
+        first = vocoders[names[0]]
+        timed = [(r[0], r[7], torch.tensor([r[8]], device=device), torch.tensor([r[1]], device=device)) for r in rows[:4]]
+
+        def say_all():  # what speak() does: normalise and phonemise the text, frames, waveform
+            for text, voice, ids, v in timed:
+                espeak.synthesize(normalize(text), voice)
+                first(model.synthesize(ids, v)[0][0][None])
+
+        seconds = sum(len(r[6][names[0]]) for r in rows[:4]) / c.sample_rate
+        out["rtf"] = real_time_factor(say_all, seconds)
     return out
 
 

@@ -53,6 +53,7 @@ function showTab(name) {  // "text", "images" or "audio"
 // A mode returns the pieces to show: {wav (base64), label, midi (base64, optional)}.
 const AUDIO_MODES = {
   music: { label: "Music", kind: "music", controls: "music-controls", run: generateMusic },
+  speak: { label: "Speech", kind: "speech", controls: "speech-controls", run: generateSpeech },
 };
 let audioModels = [];
 
@@ -92,6 +93,18 @@ async function generateMusic(body) {  // /v1/music/generations: base64 WAV and M
     label: `${p.notes} notes, ${p.seconds.toFixed(1)} s` +
       Object.entries(p.conditions).map(([k, v]) => `, ${k} ${v}`).join(""),
   }));
+}
+
+async function generateSpeech(body) {  // /v1/audio/speech (OpenAI's route): the WAV bytes themselves
+  const ask = { model: body.model, input: $("speech-input").value, voice: $("speech-voice").value.trim() || "default",
+                speed: Number($("speech-speed").value), response_format: "wav" };
+  const resp = await fetch("/v1/audio/speech", { method: "POST", headers: headers(), body: JSON.stringify(ask) });
+  if (!resp.ok) throw new Error(await errorText(resp));
+  const bytes = new Uint8Array(await resp.arrayBuffer());
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  const seconds = (bytes.length - 44) / 2 / new DataView(bytes.buffer).getUint32(24, true);  // 16-bit mono WAV
+  return [{ wav: btoa(binary), label: `${ask.voice}: ${seconds.toFixed(1)} s` }];
 }
 
 async function generateAudio() {  // the chosen mode's pieces, each in an <audio> element
