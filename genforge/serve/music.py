@@ -56,6 +56,22 @@ def piece_json(sample) -> dict:
             "notes": sample.notes, "conditions": sample.conditions}
 
 
+def conditions_of(prompt: str) -> dict:
+    """The conditions a reviewer prompt names, "key=D meter=3/4 style=chorale" (commas or spaces
+    between; tempo and instrument as numbers); DataError naming an unknown field or a bad number."""
+    out: dict = {}
+    for item in prompt.replace(",", " ").split():
+        name, sep, value = item.partition("=")
+        if not sep or name not in ("key", "meter", "tempo", "instrument", "style"):
+            raise DataError(f"music prompt {item!r}: expected NAME=VALUE with NAME one of key, meter, tempo, "
+                            "instrument, style (e.g. key=D meter=3/4)")
+        try:
+            out[name] = float(value) if name == "tempo" else int(value) if name == "instrument" else value
+        except ValueError:
+            raise DataError(f"music prompt {item!r}: {name} takes a number") from None
+    return out
+
+
 def _param(message: str) -> str:
     for name in ("key", "meter", "style", "instrument", "bars"):
         if message.startswith((f"--{name}", name)):

@@ -26,6 +26,10 @@ from genforge.serve.state import ServerState
 
 COOKIE = "genforge_review"
 IMAGE_SOURCE = ":image"  # a queued prompt whose source ends so asks text-to-image models for two images
+MUSIC_SOURCE = ":music"  # ... asks music models for two pieces; the prompt holds conditions ("key=D meter=3/4")
+WAV_URL = "data:audio/wav;base64,"
+_WAV_DATA = re.compile(r"data:audio/wav;base64,[A-Za-z0-9+/]+={0,2}")
+MUSIC_TOKENS = 512  # events of each piece a reviewer hears
 PNG_URL = "data:image/png;base64,"
 _PNG_DATA = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]+={0,2}")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))  # autoescapes .html
@@ -54,7 +58,7 @@ class Login(BaseModel):
 
 class PromptIn(BaseModel):
     prompt: str = Field(min_length=1, max_length=10_000)
-    kind: Literal["text", "image"] = "text"  # image: two text-to-image models' images to compare
+    kind: Literal["text", "image", "music"] = "text"  # image: two text-to-image models' images; music: two pieces
 
 
 class Reviewing:
@@ -77,6 +81,8 @@ class Reviewing:
     def _make_pair(self, prompt_id: int, prompt: str, source: str) -> int:
         if source.endswith(IMAGE_SOURCE):
             return self._make_image_pair(prompt_id, prompt)
+        if source.endswith(MUSIC_SOURCE):
+            return self._make_music_pair(prompt_id, prompt)
         texts = [s for s in self.state.models.values() if s.kind == "text"]
         rng = random.Random()
         chosen = rng.sample(texts, 2) if len(texts) >= 2 else [texts[0], texts[0]]
@@ -112,6 +118,34 @@ class Reviewing:
                 outputs.append(f"[{served.id} cannot read this prompt: {e}]")
         return self.db.add_pair(prompt_id, outputs[0], chosen[0].id, outputs[1], chosen[1].id,
                                 {"kind": "image", "seed_a": seeds[0], "seed_b": seeds[1]})
+
+
+    def _make_music_pair(self, prompt_id: int, prompt: str) -> int:
+        """A pair of pieces (WAV data URLs) under the prompt's conditions from two music models (or two
+        seeds of one)."""
+        from genforge.errors import ConfigError
+        from genforge.serve.music import conditions_of, piece_json
+
+        models = [s for s in self.state.models.values() if s.kind == "music"]
+        if not models:
+            raise APIError(409, "a music prompt is queued but this server has no music model")
+        rng = random.Random()
+        chosen = rng.sample(models, 2) if len(models) >= 2 else [models[0], models[0]]
+        seeds = [rng.randrange(2**31) for _ in chosen]
+        outputs = []
+        for served, seed in zip(chosen, seeds):
+            try:
+                [piece] = served.model.generate(1, MUSIC_TOKENS, seed=seed, **conditions_of(prompt))
+                outputs.append(WAV_URL + piece_json(piece)["b64_wav"])
+            except (ConfigError, DataError) as e:  # a key, meter or style this model has no token for
+                outputs.append(f"[{served.id} cannot play this prompt: {e}]")
+        return self.db.add_pair(prompt_id, outputs[0], chosen[0].id, outputs[1], chosen[1].id,
+                                {"kind": "music", "max_tokens": MUSIC_TOKENS, "seed_a": seeds[0], "seed_b": seeds[1]})
+
+
+def audio_of(pair: Pair, output: str) -> str | None:
+    """output as an <audio> source when the pair compares music and it is a WAV data URL, else None."""
+    return output if pair.params.get("kind") == "music" and _WAV_DATA.fullmatch(output) else None
 
 
 def image_of(pair: Pair, output: str) -> str | None:
@@ -166,8 +200,8 @@ def router(state: ServerState) -> APIRouter:
         pair = reviewing.next_pair(session.reviewer_id)
         slots = ["a", "b"]
         random.shuffle(slots)  # which output shows on the left says nothing about its model
-        sides = [{"slot": s, "text": getattr(pair, f"output_{s}"), "image": image_of(pair, getattr(pair, f"output_{s}"))}
-                 for s in slots] if pair else []
+        sides = [{"slot": s, "text": getattr(pair, f"output_{s}"), "image": image_of(pair, getattr(pair, f"output_{s}")),
+                  "audio": audio_of(pair, getattr(pair, f"output_{s}"))} for s in slots] if pair else []
         done = len(db.ratings_of(session.reviewer_id))
         return TEMPLATES.TemplateResponse(request, "review.html", {"session": session, "pair": pair, "sides": sides,
                                                                    "done": done})
@@ -269,7 +303,16 @@ def prompts_router(state: ServerState) -> APIRouter:
             raise APIError(404, "reviewing is off: start the server with --feedback-db DB")
         if body.kind == "image" and not any(s.kind == "text_image" for s in state.models.values()):
             raise APIError(400, "kind=image: this server has no text-to-image model to make the pair", "kind")
-        source = "playground" + (IMAGE_SOURCE if body.kind == "image" else "")
+        if body.kind == "music":
+            from genforge.serve.music import conditions_of
+
+            if not any(s.kind == "music" for s in state.models.values()):
+                raise APIError(400, "kind=music: this server has no music model to make the pair", "kind")
+            try:
+                conditions_of(body.prompt)
+            except DataError as e:
+                raise APIError(400, str(e), "prompt") from None
+        source = "playground" + {"image": IMAGE_SOURCE, "music": MUSIC_SOURCE}.get(body.kind, "")
         return {"queued": state.feedback.add_prompts([body.prompt], source)}
 
     return r

@@ -11,9 +11,9 @@ import shutil
 import httpx
 import numpy as np
 import pytest
+from music_files import tune_notes, write_folder, write_midi
 
 from genforge.run_config import load_config
-from music_files import tune_notes, write_folder, write_midi
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,8 @@ def test_the_audio_tab_plays_the_routes_music(make_server, music, tmp_path):
         page.click("#generate-audio")
         sync_api.expect(page.locator("#audio-status")).to_have_text("done", timeout=60_000)
         shown = [page.get_attribute(f"#audio-out figure:nth-child({i}) audio", "src") for i in (1, 2)]
+        # the page's CSP lets <audio> load data: URLs, and Chromium decodes the WAV
+        page.wait_for_function("() => document.querySelector('#audio-out audio').duration > 0", timeout=10_000)
         assert "key D" in page.text_content("#audio-out figure:nth-child(1) figcaption")
         page.fill("#music-key", "H")
         page.click("#generate-audio")
