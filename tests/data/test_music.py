@@ -152,3 +152,31 @@ def test_a_prefix_longer_than_the_block_is_refused():
     s = encode_set(v, [piece()])
     with pytest.raises(ConfigError, match=r"model.block_size=4 leaves no room for the music"):
         MusicBatches(v, s, s, 2, 4)
+
+
+ABC = """X:1
+T:Up the hill
+M:6/8
+L:1/8
+K:D
+DFA dfa|gfe dcB|AFD EFG|A3 D3|]
+
+X:2
+T:Down again
+M:3/4
+L:1/4
+K:G
+G A B|c B A|G2 D|G3|]
+"""
+
+
+def test_a_book_of_abc_tunes_gives_one_piece_per_tune_with_its_meter_and_key(tmp_path):
+    (tmp_path / "book.abc").write_text(ABC)
+    read = read_source(str(tmp_path / "book.abc"))
+    assert [p.name.rsplit("/", 1)[-1] for p in read.pieces] == ["book.abc#1", "book.abc#2"]
+    assert [p.meter for p in read.pieces] == ["6/8", "3/4"]
+    assert [key_of(p.notes) for p in read.pieces] == ["D", "G"]
+    assert read.pieces[0].notes[:3, 2].tolist() == [62, 66, 69] and read.pieces[0].notes[1, 0] == 240  # eighths
+    (tmp_path / "bad.abc").write_text("X:1\nK:Q\n|||:::(((")
+    with pytest.raises(DataError, match=r"bad.abc: malformed score .*; pass data.skip_bad=true"):
+        read_source(str(tmp_path / "bad.abc"))
