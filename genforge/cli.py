@@ -710,6 +710,8 @@ def _serve(sub):
                    help="seconds for a request's whole body to arrive; a stalled one gets 408")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...")
+    p.add_argument("--reject-with", metavar="RM", help="a reward checkpoint: requests with reject_below redraw "
+                   "completions it scores below that (docs/bias.md)")
 
     def run(a):
         import importlib.util
@@ -724,7 +726,7 @@ def _serve(sub):
         limits = Limits(max_body_bytes=a.max_body_bytes, max_concurrent=a.max_concurrent, max_tokens=a.max_tokens,
                         timeout_s=a.timeout, body_timeout_s=a.body_timeout)
         review = ReviewConfig(a.pairs_per_prompt, a.review_max_tokens, a.review_temperature)
-        state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device)
+        state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device, a.reject_with)
         serve(state, a.host, a.port)
 
     p.set_defaults(func=run)

@@ -14,6 +14,7 @@ from starlette.responses import StreamingResponse
 
 from genforge.data.tokenizer import prompt_ids
 from genforge.errors import DataError, GenforgeError
+from genforge.sample.processors import resample_until
 from genforge.serve.chat import render_chat
 from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded, guarded_stream
 from genforge.serve.errors import APIError, error_body
@@ -193,6 +194,12 @@ async def _generate(state: ServerState, request: Request, served: Served, req: S
     """bos: per prompt, whether it starts with the tokenizer's BOS (where its config adds one)."""
     stop = req.stop_list()
     prompt_tokens = _check(state, served, req, prompts, max_tokens, stop, "messages" if chat else "prompt", bos)
+    if req.reject_below is not None and state.scorer is None:
+        raise APIError(400, "reject_below: this server has no reward model (genforge serve --reject-with RM)",
+                       "reject_below", "unsupported_parameter")
+    if req.reject_below is not None and req.stream:
+        raise APIError(400, "reject_below: a completion is judged whole; ask without streaming", "reject_below",
+                       "unsupported_parameter")
     stop = stop + [s for s in template_stop if s not in stop]
     jobs = [(i * req.n + j, p, None if req.seed is None else req.seed + j, bos[i])
             for i, p in enumerate(prompts) for j in range(req.n)]
@@ -203,6 +210,16 @@ async def _generate(state: ServerState, request: Request, served: Served, req: S
     def make():
         for index, prompt, seed, with_bos in jobs:
             sampling["processors"] = served.model.controls(1, **req.controls())  # fresh state per choice
+            if req.reject_below is not None:  # classifier rejection sampling: whole completions, redrawn
+                def draw(i: int, prompt=prompt, seed=seed, with_bos=with_bos) -> str:
+                    sampling["processors"] = served.model.controls(1, **req.controls())
+                    return "".join(guarded_stream(served.model, prompt, guard, max_tokens, stop,
+                                                  None if seed is None else seed + 7919 * i, with_bos, **sampling))
+                text = resample_until(draw, lambda t, p=prompt: state.scorer(p, t) >= req.reject_below,
+                                      req.reject_tries)[0]
+                yield index, text
+                yield index, None
+                continue
             for piece in guarded_stream(served.model, prompt, guard, max_tokens, stop, seed, with_bos, **sampling):
                 yield index, piece
             yield index, None

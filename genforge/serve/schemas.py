@@ -34,6 +34,8 @@ class Sampling(BaseModel):
     blocklist: list[str] | None = None  # words and phrases never generated
     self_debias: list[str] | None = None  # bias-describing prefixes (Schick et al. 2021)
     debias_decay: float = Field(50.0, ge=0)
+    reject_below: float | None = None  # redraw a completion the server's reward model scores below this
+    reject_tries: int = Field(4, ge=1, le=16)  # draws at most (the last is kept)
 
     def unsupported(self) -> str | None:
         """The first field set to something genforge cannot do, or None."""

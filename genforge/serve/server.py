@@ -24,7 +24,8 @@ def read_prompts(path: str | Path) -> list[str]:
 
 
 def build_state(ckpts: list[str], limits: Limits, api_key: str | None = None, feedback_db: str | None = None,
-                prompts: str | None = None, review: ReviewConfig | None = None, device: str = "auto") -> ServerState:
+                prompts: str | None = None, review: ReviewConfig | None = None, device: str = "auto",
+                reject_with: str | None = None) -> ServerState:
     """Everything the app serves, loaded and checked (errors name the checkpoint, file or option)."""
     if not ckpts:
         raise ConfigError("serve: give at least one checkpoint")
@@ -40,7 +41,12 @@ def build_state(ckpts: list[str], limits: Limits, api_key: str | None = None, fe
         feedback = open_db(feedback_db)
         if prompts:
             feedback.add_prompts(read_prompts(prompts), f"file:{Path(prompts).name}")
-    return ServerState(models, limits, api_key, feedback, review or ReviewConfig())
+    state = ServerState(models, limits, api_key, feedback, review or ReviewConfig())
+    if reject_with:  # requests with reject_below redraw what this reward model scores below it
+        from genforge.api import load_scorer
+
+        state.scorer = load_scorer(reject_with)
+    return state
 
 
 def serve(state: ServerState, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:

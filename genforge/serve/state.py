@@ -17,6 +17,7 @@ class ServerState:
     review: object | None = None          # serve.review.ReviewConfig
     slots: Slots = None
     engine: Engine = None
+    scorer: object | None = None          # (prompt, completion) -> reward: rejection sampling (--reject-with)
 
     def __post_init__(self):
         self.slots = self.slots or Slots(self.limits.max_concurrent)

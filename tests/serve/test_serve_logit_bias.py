@@ -55,3 +55,31 @@ def test_bad_logit_bias_is_a_400(server, bias, match):
         assert error["param"] == "logit_bias" and re.search(match, error["message"])
     r = httpx.post(f"{server}/v1/completions", json={"model": "alpha", "prompt": "the", "blocklist": [" "]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "blocklist"
+
+
+def test_rejection_sampling_redraws_until_the_reward_model_accepts(text_models, server):
+    from genforge.serve.app import create_app
+    from genforge.serve.limits import Limits
+    from genforge.serve.registry import index
+    from genforge.serve.state import ServerState
+    from serve.helpers import running
+
+    calls = []
+
+    def scorer(prompt: str, text: str) -> float:
+        calls.append(text)
+        return 1.0 if len(calls) == 3 else -1.0  # the third draw is the first accepted
+
+    state = ServerState(index(text_models), Limits())
+    state.scorer = scorer
+    lm = text_models[0].model
+    with running(create_app(state)) as url:
+        c = client(url).completions.create(model="alpha", prompt="The", max_tokens=12, temperature=1.0, seed=4,
+                                           extra_body={"reject_below": 0.0, "reject_tries": 5})
+        assert len(calls) == 3 and c.choices[0].text == calls[2]
+        assert c.choices[0].text == lm.generate("The", 12, temperature=1.0, seed=4 + 7919 * 2)
+        with pytest.raises(openai.BadRequestError, match="judged whole"):
+            client(url).completions.create(model="alpha", prompt="The", max_tokens=4, stream=True,
+                                           extra_body={"reject_below": 0.0})
+    with pytest.raises(openai.BadRequestError, match="no reward model"):
+        client(server).completions.create(model="alpha", prompt="The", max_tokens=4, extra_body={"reject_below": 0.0})
