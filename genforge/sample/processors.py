@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from genforge.errors import ConfigError
+from genforge.errors import ConfigError, GenforgeError
 
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -257,7 +257,10 @@ def controls(model, tokenizer, batch: int = 1, logit_bias: Mapping | None = None
         for prefix in debias_prefixes:
             if not prefix.strip():
                 raise ConfigError("self_debias: an empty bias prefix")
-            ids = torch.tensor([prompt_ids(tokenizer, prefix.rstrip() + "\n")] * batch, device=device)
+            try:
+                ids = torch.tensor([prompt_ids(tokenizer, prefix.rstrip() + "\n")] * batch, device=device)
+            except GenforgeError as e:  # a character the tokenizer does not know
+                raise ConfigError(f"self_debias: {e}") from None
             if ids.size(1) >= model.config.block_size:
                 raise ConfigError(f"self_debias: the prefix {prefix[:40]!r} takes {ids.size(1)} tokens; the model's "
                                   f"context is {model.config.block_size}")
