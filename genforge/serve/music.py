@@ -58,9 +58,12 @@ def piece_json(sample) -> dict:
 
 def conditions_of(prompt: str) -> dict:
     """The conditions a reviewer prompt names, "key=D meter=3/4 style=chorale" (commas or spaces
-    between; tempo and instrument as numbers); DataError naming an unknown field or a bad number."""
+    between; tempo and instrument as numbers; "any": the model's choice of all); DataError naming
+    an unknown field or a bad number."""
     out: dict = {}
     for item in prompt.replace(",", " ").split():
+        if item == "any":
+            continue
         name, sep, value = item.partition("=")
         if not sep or name not in ("key", "meter", "tempo", "instrument", "style"):
             raise DataError(f"music prompt {item!r}: expected NAME=VALUE with NAME one of key, meter, tempo, "

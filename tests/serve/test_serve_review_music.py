@@ -50,3 +50,30 @@ def test_a_music_prompt_needs_a_music_model_and_readable_conditions(tmp_path, ma
     assert audio_of(pair, pair.output_a) == pair.output_a and audio_of(pair, pair.output_b) is None
     text_pair = db.pair(db.add_pair(pid, "data:audio/wav;base64,UklGRg==", "x", "b", "y", {}))
     assert audio_of(text_pair, text_pair.output_a) is None
+
+
+def test_the_audio_tab_sends_its_conditions_to_the_reviewers(tmp_path, make_server, music):  # noqa: F811
+    import os
+    import shutil
+
+    import pytest
+
+    chromium = os.environ.get("GENFORGE_CHROMIUM", "/usr/bin/chromium")
+    if not shutil.which(chromium):
+        pytest.skip(f"no Chromium at {chromium}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
+    db = open_db(tmp_path / "fb.db")
+    url = make_server(feedback=db, extra=[music])
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        page.click("#tab-audio")
+        page.select_option("#audio-mode", "music")
+        sync_api.expect(page.locator("#to-review-music")).to_be_visible()
+        page.fill("#music-key", "Em")
+        page.fill("#music-meter", "3/4")
+        page.click("#to-review-music")
+        sync_api.expect(page.locator("#audio-status")).to_have_text("queued for review")
+        browser.close()
+    assert tuple(db.prompt_needing_pair(1))[1:] == ("key=Em meter=3/4", "playground:music")

@@ -56,6 +56,7 @@ const AUDIO_MODES = {
   speak: { label: "Speech", kind: "speech", controls: "speech-controls", run: generateSpeech },
 };
 let audioModels = [];
+let reviewOn = false;  // the server has a reviewer page (/health)
 
 function showAudioMode() {
   const select = $("audio-mode");
@@ -68,6 +69,7 @@ function showAudioMode() {
   }
   const mode = AUDIO_MODES[select.value];
   for (const m of Object.values(AUDIO_MODES)) $(m.controls).hidden = m !== mode;
+  $("to-review-music").hidden = !(reviewOn && select.value === "music");
   fill($("audio-model"), audioModels.filter((m) => m.kind === mode.kind));
 }
 
@@ -179,6 +181,8 @@ async function showReview() {
   $("review-link").hidden = !on;
   $("to-review").hidden = !on;
   $("to-review-images").hidden = !on;
+  reviewOn = on;
+  showAudioMode();
 }
 
 async function generate() {
@@ -220,12 +224,19 @@ async function generate() {
   }
 }
 
-async function toReview(kind) {  // the reviewers compare two outputs (texts, or images) for the prompt
-  const prompt = kind === "image" ? $("image-prompt").value : $("prompt-box").value;
+function musicConditions() {  // the Music mode's conditions as a reviewer prompt: "key=D meter=3/4"
+  return [["key", "music-key"], ["meter", "music-meter"], ["style", "music-style"]]
+    .filter(([, id]) => $(id).value.trim()).map(([name, id]) => `${name}=${$(id).value.trim()}`).join(" ") || "any";
+}
+
+async function toReview(kind) {  // the reviewers compare two outputs (texts, images, pieces) for the prompt
+  const prompt = kind === "image" ? $("image-prompt").value : kind === "music" ? musicConditions() : $("prompt-box").value;
   const resp = await fetch("/playground/review-prompt", { method: "POST", headers: headers(),
                                                           body: JSON.stringify({ prompt, kind }) });
   const text = resp.ok ? "queued for review" : await errorText(resp);
-  if (kind === "image") $("image-status").textContent = text; else say(text);
+  if (kind === "image") $("image-status").textContent = text;
+  else if (kind === "music") $("audio-status").textContent = text;
+  else say(text);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -239,6 +250,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tab-audio").addEventListener("click", () => showTab("audio"));
   $("audio-mode").addEventListener("change", showAudioMode);
   $("generate-audio").addEventListener("click", generateAudio);
+  $("to-review-music").addEventListener("click", () => toReview("music"));
   let typing = null;  // the models again once the key has been typed (or pasted), not per keystroke
   $("api_key").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadModels, 300); });
   $("api_key").addEventListener("change", () => { clearTimeout(typing); loadModels(); });
