@@ -422,6 +422,10 @@ def _eval_image_bias(a, p, kind: str) -> None:
     n = (256 if kind == "text_image" else 10000) if default else a.num_samples
     device = "cpu" if a.device == "auto" else a.device
     r = bias_report(a.ckpt, a.judge, a.spec, n, a.seed, a.sampling, a.balance, device)
+    if a.baseline:  # the model before the mitigation, by its own sampler: both, and the change
+        before = bias_report(a.baseline, a.judge, a.spec, n, a.seed, "plain", a.balance, device)
+        print(json.dumps({"baseline": before, "model": r}) if a.json else _comparison(before, r))
+        return
     if a.json:
         print(json.dumps(r))
         return
@@ -563,7 +567,8 @@ def _eval(sub):
                    "speech metrics: mcd,duration,discrim,rtf on --num-samples held-out sentences (default 20)")
     p.add_argument("--spec", help="--metrics bias: the bias spec YAML (attributes, templates, pairs; docs/bias.md)")
     p.add_argument("--baseline", metavar="CKPT", help="--metrics bias, text: the checkpoint before a mitigation, "
-                   "measured the same way; prints both and the change (perplexity: the quality it cost)")
+                   "measured the same way; prints both and the change (perplexity: the quality it cost); images: "
+                   "sampled by its own sampler, FID the quality it cost")
 
     def run(a):
         from genforge.eval.perplexity import evaluate_checkpoint

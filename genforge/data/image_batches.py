@@ -53,7 +53,7 @@ class ImageDataConfig:
     target: str | dict = ""
     weights: str = ""
     reference: str = ""
-    reference_steps: int = 400  # training steps of the density-ratio classifier (data.reference)
+    reference_steps: int = 1500  # training steps of the density-ratio classifier (data.reference)
 
     def __post_init__(self):
         check_image_fields(self)

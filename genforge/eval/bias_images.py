@@ -174,7 +174,8 @@ def evaluate_bias(ckpt: str | Path, judge: str | Path | None, spec: str | Path |
                   seed: int = 0, sampler: Sampler | None = None, device: str = "cpu") -> dict:
     """The bias report (see `report`) of num_samples images of an image checkpoint, judged by the
     classifier checkpoint `judge`, against the spec's label target (uniform without one), with
-    per-class recall. sampler(model, judge, class names, n, seed) -> (images, extra report
+    per-class recall and the FID of the samples against the judge's real images (in its features:
+    the quality a mitigation cost). sampler(model, judge, class names, n, seed) -> (images, extra report
     entries) makes the images (genforge.api gives class-conditional and rejection samplers);
     by default the model's own sample()."""
     from genforge import checkpoint as ckpt_io
@@ -197,6 +198,7 @@ def evaluate_bias(ckpt: str | Path, judge: str | Path | None, spec: str | Path |
                           for i in range(0, num_samples, 500)])
     pred = predict(clf, fake).cpu().numpy()
     out = {"family": loaded.config["family"], **extra, **report(pred, target, names, confusion)}
+    out["fid"] = im.fid(real, fake, clf)  # the quality beside the bias: against the judge's real images, in its features
     out["recall_per_class"] = [round(r, 4) for r in per_class_recall(
         im.features(clf, real), real_y, im.features(clf, fake), pred, len(names))]
     return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from genforge.config import TrainConfig
-from genforge.data.image_batches import ImageBatches, ImageDataConfig, label_weights, open_images
+from genforge.data.image_batches import ImageBatches, ImageDataConfig, label_weights, open_images, shift
 from genforge.data.images import ImageSet
 from genforge.errors import DataError
 from genforge.models.classifier import Classifier, ClassifierConfig
@@ -28,12 +28,14 @@ WEIGHTS_FILE = "importance_weights.npy"
 CLIP = 0.01  # c(x) is clipped to [CLIP, 1 - CLIP]: a weight is within [0.0101, 99] (one image cannot take every draw)
 
 
-def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, steps: int = 400, seed: int = 0,
-                          batch_size: int = 64) -> np.ndarray:
+def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, steps: int = 1500, seed: int = 0,
+                          batch_size: int = 64, width: int = 32, dropout: float = 0.5) -> np.ndarray:
     """Per-image weights (len(data),) estimating p_ref(x) / p_data(x), with mean 1; the classifier's
-    run goes to out. DataError for a reference of another image shape, or an empty one."""
-    if len(reference) == 0:
-        raise DataError("data.reference: the reference set has no images")
+    run goes to out. Its draws are half reference, half training images, shifted by up to 2
+    pixels (a few hundred reference images are otherwise learnt by heart), with dropout 0.5.
+    DataError for a reference of another image shape, or one of fewer than 10 images."""
+    if len(reference) < 10:
+        raise DataError(f"data.reference: {len(reference)} images; a reference set needs at least 10")
     if reference.images.shape[1:] != data.images.shape[1:]:
         raise DataError(f"data.reference: images of shape {tuple(reference.images.shape[1:])} (C, H, W); the training "
                         f"images are {tuple(data.images.shape[1:])} (set data.image_size / data.channels, or give a "
@@ -41,12 +43,13 @@ def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, 
     images = np.concatenate([data.images, reference.images])
     labels = np.concatenate([np.zeros(len(data), np.int64), np.ones(len(reference), np.int64)])
     both = ImageSet(images, labels, ["data", "reference"])
-    held = np.random.default_rng(seed).choice(len(both), min(len(both), 512), replace=False)
-    batches = ImageBatches(both, both.subset(np.sort(held)), min(batch_size, len(both)), seed,
+    held = np.sort(np.random.default_rng(seed).choice(len(both), min(len(both), 512), replace=False))
+    batches = ImageBatches(both, both.subset(held), min(batch_size, len(both)), seed, augment=[shift],
                            weights=label_weights(labels, np.array([0.5, 0.5]), "data.reference"))
     C, H, _ = data.images.shape[1:]
     torch.manual_seed(seed)
-    model = Classifier(ClassifierConfig(image_size=H, channels=C, num_classes=2, width=16, feature_dim=64))
+    model = Classifier(ClassifierConfig(image_size=H, channels=C, num_classes=2, width=width, feature_dim=64,
+                                        dropout=dropout))
     cfg = TrainConfig(max_iters=steps, lr=2e-3, min_lr=1e-4, warmup_iters=min(50, steps // 10), weight_decay=0.01,
                       eval_interval=steps, eval_iters=4, log_interval=max(1, steps // 4), keep_checkpoints=1,
                       device="cpu", dtype="float32", seed=seed, out_dir=str(out))
@@ -58,13 +61,19 @@ def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, 
 
 
 @torch.no_grad()
-def ratio_weights(classifier: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """c / (1 - c) of a two-class classifier's reference probability c on uint8 images (N, C, H, W),
-    c clipped to [CLIP, 1 - CLIP], normalised to mean 1."""
+def logit_of(classifier: torch.nn.Module, images: np.ndarray, batch: int = 500) -> torch.Tensor:
+    """The two-class classifier's logit of "reference" (N,) on uint8 images (N, C, H, W)."""
     classifier.eval()
     x = torch.from_numpy(images)
-    c = torch.cat([classifier(x[i:i + batch].float() / 255).softmax(-1)[:, 1] for i in range(0, len(x), batch)])
-    c = c.double().clamp(CLIP, 1 - CLIP)
+    out = [classifier(x[i:i + batch].float() / 255) for i in range(0, len(x), batch)]
+    logits = torch.cat(out).double()
+    return logits[:, 1] - logits[:, 0]
+
+
+def ratio_weights(classifier: torch.nn.Module, images: np.ndarray, a: float = 1.0, b: float = 0.0) -> np.ndarray:
+    """c / (1 - c) for c = sigmoid(a * logit + b) of a two-class classifier's reference logit on
+    uint8 images (N, C, H, W), c clipped to [CLIP, 1 - CLIP], normalised to mean 1."""
+    c = torch.sigmoid(a * logit_of(classifier, images) + b).clamp(CLIP, 1 - CLIP)
     w = (c / (1 - c)).numpy()
     return w / w.mean()
 
