@@ -65,17 +65,18 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate_speech(model, vocoders: dict[str, Vocoder], metrics: Sequence[str] = METRICS, n: int = 20,
-                    val_fraction: float = 0.05, skip: Sequence[str] = ()) -> dict[str, float]:
+                    val_fraction: float = 0.05, skip: Sequence[str] = (),
+                    voices: Sequence[str] | None = None) -> dict[str, float]:
     """Metrics (METRICS) of acoustic `model` on n held-out sentences, spoken in turn by each of its
     teacher voices; MCD and discrimination for each of `vocoders` (the first's are `mcd_db` and
     `discrim`, the others' mcd_NAME_db and discrim_NAME); rtf times the first vocoder's whole path
     (normalisation, phonemes, frames, waveform) on 4 of the sentences. ConfigError for an unknown
-    metric or a model with no teacher voice."""
+    metric or a model with no teacher voice. `voices`: only these of the model's teacher voices."""
     for m in metrics:
         if m not in METRICS:
             raise ConfigError(f"--metrics {m}: a speech model has {', '.join(METRICS)}")
     c = model.config
-    voices = teacher_voices(c)
+    voices = [v for v in teacher_voices(c) if voices is None or c.voices[v] in voices]
     if not voices:
         raise ConfigError(f"the model's voices ({', '.join(c.voices)}) are not espeak voices; the teacher cannot "
                           "give references")

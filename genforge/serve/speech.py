@@ -41,9 +41,11 @@ def add_speech_route(r: APIRouter, state, find_model, one_shot) -> None:
             raise APIError(400, "instructions: these speech models take no steering prompt", "instructions")
         model = served.model
         try:  # what the request alone decides is answered before any work is queued
+            from genforge.data.espeak import check_text
+            from genforge.data.text_norm import normalize
             from genforge.sample.speech import check_input, voice_index
 
-            check_input(req.input)
+            check_text(normalize(check_input(req.input)), "input")
             voice_index(model.config, req.voice)
             if not 0.25 <= req.speed <= 4.0:
                 raise DataError(f"speed={req.speed}: expected 0.25 to 4.0")
