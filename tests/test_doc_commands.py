@@ -69,12 +69,16 @@ TINY_T2I = (*TINY_IMAGES, "data.num_scenes=64", "model.n_layer=1", "model.n_embd
 TINY_CLASSIFIER = (*TINY_IMAGES, "model.width=8", "model.feature_dim=16")
 TINY_FINETUNE = ("train.max_iters=2", "train.eval_interval=2", "train.eval_iters=1", "train.log_interval=1",
                  "--batch-size", "2", "--no-progress")
+TINY_MUSIC = ("data.limit=6", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=64",
+              "data.batch_size=4", "train.max_iters=2", "train.warmup_iters=1", "train.eval_interval=2",
+              "train.eval_iters=1", "train.log_interval=1", "--no-progress")
 NOT_HERE = "not genforge's: installs packages"
 
 COMMANDS = {
     # README.md and docs/index.md
     "./scripts/setup.sh": Skip("made the environment these tests run in"),
     ".venv/bin/genforge quickstart": Run(("--minutes", "0.05", "--image-minutes", "0.02", "--t2i-minutes", "0.02",
+                                          "--music-minutes", "0.02",
                                           "--no-progress")),
     ".venv/bin/python -m pytest -q tests": Run(),  # the test command: see test_the_test_command_prints_counts
     "genforge prepare builtin:shakespeare --tokenizer char --out data/shakespeare_char": Run(),
@@ -123,6 +127,15 @@ COMMANDS = {
     # docs/generation.md
     "genforge chat CKPT [--system TEXT --max-new-tokens N --temperature T --seed S]": Parse("placeholders"),
     "genforge eval CKPT [--data DIR | --file F] [--split val] [--json]": Parse("placeholders"),
+    # docs/music.md
+    "genforge train music/chorales": Run(TINY_MUSIC),
+    "genforge train music/folk": Parse("parses O'Neill's ABC books (~3 CPU minutes) on first use"),
+    "genforge generate runs/music_chorales --num-samples 4 --key Gm --meter 3/4 --seed 0 --out pieces/":
+        Run(("--max-new-tokens", "24")),
+    "genforge generate runs/music_chorales --prompt-midi pieces/sample-0.mid --bars 2 --seed 1 --out continued/":
+        Parse("continues a trained model's piece; a two-step model's may hold no notes"),
+    "genforge serve tunes=runs/music_chorales": Run(),
+    "genforge eval runs/music_chorales --metrics novelty,pitch,rhythm": Run(("--num-samples", "3")),
     # docs/images.md
     "genforge train vae/digits": Run((*TINY_VAE, "--no-progress")),
     "genforge train vae/mnist data.source=PATH/TO/mnist": Run((*TINY_VAE, "--no-progress")),
