@@ -177,8 +177,8 @@ COMMANDS = {
     "genforge prepare stories.jsonl --field text --cda swaps.txt --out data/stories_cda": Run(),
     "genforge generate runs/stories --prompt The nurse said that --block she --block her --seed 0":
         Run(("--max-new-tokens", "20")),
-    "genforge generate runs/stories --prompt The nurse said that --self-debias The following text assumes a gender "
-    "from a job:": Run(("--max-new-tokens", "20")),
+    "genforge generate runs/stories --prompt The nurse said that --self-debias Gender stereotypes:":
+        Run(("--max-new-tokens", "20")),
     "genforge audit data/stories_cda --baseline data/stories --spec bias.yaml": Run(),
     "genforge train lm/shakespeare_char data.path=data/stories train.out_dir=runs/stories":
         Run((*TINY_LM, "--no-progress")),
