@@ -325,8 +325,7 @@ def _docs_jsonl(box: Path, quickstart: Path) -> None:
 
 def _bias_files(box: Path, quickstart: Path) -> None:
     """docs/bias.md's inputs: stories.jsonl with a planted pronoun-occupation skew (and every
-    printable character, so any prompt encodes), bias.yaml, swaps.txt, crows.tsv; runs/stories,
-    a run trained on it (the doc trains it again after preparing; eval may come first)."""
+    printable character, so any prompt encodes), bias.yaml, swaps.txt, crows.tsv."""
     rng = random.Random(0)
     lines = []
     for _ in range(60):
@@ -342,13 +341,6 @@ def _bias_files(box: Path, quickstart: Path) -> None:
         "  occupation:\n    values: {nurse: [nurse], engineer: [engineer]}\n"
         "cooccurrence: [[gender, occupation]]\ntemplates: [\"The {occupation} said that\"]\ncontrast: [she, he]\n"
         "pairs: crows.tsv\nswaps: swaps.txt\n")
-    from genforge.data.prepare import prepare
-    from genforge.run_config import load_config
-    from genforge.train.run import run
-
-    data = prepare(str(box / "stories.jsonl"), "char", box / "data" / "stories", field="text")
-    run(load_config("lm/shakespeare_char", [f"data.path={data}", f"train.out_dir={box / 'runs' / 'stories'}",
-                                            "train.device=cpu", *TINY_LM]), progress=False)
 
 
 def _two_runs(box: Path, quickstart: Path) -> None:

@@ -182,3 +182,14 @@ def test_spec_attributes_absent_from_the_data(tmp_path, capsys):
     assert main(["audit", str(src), "--spec", str(spec)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("genforge audit: error: attribute 'job'") and err.count("\n") == 1
+
+
+def test_baseline_prints_before_after_and_change(tmp_path, capsys):
+    skewed = _jsonl(tmp_path / "a.jsonl", ["he is a nurse"] * 3 + ["she is a nurse"])
+    balanced = _jsonl(tmp_path / "b.jsonl", ["he is a nurse", "she is a nurse", "he is here", "she is here"])
+    spec = tmp_path / "bias.yaml"
+    spec.write_text("attributes:\n  gender:\n    values: {male: [he], female: [she]}\n")
+    assert main(["audit", str(balanced), "--baseline", str(skewed), "--spec", str(spec)]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["tv_gender"] == ["0.2500", "0.0000", "-0.2500"]
+    assert rows["exact_duplicates"] == ["2.0000", "0.0000", "-2.0000"]
