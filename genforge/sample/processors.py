@@ -257,10 +257,15 @@ def controls(model, tokenizer, batch: int = 1, logit_bias: Mapping | None = None
         for prefix in debias_prefixes:
             if not prefix.strip():
                 raise ConfigError("self_debias: an empty bias prefix")
-            try:
-                ids = torch.tensor([prompt_ids(tokenizer, prefix.rstrip() + "\n")] * batch, device=device)
-            except GenforgeError as e:  # a character the tokenizer does not know
-                raise ConfigError(f"self_debias: {e}") from None
+            ids = None
+            for sep in ("\n", " "):  # the prefix on a line of its own, or before a space (no newline token)
+                try:
+                    ids = torch.tensor([prompt_ids(tokenizer, prefix.rstrip() + sep)] * batch, device=device)
+                    break
+                except GenforgeError as e:  # a character the tokenizer does not know
+                    error = e
+            if ids is None:
+                raise ConfigError(f"self_debias: {error}") from None
             if ids.size(1) >= model.config.block_size:
                 raise ConfigError(f"self_debias: the prefix {prefix[:40]!r} takes {ids.size(1)} tokens; the model's "
                                   f"context is {model.config.block_size}")
