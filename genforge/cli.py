@@ -549,7 +549,7 @@ def _eval(sub):
     p.add_argument("--metrics", help="images: some of fid,kid,pr,coverage,nll (default: nll for a VAE, with "
                    "fid,kid,pr,coverage too when a classifier is known; fid,kid,pr,coverage for a GAN); text to "
                    "image: some of geneval,clipscore,fid,kid (default: geneval, and clipscore,fid with --clip); a GPT on JSB "
-                   "Chorales: jsb_nll (NLL per frame, e.g. with --split test); any model: bias (with --spec; docs/bias.md)")
+                   "Chorales: jsb_nll (NLL per frame, e.g. with --split test); bias: output bias (docs/bias.md; a text model needs --spec)")
     p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
     p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
