@@ -4,9 +4,10 @@ channels, the text vocabulary, length and padding token), copy in pretrained par
 names, and train the family's objective in the loop. The tokenizer is saved in the checkpoint.
 
 Pretrained parts: a model config field in PRETRAINED names a genforge checkpoint (say
-`text_encoder: runs/minilm`, an encoder imported with `genforge import hf`); its model config is
-stored in the field's `_config` twin and its weights are loaded into the submodule, so the
-checkpoint holds everything and loads without the part's own.
+`text_encoder: runs/minilm`, an encoder imported with `genforge import hf`, or a genforge CLIP,
+whose text tower learnt word order against images); its model config is stored in the field's
+`_config` twin and its weights are loaded into the submodule, so the checkpoint holds everything
+and loads without the part's own.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from genforge.errors import CheckpointError, ConfigError
 from genforge.families import family, resolve
 from genforge.train.loop import train
 
-# model config field -> (the submodule it fills, the family its checkpoint must be, how to get one)
-PRETRAINED = {"text_encoder": ("text.encoder", "encoder", "import one: genforge import hf DIR --out CKPT"),
-              "vqvae": ("vqvae", "vqvae", "train the image tokenizer first, e.g. genforge train vqvae/scenes")}
+# model config field -> (the submodule it fills, {family its checkpoint may be: the submodule of that
+# checkpoint's model it takes ("" the whole model)}, how to get one)
+PRETRAINED = {"text_encoder": ("text.encoder", {"encoder": "", "clip": "text"},
+                               "import one (genforge import hf DIR --out CKPT) or train a CLIP (genforge train clip/scenes)"),
+              "vqvae": ("vqvae", {"vqvae": ""}, "train the image tokenizer first, e.g. genforge train vqvae/scenes")}
 
 
 def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
@@ -47,12 +50,12 @@ def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
         raise ConfigError(f"data: images are {H}x{W}; text-to-image models need square images (set data.image_size)")
     found = dict(image_size=size, channels=C, text_vocab=tokenizer.vocab_size, text_len=text_len,
                  text_pad=captions.pad_id(tokenizer))
-    found.update({f"{name}_config": dataclasses.asdict(loaded.model.config) for name, loaded in parts.items()})
+    found.update({f"{name}_config": dataclasses.asdict(module_of(name, loaded).config) for name, loaded in parts.items()})
     cfg.model = fill(cfg.model, found)
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed
     model = fam.build(cfg.model)
     for name, loaded in parts.items():
-        model.get_submodule(PRETRAINED[name][0]).load_state_dict(loaded.model.state_dict())
+        model.get_submodule(PRETRAINED[name][0]).load_state_dict(module_of(name, loaded).state_dict())
     objective = resolve(fam.objective)(model)
     if hasattr(objective, "use_tokenizer"):  # an objective that reads the captions' words (clip's swapped negatives)
         objective.use_tokenizer(tokenizer)
@@ -71,7 +74,7 @@ def run_t2i(cfg: RunConfig, resume: bool, progress: bool) -> Path:
 def load_parts(model_cfg) -> dict:
     """{field: Loaded} of the pretrained checkpoints the model config names (PRETRAINED fields)."""
     parts = {}
-    for name, (_, want, how) in PRETRAINED.items():
+    for name, (_, wants, how) in PRETRAINED.items():
         path = getattr(model_cfg, name, "")
         if not path:
             continue
@@ -79,10 +82,16 @@ def load_parts(model_cfg) -> dict:
             loaded = checkpoint.load(path, "cpu")
         except CheckpointError as e:
             raise ConfigError(f"model.{name}={path}: {e}; {how}") from None
-        if loaded.config.get("family") != want:
-            raise ConfigError(f"model.{name}={path}: a {loaded.config.get('family')} checkpoint; expected a {want}")
+        fam = loaded.config.get("family")
+        if fam not in wants:
+            raise ConfigError(f"model.{name}={path}: a {fam} checkpoint; expected {' or '.join(wants)}")
         parts[name] = loaded
     return parts
+
+
+def module_of(name: str, loaded) -> torch.nn.Module:
+    """The module of a loaded checkpoint that fills PRETRAINED field `name` (a CLIP's text tower)."""
+    return loaded.model.get_submodule(PRETRAINED[name][1][loaded.config["family"]])
 
 
 def fill(model_cfg, found: dict):

@@ -265,7 +265,7 @@ def test_a_run_resumes_exactly_and_its_checkpoint_generates(tmp_path, vqvae_ckpt
 def test_a_run_refuses_data_its_vqvae_cannot_encode(tmp_path, vqvae_ckpt):
     with pytest.raises(ConfigError, match="encodes 3-channel 32x32 images; the data has 3-channel 16x16"):
         run(dalle_config(tmp_path / "bad", vqvae_ckpt, "data.image_size=16"), progress=False)
-    with pytest.raises(ConfigError, match="a dalle checkpoint; expected a vqvae"):
+    with pytest.raises(ConfigError, match="a dalle checkpoint; expected vqvae"):
         full = run(dalle_config(tmp_path / "ok", vqvae_ckpt, max_iters=1), progress=False)
         run(dalle_config(tmp_path / "bad2", full), progress=False)
 

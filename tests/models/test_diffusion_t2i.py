@@ -203,3 +203,29 @@ def test_eval_gives_clipscore_fid_and_kid_on_a_genforge_clip(trained, tmp_path, 
     assert 0 <= result["clipscore"] <= 100 and result["fid"] >= 0 and "kid" in result and "geneval_overall" not in result
     assert main(["eval", str(trained), "--metrics", "bleu"]) != 0
     assert "--metrics bleu: a text-to-image model has geneval, clipscore, fid, kid" in capsys.readouterr().err
+
+
+def test_a_genforge_clip_text_tower_conditions_frozen(tmp_path):
+    """model.text_encoder may name a CLIP: its text tower (word order learnt against images) is
+    copied in, frozen, and the run reads the CLIP's tokenizer."""
+    clip = tmp_path / "clip"
+    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
+                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
+                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
+                 f"train.out_dir={clip}", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    assert main(["train", *train_args(out, 2, f"model.text_encoder={clip}", "train.ema_decay=0")]) == 0
+    loaded, tower = ckpt_io.load(out), ckpt_io.load(clip).model.text
+    assert loaded.model.text.frozen and loaded.model.config.text_encoder_config["n_embd"] == 16
+    mine = loaded.model.text.encoder.state_dict()
+    assert all(torch.equal(v, mine[k]) for k, v in tower.state_dict().items())
+    assert loaded.tokenizer.vocab_size == ckpt_io.load(clip).tokenizer.vocab_size
+    with pytest.raises(ConfigError, match="a diffusion checkpoint; expected encoder or clip"):
+        main_raises(["train", *train_args(tmp_path / "bad", 2, f"model.text_encoder={out}")])
+
+
+def main_raises(argv):
+    from genforge.run_config import load_config
+    from genforge.train.run import run
+
+    return run(load_config(argv[1], [a for a in argv[2:] if not a.startswith("--")]), progress=False)
