@@ -136,6 +136,11 @@ COMMANDS = {
         Parse("continues a trained model's piece; a two-step model's may hold no notes"),
     "genforge serve tunes=runs/music_chorales": Run(),
     "genforge eval runs/music_chorales --metrics novelty,pitch,rhythm": Run(("--num-samples", "3")),
+    # docs/music.md, JSB Chorales (jsb-chorales-quarter.json: a few random chorales of its layout, _jsb_file)
+    "genforge prepare jsb:PATH/TO/jsb-chorales-quarter.json --out data/jsb": Run(),
+    "genforge train music/jsb": Run((*TINY_LM, "--no-progress")),
+    "genforge eval runs/jsb/best --metrics jsb_nll --split test": Run(),
+    "genforge generate runs/jsb/best --prompt 60 64 67 72 |  --seed 0": Run(("--max-new-tokens", "8")),
     # docs/images.md
     "genforge train vae/digits": Run((*TINY_VAE, "--no-progress")),
     "genforge train vae/mnist data.source=PATH/TO/mnist": Run((*TINY_VAE, "--no-progress")),
@@ -279,6 +284,18 @@ def _idx(array: np.ndarray) -> bytes:
     return bytes([0, 0, 0x08, array.ndim]) + dims + array.astype(np.uint8).tobytes()
 
 
+def _jsb_file(box: Path, quickstart: Path) -> None:
+    """jsb-chorales-quarter.json: random four-voice chorales in the JSB JSON's layout (train, valid, test)."""
+    rng = random.Random(0)
+
+    def piece(frames: int) -> list[list[int]]:
+        return [sorted(rng.sample(range(43, 97), 4)) for _ in range(frames)]
+
+    splits = {"train": [piece(24) for _ in range(4)], "valid": [piece(16) for _ in range(2)],
+              "test": [piece(12) for _ in range(2)]}
+    (box / "jsb-chorales-quarter.json").write_text(json.dumps(splits))
+
+
 def _mnist(box: Path, quickstart: Path) -> None:
     """mnist/: IDX files of the MNIST layout, 28x28, a few images per class."""
     rng = np.random.default_rng(0)
@@ -362,6 +379,7 @@ SETUP = {
     "docs/images.md": [_mnist],
     "docs/serving.md": [_two_runs],
     "docs/training.md": [_my_run],
+    "docs/music.md": [_jsb_file],
     "docs/bias.md": [_bias_files],
 }
 # Python blocks that sketch code around a function of the reader's own: their imports are checked
@@ -369,7 +387,8 @@ SETUP = {
 SKETCHES = {"scores = geneval(generate, judge, vocab=\"shapes\", n=256)": "`generate` is the reader's generator"}
 SKETCHES['client.completions.create(model="stories", prompt="The nurse said that", logit_bias={"12": -100},'] = \
     "needs a running genforge serve"
-SUBSTITUTE = {"PATH/TO/mnist": "mnist"}  # placeholders in commands that run: what stands for them here
+# placeholders in commands that run: what stands for them here
+SUBSTITUTE = {"PATH/TO/mnist": "mnist", "PATH/TO/jsb-chorales-quarter.json": "jsb-chorales-quarter.json"}
 NUMBERS = {"N", "T", "S"}  # placeholders of numeric options in synopses: parsed as 1
 
 
