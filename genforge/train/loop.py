@@ -110,7 +110,8 @@ def _train(run: _Run, resume: bool, tokenizer: Path | None, progress: bool, sign
         if step % (cfg.ckpt_interval or cfg.eval_interval) == 0 or last or improved:
             final = run.out / f"step-{step:07d}"
             modules, state = _gather(step, objective, run.optimizers, data, run.ema, run.scalers)  # every rank: FSDP gathers
-            state["trainer"]["best"] = best.state_dict()
+            if best.enabled:
+                state["trainer"]["best"] = best.state_dict()
             if main:
                 _save(final, run.meta, modules, state, tokenizer, cfg, best=improved)
             dist_mod.barrier(run.dist)
@@ -152,8 +153,8 @@ class _Best:
     def exhausted(self) -> bool:
         return self.patience > 0 and self.stale >= self.patience
 
-    def state_dict(self) -> dict | None:
-        return {"val_loss": self.value, "step": self.step, "stale": self.stale} if self.enabled else None
+    def state_dict(self) -> dict:
+        return {"val_loss": self.value, "step": self.step, "stale": self.stale}
 
     def load(self, state: dict | None) -> None:
         if self.enabled and state:
