@@ -7,12 +7,14 @@ builtin:espeak, teacher sentences its training never saw): the vocoder checkpoin
 and Griffin–Lim (nn/mel.py: NNLS mel -> linear magnitude, 32 fast iterations, momentum 0.99).
 Quality: MCD-DTW in dB against the original clip (eval/audio_metrics.py), the mean over clips.
 Speed: the real-time factor, generation seconds per second of audio (median of --repeats timings
-per clip, clips alternating vocoder / Griffin–Lim), on --threads torch threads. The last line is
+per clip, clips alternating vocoder / Griffin–Lim), on --threads torch threads, beside the CPU
+seconds per audio second (which other processes on a shared machine do not inflate). The last line is
     mcd_vocoder_db=... mcd_griffinlim_db=... rtf=... (rtf: the vocoder's)
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -33,12 +35,14 @@ from genforge.sample.vocode import load_vocoder
 
 
 def timed(fn, repeats: int):
-    times, out = [], None
+    """(fn's result, median wall seconds, median CPU seconds of this process: all its threads)."""
+    walls, cpus, out = [], [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return out, statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -65,12 +69,16 @@ def main() -> None:
         wav = torch.from_numpy(clip)
         with torch.no_grad():
             mel = g.feats(wav)
-        ours, t_ours = timed(lambda: g.vocode(mel), a.repeats)  # noqa: B023
-        gl, t_gl = timed(lambda: griffin_lim(mel, cfg, n_iter=a.gl_iters), a.repeats)  # noqa: B023
-        rows.append((mcd_dtw(clip, ours.numpy(), cfg), mcd_dtw(clip, gl.numpy(), cfg), t_ours, t_gl, len(clip) / cfg.sample_rate))
+        ours, t_ours, c_ours = timed(lambda: g.vocode(mel), a.repeats)  # noqa: B023
+        gl, t_gl, c_gl = timed(lambda: griffin_lim(mel, cfg, n_iter=a.gl_iters), a.repeats)  # noqa: B023
+        rows.append((mcd_dtw(clip, ours.numpy(), cfg), mcd_dtw(clip, gl.numpy(), cfg), t_ours, t_gl,
+                     len(clip) / cfg.sample_rate, c_ours, c_gl))
     seconds = sum(r[4] for r in rows)
     mcd_ours, mcd_gl = (statistics.mean(r[i] for r in rows) for i in (0, 1))
-    rtf_ours, rtf_gl = (sum(r[i] for r in rows) / seconds for i in (2, 3))
+    rtf_ours, rtf_gl, cpu_ours, cpu_gl = (sum(r[i] for r in rows) / seconds for i in (2, 3, 5, 6))
+    # on a shared machine the wall clock counts other processes' turns too; CPU seconds do not
+    print(f"CPU seconds per audio second (all threads): vocoder {cpu_ours:.4f}, griffin-lim {cpu_gl:.4f} "
+          f"({cpu_gl / cpu_ours:.1f}x); load average {os.getloadavg()[0]:.1f}")
     print(f"vocoder:     MCD {mcd_ours:.3f} dB (per clip {min(r[0] for r in rows):.2f}..{max(r[0] for r in rows):.2f}), "
           f"RTF {rtf_ours:.4f} ({1 / rtf_ours:.0f}x faster than real time)")
     print(f"griffin-lim: MCD {mcd_gl:.3f} dB (per clip {min(r[1] for r in rows):.2f}..{max(r[1] for r in rows):.2f}), "
