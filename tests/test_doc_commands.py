@@ -190,6 +190,22 @@ COMMANDS = {
     "genforge train lm/shakespeare_char data.path=data/stories_cda train.out_dir=runs/stories_cda":
         Run((*TINY_LM, "--no-progress")),
     "genforge eval runs/stories_cda --metrics bias --spec bias.yaml --baseline runs/stories": Run(("--num-samples", "2")),
+    # docs/bias.md, Images
+    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false train.out_dir=runs/gan_plain":
+        Run((*TINY_GAN, "--no-progress")),
+    "genforge eval runs/gan_plain --metrics bias --judge runs/classifier_mnist": Run(("--num-samples", "40")),
+    "genforge eval runs/t2i_scenes_dit --metrics bias": Run(("--num-samples", "8")),
+    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false data.target=uniform "
+    "train.out_dir=runs/gan_reweighted": Run((*TINY_GAN, "--no-progress")),
+    "genforge eval runs/gan_reweighted --metrics bias --judge runs/classifier_mnist --baseline runs/gan_plain":
+        Run(("--num-samples", "40")),
+    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false data.reference=reference.npz "
+    "train.out_dir=runs/gan_iw": Run((*TINY_GAN, "data.reference_steps=2", "--no-progress")),
+    "genforge eval runs/gan_mnist --metrics bias --judge runs/classifier_mnist --sampling conditional --balance uniform":
+        Run(("--num-samples", "40")),
+    "genforge generate runs/gan_mnist --balance uniform --num-samples 100 --out balanced.png": Run(),
+    "genforge generate CKPT --balance uniform|SPEC --reject-judge JUDGE [--num-samples N]": Parse("placeholders"),
+    "genforge eval CKPT --metrics bias --judge JUDGE --sampling reject [--balance SPEC]": Parse("placeholders"),
     # docs/serving.md
     "genforge serve runs/quickstart/run": Run(),
     "genforge serve small=runs/a big=runs/b --api-key KEY --port 8000": Run(),
@@ -360,6 +376,14 @@ def _bias_files(box: Path, quickstart: Path) -> None:
         "pairs: crows.tsv\nswaps: swaps.txt\n")
 
 
+def _reference(box: Path, quickstart: Path) -> None:
+    """reference.npz: a balanced reference set for data.reference (the sandbox MNIST's test images)."""
+    from genforge.data.images import find_idx, read_idx_pair
+
+    _mnist(box, quickstart)
+    np.savez(box / "reference.npz", x=read_idx_pair(*find_idx(box / "mnist", "test")).images)
+
+
 def _two_runs(box: Path, quickstart: Path) -> None:
     """runs/a and runs/b: two run directories (copies of the quickstart's text run)."""
     for name in ("a", "b"):
@@ -380,7 +404,7 @@ SETUP = {
     "docs/serving.md": [_two_runs],
     "docs/training.md": [_my_run],
     "docs/music.md": [_jsb_file],
-    "docs/bias.md": [_bias_files],
+    "docs/bias.md": [_bias_files, _reference],
 }
 # Python blocks that sketch code around a function of the reader's own: their imports are checked
 # (the names exist), the rest is compiled; keyed by a line of the block
