@@ -118,6 +118,8 @@ class VocosGenerator(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if mel.shape[-1] < 2:  # one frame spans no samples
+            return mel.new_zeros(mel.shape[0], 0)
         x = self.embed(mel)  # (B, C, T)
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:

@@ -224,6 +224,9 @@ def griffin_lim(log_mel: torch.Tensor, cfg: MelConfig | None = None, n_iter: int
     if cfg.power != 1.0:
         mag = mag.pow(1.0 / cfg.power)
     length = cfg.num_samples(log_mel.shape[-1])
+    if length == 0:  # one frame spans no samples
+        wav = log_mel.new_zeros(log_mel.shape[0], 0)
+        return wav[0] if squeeze else wav
     gen = torch.Generator(device="cpu").manual_seed(seed)
     phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * math.pi)
     angles = torch.polar(torch.ones_like(mag), phase)

@@ -32,6 +32,7 @@ def test_length_rule_and_batching():
     wav = g.vocode(mel)
     assert wav.shape == (3, 16 * 256) and wav.abs().max() <= 1.0
     assert torch.allclose(g.vocode(mel[1]), wav[1], atol=1e-5)
+    assert g.vocode(mel[:, :, :1]).shape == (3, 0)  # one frame spans no samples
     clip = torch.from_numpy(vowels(seconds=0.2))
     assert g.reconstruct(clip).shape == (clip.numel() // 256 * 256,)
 

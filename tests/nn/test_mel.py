@@ -85,6 +85,7 @@ def test_griffin_lim_inverts_to_the_frame_rule_and_resembles_the_input():
     assert err < 0.5 < noise
     batch = griffin_lim(torch.stack([log_mel, log_mel]), cfg, n_iter=4)
     assert batch.shape == (2, out.numel())
+    assert griffin_lim(log_mel[:, :1], cfg).shape == (0,)  # one frame spans no samples
 
 
 def test_presets_and_bad_settings():
