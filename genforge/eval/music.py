@@ -9,7 +9,10 @@ training set. The same rate between the training set's two halves (second half a
 says what a piece of this style shares with others by idiom alone.
 
 pitch / rhythm: total-variation distance (half the L1 distance, 0 = the same, 1 = disjoint)
-between the samples' and the data's histograms of pitch class (12 bins), inter-onset interval and
+between the samples' and the data's histograms of pitch class (12 bins), of scale degree (the
+pitch class relative to each piece's tonic, found with the Krumhansl-Kessler profiles: a model
+trained with transposition draws keys the data does not have, which the plain pitch classes count
+against it and scale degrees do not), inter-onset interval and
 duration (sixteenth-note bins up to a whole note, one bin beyond), each beside the distance
 between the data's halves.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from genforge.data.music import NOTE_NAMES, key_of
 from genforge.errors import ConfigError
 
 GRID = 30  # ticks (of 480 a quarter) per grid step when comparing notes
@@ -96,8 +100,13 @@ def novelty(samples: list[np.ndarray], train: list[np.ndarray], n: int = NGRAM) 
             "sample_notes_median": float(np.median([len(w) for w in words])) if words else 0.0}
 
 
-def pitch_classes(pieces: list[np.ndarray]) -> np.ndarray:
-    counts = np.bincount(np.concatenate([p[:, 2] % 12 for p in pieces]) if pieces else [], minlength=12)
+def pitch_classes(pieces: list[np.ndarray], relative: bool = False) -> np.ndarray:
+    """The share of notes in each pitch class (relative: in each scale degree, from the piece's tonic)."""
+    def classes(p):
+        tonic = NOTE_NAMES.index(key_of(p).rstrip("m")) if relative else 0
+        return (p[:, 2] - tonic) % 12
+
+    counts = np.bincount(np.concatenate([classes(p) for p in pieces]) if pieces else [], minlength=12)
     return counts / max(counts.sum(), 1)
 
 
@@ -127,6 +136,8 @@ def histogram_distances(samples: list[np.ndarray], data: list[np.ndarray], metri
     if "pitch" in metrics:
         out["pitch_class_tv"] = tv(pitch_classes(samples), pitch_classes(data))
         out["pitch_class_tv_halves"] = tv(pitch_classes(first), pitch_classes(second))
+        out["scale_degree_tv"] = tv(pitch_classes(samples, True), pitch_classes(data, True))
+        out["scale_degree_tv_halves"] = tv(pitch_classes(first, True), pitch_classes(second, True))
     if "rhythm" in metrics:
         (si, sd), (di, dd), (fi, fd), (hi, hd) = rhythm(samples), rhythm(data), rhythm(first), rhythm(second)
         out.update({"ioi_tv": tv(si, di), "ioi_tv_halves": tv(fi, hi),
