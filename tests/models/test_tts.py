@@ -180,3 +180,15 @@ def test_speak_and_the_python_api(overfit, tmp_path, capsys):
     again, rate2 = tts.speak("Now is the winter of our discontent.", voice="default")
     assert rate == rate2 == 22050 and tts.voices == ["en-us"] and again.dtype == np.float32
     assert abs(len(again) - len(wav)) <= 256 and 1.0 < len(wav) / rate < 4.0
+
+
+def test_sample_rate_is_a_choice(tmp_path):
+    from genforge.sample.speech import SpeechModel
+
+    (tmp_path / "lines.txt").write_text("Now is the winter of our discontent.\n")
+    out = tmp_path / "run16k"
+    assert main(["train", "tts/espeak", *TINY, "model.sample_rate=16000", f"data.text={tmp_path / 'lines.txt'}",
+                 "data.sentences=2", f"data.cache={tmp_path / 'cache'}", "data.voices=[en-us]", "train.max_iters=2",
+                 "train.eval_interval=2", f"train.out_dir={out}", "--no-progress"]) == 0
+    wav, rate = SpeechModel.load(out, "cpu").speak("Now is the winter of our discontent.")
+    assert rate == 16000 and wav.dtype == np.float32
