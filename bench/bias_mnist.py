@@ -30,6 +30,7 @@ The last line is   tv_base=... tv_reweight=... tv_cond=... tv_iw=... fid_base=..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import shutil
 import sys
@@ -74,7 +75,7 @@ def make_data(mnist: Path, work: Path) -> dict:
     ref = np.concatenate([np.flatnonzero(test.labels == d)[:REF_PER_CLASS] for d in range(10)])
     rest = np.setdiff1d(np.arange(len(test)), ref)
     folder = work / "skewed"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / "train-images-idx3-ubyte.gz", train.images[keep, 0])
     write_idx(folder / "train-labels-idx1-ubyte.gz", y[keep])
     write_idx(folder / "t10k-images-idx3-ubyte.gz", test.images[rest, 0])
@@ -128,12 +129,21 @@ def train_all(args, arms: list[str], mnist: Path, work: Path, data: dict) -> dic
     them side by side changes no arm's compute, only the wall time)."""
     import multiprocessing
 
+    from genforge import checkpoint as ckpt_io
+    from genforge.errors import CheckpointError
+
     paths = {"folder": data["folder"], "reference": data["reference"]}
-    jobs = [(name, work, mnist, paths, args) for name in ([] if args.judge else ["judge"]) + arms]
+    done = {}
+    for name in ([] if args.judge else ["judge"]) + arms:
+        with contextlib.suppress(CheckpointError):  # --keep DIR of an earlier run: finished ones are not retrained
+            done[name] = (ckpt_io.resolve(work / name), float("nan"))
+    jobs = [(name, work, mnist, paths, args) for name in ([] if args.judge else ["judge"]) + arms if name not in done]
+    if not jobs:
+        return done
     if args.jobs <= 1:
-        return dict(map(_job, jobs))
+        return {**done, **dict(map(_job, jobs))}
     with multiprocessing.get_context("spawn").Pool(min(args.jobs, len(jobs))) as pool:
-        return dict(pool.map(_job, jobs, chunksize=1))
+        return {**done, **dict(pool.map(_job, jobs, chunksize=1))}
 
 
 def samples(ckpt: Path, name: str, n: int, seed: int) -> torch.Tensor:
@@ -191,7 +201,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="trainings side by side, each in its own process with "
                     "--threads threads (CPU-time budgets: the same compute per arm)")
-    ap.add_argument("--keep", help="keep the runs in this folder (default: a temporary one, removed)")
+    ap.add_argument("--keep", help="keep the runs in this folder (default: a temporary one, removed); finished "
+                    "runs found there are scored again rather than retrained")
     args = ap.parse_args()
     mnist = Path(args.mnist)
     if find_idx(mnist, "train") is None or find_idx(mnist, "test") is None:
