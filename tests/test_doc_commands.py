@@ -427,7 +427,7 @@ def _my_run(box: Path, quickstart: Path) -> None:
 
 
 SETUP = {
-    "README.md": [_hf_llama, _chats, _mnist, _ratings],
+    "README.md": [_hf_llama, _chats, _mnist, _ratings, _speech_lines],
     "docs/data.md": [_corpus, _docs_jsonl],
     "docs/finetuning.md": [_hf_llama, _chats],
     "docs/images.md": [_mnist],

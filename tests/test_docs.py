@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-MAX_README_LINES = 260
+MAX_README_LINES = 300  # four modalities, a tour section each
 # development history belongs in commit messages, not in documents
 HISTORY_PHRASES = ["session", "tried and dropped", "sweep"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
