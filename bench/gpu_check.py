@@ -17,6 +17,9 @@ prints one line, `PASS|FAIL name seconds: what it measured`; the last line count
   vae, gan, images       MNIST image families in bf16, then sample grids and a GIF
   t2i-dit, t2i-dit-compile, t2i-dalle  text to image on the embedded scenes in bf16 (the DiT eager
                          and compiled; the DALL-E-style GPT after its VQ-VAE), then a grid from a prompt
+  music, tts, vocoder    the audio families on embedded data (music21's chorales, the espeak-ng
+                         teacher) in bf16, then a piece (.mid/.wav/.png), a spoken WAV and a
+                         WAV reconstructed through the vocoder
   eval                   `genforge eval` on the GPU
 """
 from __future__ import annotations
@@ -85,6 +88,9 @@ def run_checks(args, work: Path, out: Path) -> None:
     check("fsdp-resume", lambda: fsdp_resume(work, data))
     for name, recipe, extra in T2I:  # embedded data: no --mnist needed
         check(name, lambda name=name, recipe=recipe, extra=extra: t2i_run(work, out, name, recipe, args.image_iters, extra))
+    check("music", lambda: audio_run(work, out, "music", args.image_iters))
+    check("vocoder", lambda: audio_run(work, out, "vocoder", args.image_iters))
+    check("tts", lambda: audio_run(work, out, "tts", args.image_iters))  # after the vocoder: it speaks through it
     if args.mnist:
         check("vae", lambda: image_run(work, "vae", args.mnist, args.image_iters))
         check("gan", lambda: image_run(work, "gan", args.mnist, args.image_iters))
@@ -248,6 +254,39 @@ def t2i_run(work: Path, out: Path, name: str, recipe: str, iters: int, extra: li
     sh(GF + ["generate", str(run), "--prompt", "a red circle above a blue square", "--num-samples", "16",
              "--seed", "0", "--device", DEVICE, "--out", str(out / f"{run.name}_gpu.png")])
     return " | ".join(line.strip() for _, line in lines if line.startswith("step"))[-600:]
+
+
+AUDIO = {"music": "music/chorales", "tts": "tts/espeak", "vocoder": "vocoder/espeak"}
+
+
+def audio_run(work: Path, out: Path, name: str, iters: int) -> str:
+    """Train an audio family's recipe for iters steps on DEVICE into work/name, then make sound
+    with it into out: its log's speeds."""
+    run = work / name
+    extra = [f"model.vocoder={work / 'vocoder'}"] if name == "tts" and (work / "vocoder" / "latest").exists() else []
+    lines = sh(GF + ["train", AUDIO[name], f"train.out_dir={run}", f"train.device={DEVICE}", f"train.max_iters={iters}",
+                     f"train.eval_interval={iters // 2}", f"train.log_interval={max(1, iters // 4)}",
+                     "train.max_minutes=10", *extra, "--no-progress"], timeout=900)
+    if name == "music":
+        sh(GF + ["generate", str(run), "--num-samples", "1", "--seed", "0", "--device", DEVICE,
+                 "--out", str(out / "music_gpu") + "/"])
+    elif name == "tts":
+        sh(GF + ["speak", str(run), "--text", "A GPU trained this voice.", "--device", DEVICE,
+                 "--out", str(out / "tts_gpu.wav")])
+    else:
+        sh(GF + ["vocode", str(run), "--wav", str(write_tone(work / "tone.wav")), "--device", DEVICE,
+                 "--out", str(out / "vocoder_gpu.wav")])
+    return " | ".join(line.strip() for _, line in lines if line.startswith("step"))[-600:]
+
+
+def write_tone(path: Path) -> Path:
+    """A 1-second 220 Hz tone at the vocoder recipe's rate (22.05 kHz), for its reconstruction."""
+    import numpy as np
+
+    from genforge.data.audio import write_audio
+
+    t = np.arange(22050) / 22050
+    return write_audio(path, 0.3 * np.sin(2 * np.pi * 220 * t), 22050)
 
 
 def image_outputs(work: Path, out: Path) -> str:
