@@ -122,7 +122,12 @@ def set_dotted(raw: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: {part} is not a section")
-    node[leaf] = yaml.safe_load(text) if text else ""
+    try:
+        node[leaf] = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or "not YAML"
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem}); quote it, or write a list "
+                          "as [a, b]") from None
 
 
 def from_dict(cls, values: dict, prefix: str):

@@ -104,6 +104,11 @@ def test_malformed_override():
         load_config(None, ["model.n_layer"])
 
 
+def test_an_override_that_is_not_yaml_is_one_line_naming_it():
+    with pytest.raises(ConfigError, match=r"override 'data.text=\[a, b': the value is not valid YAML"):
+        load_config(None, ["data.text=[a, b"])
+
+
 def test_missing_and_invalid_yaml_files_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")

@@ -471,8 +471,9 @@ def _synopsis(argv: list[str]) -> list[str]:
         if word == "|":  # `[--data DIR | --file F]`: the first alternative
             skipping = True
             continue
-        closes = word.endswith("]")
-        word = word.strip("[]").split("|")[0]
+        closes = word.endswith("]") and "=[" not in word  # data.voices=[a,b]: the brackets are the value's
+        if "=[" not in word:
+            word = word.strip("[]").split("|")[0]
         if not skipping and word and word != "...":
             out.append(word)
         if closes:
