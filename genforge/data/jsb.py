@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genforge.data.shards import FORMAT, ShardWriter, write_manifest
+from genforge.data.shards import FORMAT, ShardWriter, replace_prepared_dir, write_manifest
 from genforge.errors import DataError
 
 FILE = "jsb-chorales-quarter.json"
@@ -172,25 +172,11 @@ def prepare_jsb(source: str | Path, out: str | Path) -> Path:
                        "pieces": {s: len(p) for s, p in pieces.items()},
                        "frames": {s: sum(map(len, p)) for s, p in pieces.items()}},
         })
-        _install(tmp, out)
+        replace_prepared_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _install(new: Path, out: Path) -> None:
-    """Put the finished directory `new` in place of `out` (as genforge prepare does: a directory
-    that is not prepared data is never replaced)."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
-            raise DataError(f"{out}: exists and is not a prepared data directory; refusing to overwrite it")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(new, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, out)
 
 
 def soprano_fingerprint(soprano: Sequence[int | None], n: int = FINGERPRINT_INTERVALS) -> tuple[int, ...]:

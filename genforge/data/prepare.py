@@ -38,7 +38,7 @@ from tqdm import tqdm
 from genforge.data.cda import Swapper
 from genforge.data.encode import encode_stream, split_text
 from genforge.data.readers import Record, expand_sources, iter_records
-from genforge.data.shards import FORMAT, ShardWriter, token_dtype, write_manifest
+from genforge.data.shards import FORMAT, ShardWriter, replace_prepared_dir, token_dtype, write_manifest
 from genforge.data.tokenizer import Tokenizer, train_tokenizer
 from genforge.errors import DataError
 
@@ -113,7 +113,7 @@ def prepare(source: str | list[str], tokenizer: str, out: str | Path, field: str
         if swapper is not None:
             manifest["cda"] = {"mode": cda_mode, "pairs": [list(p) for p in cda], "swaps": swapper.count}
         write_manifest(tmp, manifest)
-        _replace_dir(tmp, out)
+        replace_prepared_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -358,13 +358,3 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _replace_dir(new: Path, out: Path) -> None:
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
-            raise DataError(f"{out}: exists and is not a prepared data directory; refusing to overwrite it")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(new, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, out)

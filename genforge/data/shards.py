@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,17 @@ class TokenData:
         if name not in self.splits:
             raise DataError(f"{self.path}: no {name!r} split (has {', '.join(self.splits)})")
         return self.splits[name]
+
+
+def replace_prepared_dir(new: Path, out: Path) -> None:
+    """Put the finished directory `new` in place of `out`; a directory that is not prepared data
+    (no manifest.json, not empty) is never replaced."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").exists()):
+            raise DataError(f"{out}: exists and is not a prepared data directory; refusing to overwrite it")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)
