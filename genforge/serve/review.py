@@ -100,16 +100,20 @@ class Reviewing:
         return self.db.add_pair(prompt_id, outputs[0], chosen[0].id, outputs[1], chosen[1].id, params)
 
 
+    def _two_models(self, kind: str, what: str, model_name: str) -> tuple[list, list[int]]:
+        """Two served models of `kind` (one twice when there is one) and a seed for each; 409 with none."""
+        models = [s for s in self.state.models.values() if s.kind == kind]
+        if not models:
+            raise APIError(409, f"{what} is queued but this server has no {model_name} model")
+        rng = random.Random()
+        chosen = rng.sample(models, 2) if len(models) >= 2 else [models[0], models[0]]
+        return chosen, [rng.randrange(2**31) for _ in chosen]
+
     def _make_image_pair(self, prompt_id: int, prompt: str) -> int:
         """A pair of images (PNG data URLs) of prompt from two text-to-image models (or two seeds of one)."""
         from genforge.serve.images import generate_from_prompt
 
-        models = [s for s in self.state.models.values() if s.kind == "text_image"]
-        if not models:
-            raise APIError(409, "an image prompt is queued but this server has no text-to-image model")
-        rng = random.Random()
-        chosen = rng.sample(models, 2) if len(models) >= 2 else [models[0], models[0]]
-        seeds = [rng.randrange(2**31) for _ in chosen]
+        chosen, seeds = self._two_models("text_image", "an image prompt", "text-to-image")
         outputs = []
         for served, seed in zip(chosen, seeds):
             try:
@@ -126,12 +130,7 @@ class Reviewing:
         from genforge.errors import ConfigError
         from genforge.serve.music import conditions_of, piece_json
 
-        models = [s for s in self.state.models.values() if s.kind == "music"]
-        if not models:
-            raise APIError(409, "a music prompt is queued but this server has no music model")
-        rng = random.Random()
-        chosen = rng.sample(models, 2) if len(models) >= 2 else [models[0], models[0]]
-        seeds = [rng.randrange(2**31) for _ in chosen]
+        chosen, seeds = self._two_models("music", "a music prompt", "music")
         outputs = []
         for served, seed in zip(chosen, seeds):
             try:
