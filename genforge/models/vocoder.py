@@ -165,14 +165,7 @@ class PeriodDiscriminator(nn.Module):
         B, N = wav.shape
         pad = (-N) % self.period
         x = F.pad(wav, (0, pad), mode="reflect" if pad < N else "constant")
-        x = x.view(B, 1, (N + pad) // self.period, self.period)  # (B, 1, N / p, p)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _features(self.convs, self.post, x.view(B, 1, (N + pad) // self.period, self.period))  # (B, 1, N / p, p)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -187,13 +180,18 @@ class ScaleDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(8 * w, 1, 3, 1, padding=1))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, feats = wav[:, None], []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU)
-            feats.append(x)
-        x = self.post(x)
+        return _features(self.convs, self.post, wav[:, None])
+
+
+def _features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A discriminator's (scores (B, *), every layer's output for feature matching) of input x."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU)
         feats.append(x)
-        return x.flatten(1), feats
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 def _groups(g: int, cin: int, cout: int) -> int:
