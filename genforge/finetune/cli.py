@@ -1,4 +1,4 @@
-"""The `finetune`, `merge` and `chat` verbs (registered in genforge/cli.py)."""
+"""The `finetune`, `merge` and `chat` verbs (registered in genforge/cli/serving.py)."""
 from __future__ import annotations
 
 

@@ -1,4 +1,4 @@
-"""The `import` and `export` verbs (registered in genforge/cli.py)."""
+"""The `import` and `export` verbs (registered in genforge/cli/serving.py)."""
 from __future__ import annotations
 
 from genforge.errors import GenforgeError
