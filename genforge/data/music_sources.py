@@ -26,7 +26,7 @@ MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".abc", ".krn")
 # builtin:NAME -> (corpus folders, the style token its pieces get)
 BUILTIN = {"chorales": (("bach",), "chorale"), "folk": (("oneills1850",), "folk")}
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Piece:
 @dataclass
 class Skipped:
     pieces: list[Piece] = field(default_factory=list)
-    bad: list[str] = field(default_factory=list)  # "name: why" of each skipped file
+    bad: list[str] = field(default_factory=list)  # "name: why" of each skipped file or tune of a book
 
 
 def read_source(source: str, skip_bad: bool = False, exclude: tuple[str, ...] = (), limit: int = 0,
@@ -81,13 +81,17 @@ def read_source(source: str, skip_bad: bool = False, exclude: tuple[str, ...] = 
     out = Skipped()
     for f in files:
         try:
-            pieces = read_file(f, style)
+            read = read_file(f, style)
         except DataError as e:
             if not skip_bad:
                 raise DataError(f"{e}; pass data.skip_bad=true to skip such files") from None
             out.bad.append(str(e))
             continue
-        out.pieces += [p for p in pieces if not _excluded(Path(p.name), exclude)]
+        if read.bad and not skip_bad:  # a book of tunes: the others are kept only with the flag
+            more = f" (and {len(read.bad) - 1} more of its tunes)" if len(read.bad) > 1 else ""
+            raise DataError(f"{read.bad[0]}{more}; pass data.skip_bad=true to skip such tunes")
+        out.bad += read.bad
+        out.pieces += [p for p in read.pieces if not _excluded(Path(p.name), exclude)]
     if not out.pieces:
         raise DataError(f"data.source={source}: no readable music" + (f" ({len(out.bad)} files skipped)" if out.bad else ""))
     return out
@@ -113,22 +117,23 @@ def corpus_files(folders: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def read_file(path: Path, style: str) -> list[Piece]:
-    """The pieces of one file (a book of ABC tunes holds many); DataError naming it when unreadable."""
+def read_file(path: Path, style: str) -> Skipped:
+    """The pieces of one file (a book of ABC tunes holds many) and the tunes of a book that could
+    not be read ("book#7: why"); DataError naming the file when nothing in it is readable."""
     if path.suffix.lower() in MIDI_SUFFIXES:
-        return [read_midi(path, style)]
+        return Skipped([read_midi(path, style)])
     cached = _cache_file(path)
     if cached is not None and cached.is_file():
         return _from_cache(cached, style)
     try:
-        pieces = read_score(path, style)
+        read = read_score(path, style)
     except DataError as e:  # malformed corpus files stay malformed: remember why
         if cached is not None:
             _write_atomic(cached, json.dumps({"error": str(e)}))
         raise
     if cached is not None:
-        _to_cache(cached, pieces)
-    return pieces
+        _to_cache(cached, read)
+    return read
 
 
 def read_midi(path: Path, style: str) -> Piece:
@@ -159,8 +164,9 @@ def from_score(score, name: str, style: str) -> Piece:
     return Piece(name, notes, meter, tempo, program, style)
 
 
-def read_score(path: Path, style: str) -> list[Piece]:
-    """MusicXML, ABC or Humdrum through music21: repeats expanded, ties merged."""
+def read_score(path: Path, style: str) -> Skipped:
+    """MusicXML, ABC or Humdrum through music21: repeats expanded, ties merged. A book of tunes
+    keeps the tunes it can read and names the others (DataError when it can read none)."""
     from music21 import converter, stream
 
     try:
@@ -168,11 +174,17 @@ def read_score(path: Path, style: str) -> list[Piece]:
     except Exception as e:
         raise DataError(f"{path}: unreadable score ({_first_line(e)})") from None
     scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
-    pieces = []
+    if len(scores) == 1:
+        return Skipped([_score_piece(scores[0], _corpus_name(path), style)])
+    out = Skipped()
     for i, score in enumerate(scores):
-        name = f"{_corpus_name(path)}#{i + 1}" if len(scores) > 1 else _corpus_name(path)
-        pieces.append(_score_piece(score, name, style))
-    return pieces
+        try:
+            out.pieces.append(_score_piece(score, f"{_corpus_name(path)}#{i + 1}", style))
+        except DataError as e:
+            out.bad.append(str(e))
+    if not out.pieces:
+        raise DataError(f"{path}: none of its {len(scores)} tunes is readable ({out.bad[0]})")
+    return out
 
 
 def _score_piece(score, name: str, style: str) -> Piece:
@@ -225,17 +237,17 @@ def _cache_file(path: Path) -> Path | None:
     return root / "music" / f"{CACHE_VERSION}-music21-{music21.__version__}" / (re.sub(r"[^\w.-]", "_", name) + ".json")
 
 
-def _from_cache(file: Path, style: str) -> list[Piece]:
+def _from_cache(file: Path, style: str) -> Skipped:
     data = json.loads(file.read_text())
     if "error" in data:
         raise DataError(data["error"])
-    return [Piece(p["name"], np.array(p["notes"], dtype=np.int64).reshape(-1, 4), p["meter"], p["tempo"], p["program"], style)
-            for p in data["pieces"]]
+    return Skipped([Piece(p["name"], np.array(p["notes"], dtype=np.int64).reshape(-1, 4), p["meter"], p["tempo"],
+                          p["program"], style) for p in data["pieces"]], data["bad"])
 
 
-def _to_cache(file: Path, pieces: list[Piece]) -> None:
+def _to_cache(file: Path, read: Skipped) -> None:
     data = {"pieces": [{"name": p.name, "notes": p.notes.tolist(), "meter": p.meter, "tempo": p.tempo,
-                        "program": p.program} for p in pieces]}
+                        "program": p.program} for p in read.pieces], "bad": read.bad}
     _write_atomic(file, json.dumps(data))
 
 

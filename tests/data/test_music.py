@@ -180,3 +180,13 @@ def test_a_book_of_abc_tunes_gives_one_piece_per_tune_with_its_meter_and_key(tmp
     (tmp_path / "bad.abc").write_text("X:1\nK:Q\n|||:::(((")
     with pytest.raises(DataError, match=r"bad.abc: malformed score .*; pass data.skip_bad=true"):
         read_source(str(tmp_path / "bad.abc"))
+
+
+def test_one_bad_tune_in_a_book_is_named_and_only_the_flag_keeps_the_others(tmp_path):
+    book = tmp_path / "book.abc"
+    book.write_text(ABC + "\nX:3\nT:Silence\nM:4/4\nL:1/4\nK:C\nz4|z4|]\n")
+    with pytest.raises(DataError, match=r"book.abc#3: malformed score .*; pass data.skip_bad=true to skip such tunes"):
+        read_source(str(book))
+    read = read_source(str(book), skip_bad=True)
+    assert [p.name.rsplit("/", 1)[-1] for p in read.pieces] == ["book.abc#1", "book.abc#2"]
+    assert len(read.bad) == 1 and "book.abc#3: malformed score" in read.bad[0]
