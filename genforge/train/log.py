@@ -56,16 +56,21 @@ class RunLog:
 
     def plot(self, path: Path | None = None, wait: bool = False) -> Path | None:
         """Redraw the loss PNG in a separate process, so matplotlib never loads into (grows or
-        pauses) the training process. Skipped while the previous drawing is still running,
-        unless `wait` (the final plot of a run)."""
+        pauses) the training process. Skipped while the previous drawing is still running. With
+        `wait` (the final plot of a run) a drawing in flight is superseded, and the final one runs
+        at normal priority: nothing trains beside it any more, and on a busy machine a lowest-
+        priority drawing could keep the finished run waiting for minutes."""
         if not self.enabled:
             return None
         path = path or self.out / "loss.png"
         if self._plotter is not None and self._plotter.poll() is None:
             if not wait:
                 return path
+            self._plotter.kill()
             self._plotter.wait()
-        self._plotter = subprocess.Popen([sys.executable, "-m", "genforge.train.log", str(self.csv_path), str(path)])
+        priority = "normal" if wait else "low"
+        self._plotter = subprocess.Popen([sys.executable, "-m", "genforge.train.log", str(self.csv_path), str(path),
+                                          priority])
         if wait:
             self._plotter.wait()
         return path
@@ -111,8 +116,9 @@ def plot_losses(csv_path: Path, png: Path) -> Path:
     return png
 
 
-if __name__ == "__main__":  # python -m genforge.train.log METRICS_CSV PNG
-    # lowest CPU priority: the drawing (about a CPU-second, most of it importing matplotlib) runs
-    # beside the training it reports on and must not take a core from it
-    os.nice(19)
+if __name__ == "__main__":  # python -m genforge.train.log METRICS_CSV PNG [low|normal]
+    # low: lowest CPU priority, for a drawing (about a CPU-second, most of it importing matplotlib)
+    # that runs beside the training it reports on and must not take a core from it
+    if sys.argv[3:4] != ["normal"]:
+        os.nice(19)
     plot_losses(Path(sys.argv[1]), Path(sys.argv[2]))
