@@ -33,6 +33,7 @@ from genforge.errors import ConfigError
 from genforge.models import encoder_hf, gpt_hf
 from genforge.models.classifier import Classifier, ClassifierConfig
 from genforge.models.clip import CLIP, CLIPConfig
+from genforge.models.codec import Codec, CodecConfig
 from genforge.models.dalle import Dalle, DalleConfig
 from genforge.models.diffusion import DiffusionConfig, DiT
 from genforge.models.encoder import Encoder, EncoderConfig
@@ -53,7 +54,9 @@ from genforge.models.vqvae import VQVAE, VQVAEConfig
 # writes MIDI, WAV and a piano roll; /v1/music/generations)
 # speech (a waveform spoken from text: genforge speak, /v1/audio/speech)
 # vocode (a waveform from log-mel frames: genforge vocode; the last stage of a TTS)
-Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech", "vocode"]
+# codec (waveforms to discrete codes and back: encode(wav) -> codes, decode(codes) -> wav,
+# sample_bits(wav, codes); the tokenizer an audio LM models)
+Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech", "vocode", "codec"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ FAMILIES: dict[str, Family] = {
     # log-mel frames to waveforms (Vocos), trained with HiFi-GAN's discriminators
     "vocoder": Family(VocoderConfig, Vocoder, "vocode", "genforge.train.run_audio:run_vocoder", AudioDataConfig,
                       "genforge.objectives.vocoder:VocoderObjective", part="g"),
+    # a neural audio codec: conv encoder, residual VQ, conv decoder and a per-sample mu-law head
+    "codec": Family(CodecConfig, Codec, "codec", "genforge.train.run_codec:run_codec", AudioDataConfig,
+                    "genforge.objectives.codec:CodecObjective"),
     # a gpt trunk with a scalar head: its own checkpoints, which score text rather than generate it
     "reward": Family(RewardConfig, RewardModel, "score", run="genforge.align.runs:run_reward", data=_PREFS),
 }
