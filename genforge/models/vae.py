@@ -3,7 +3,10 @@
 Two architectures: "mlp" is the pytorch/examples MNIST VAE (784-400-20, ReLU), "conv" a small
 convolutional encoder/decoder (two stride-2 convolutions each way, optionally `blocks` residual
 blocks at each resolution). The decoder outputs Bernoulli logits or a Gaussian mean with one learned
-log standard deviation (objectives/vae.py scores them).
+log standard deviation (objectives/vae.py scores them). With conditional: true the decoder reads
+the class too, p(x|z, y) (a conditional VAE, Sohn et al. 2015, "Learning Structured Output
+Representation using Deep Conditional Generative Models", with q(z|x) left unconditional): a
+learned per-class vector is added to z, so a sample of any class can be asked for.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from genforge.errors import ConfigError
+from genforge.errors import ConfigError, GenforgeError
 
 
 @dataclass
@@ -30,7 +33,8 @@ class VAEConfig:
     beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO
     iwae_k: int = 0  # importance samples for the NLL bound reported at each eval (0: skip)
     train_k: int = 1  # importance samples in the training loss: 1 the ELBO, k > 1 the IWAE bound (Burda et al.)
-    num_classes: int = 0  # the data's classes (kept for sampling tools; the VAE is unconditional)
+    num_classes: int = 0  # 0: the data's
+    conditional: bool = False  # the decoder reads the class: p(x|z, y)
 
     def __post_init__(self):
         if self.arch == "conv" and self.image_size % 4:
@@ -41,6 +45,14 @@ class VAEConfig:
         if self.train_k > 1 and self.beta != 1.0:
             raise ConfigError(f"model.train_k={self.train_k} trains the IWAE bound, which has no KL weight: "
                               f"model.beta must be 1 (got {self.beta})")
+        if self.conditional and self.num_classes == 1:
+            raise ConfigError("model.conditional=true needs labelled data with 2+ classes")
+
+
+    @property
+    def n_cond(self) -> int:
+        """Classes the decoder is conditioned on (0: unconditional)."""
+        return self.num_classes if self.conditional else 0
 
 
 # named presets: "examples" is pytorch/examples' MNIST VAE (bench/vae_vs_examples.py)
@@ -83,6 +95,7 @@ class VAE(nn.Module):
                 nn.Unflatten(1, (2 * w, s, s)), *_res(2 * w, b), nn.ReLU(), nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
                 *_res(w, b), nn.ReLU(), nn.ConvTranspose2d(w, c.channels, 4, 2, 1))
         self.to_stats = nn.Linear(c.hidden, 2 * c.latent_dim)  # mu and log-variance of q(z|x)
+        self.embed = nn.Embedding(c.n_cond, c.latent_dim) if c.n_cond else None  # added to z: p(x|z, y)
         if c.decoder == "gaussian":
             self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))  # of p(x|z), shared by all pixels
 
@@ -91,31 +104,42 @@ class VAE(nn.Module):
         mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=-1)
         return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's output for z (B, latent_dim): logits (Bernoulli) or means (Gaussian), (B, C, H, W)."""
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's output for z (B, latent_dim) (and, conditional, classes y (B,)): logits
+        (Bernoulli) or means (Gaussian), (B, C, H, W). GenforgeError for a conditional VAE without y."""
+        if self.embed is not None:
+            if y is None:
+                raise GenforgeError("a class-conditional VAE decodes given the classes (model.conditional=true)")
+            z = z + self.embed(y)
         return self.decoder(z)
 
-    def mean_image(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] clipped to [0, 1], (B, C, H, W): what a picture of z shows."""
-        out = self.decode(z)
+    def mean_image(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z(, y)] clipped to [0, 1], (B, C, H, W): what a picture of z shows."""
+        out = self.decode(z, y)
         return torch.sigmoid(out) if self.config.decoder == "bernoulli" else out.clamp(0, 1)
 
     def render(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Latents to pictures in [0, 1] (the samplers' interface; a VAE has no classes)."""
-        return self.mean_image(z)
+        """Latents (and, conditional, classes) to pictures in [0, 1] (the samplers' interface)."""
+        return self.mean_image(z, y if self.embed is not None else None)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
-        return self.decode(z), mu, logvar
+        return self.decode(z, y), mu, logvar
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mean_image(self.encode(x)[0])
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mean_image(self.encode(x)[0], y)
 
     @torch.no_grad()
     def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
                truncation: float | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I) (scaled by `truncation` if given)."""
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(self.to_stats.weight.device)
-        return self.mean_image(z * (truncation or 1.0))
+        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I) (scaled by `truncation` if given);
+        a conditional VAE makes classes cond (n,) (default: 0, 1, 2, ... in turn)."""
+        device = self.to_stats.weight.device
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        y = None
+        if self.config.n_cond:
+            y = (torch.arange(n) % self.config.n_cond) if cond is None else torch.as_tensor(cond).expand(n)
+            y = y.to(device)
+        return self.mean_image(z * (truncation or 1.0), y)

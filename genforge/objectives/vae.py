@@ -27,13 +27,14 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
 
 
-def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log p(x|z), log p(z), log q(z|x)), each (n, B), for z = mu + eps * std with eps (n, B, D):
-    log w = log p(x|z) + log p(z) - log q(z|x) is an importance weight of p(x)."""
+def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor,
+                y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log p(x|z), log p(z), log q(z|x)), each (n, B), for z = mu + eps * std with eps (n, B, D)
+    (a conditional VAE's classes y (B,)): log w = log p(x|z) + log p(z) - log q(z|x) is an
+    importance weight of p(x) (of p(x|y), conditional)."""
     n = len(eps)
     z = mu + eps * torch.exp(0.5 * logvar)  # (n, B, D)
-    out = model.decode(z.flatten(0, 1))  # (n*B, C, H, W)
+    out = model.decode(z.flatten(0, 1), None if y is None else y.repeat(n))  # (n*B, C, H, W)
     lp_x = log_px(model, out, x.repeat(n, 1, 1, 1)).view(n, -1)
     lp_z = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
     lq_z = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)
@@ -41,14 +42,14 @@ def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
 
 
 def iwae_nll(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-             chunk: int = 64) -> torch.Tensor:
+             chunk: int = 64, y: torch.Tensor | None = None) -> torch.Tensor:
     """-log (1/k sum_i p(x, z_i) / q(z_i|x)), z_i ~ q(z|x): an upper bound on -log p(x) per image (B,)
     in nats; k=1 is the negative ELBO, larger k is tighter."""
     mu, logvar = model.encode(x)  # (B, D)
     log_w = []
     for start in range(0, k, chunk):
         eps = torch.randn(min(chunk, k - start), *mu.shape, generator=generator).to(mu.device)  # (n, B, D)
-        lp_x, lp_z, lq_z = log_weights(model, x, mu, logvar, eps)
+        lp_x, lp_z, lq_z = log_weights(model, x, mu, logvar, eps, y)
         log_w.append(lp_x + lp_z - lq_z)
     return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
 
@@ -66,26 +67,30 @@ class VAEObjective:
     def modules(self) -> dict:
         return {"model": self.model}
 
-    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction -log p(x|z), KL) per image, each (B,), with one z ~ q(z|x)."""
-        out, mu, logvar = self.model(x)
+    def classes(self, batch) -> torch.Tensor | None:
+        """The batch's labels where the decoder reads them (model.conditional), else None."""
+        return batch[1].long() if self.model.config.n_cond else None
+
+    def terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction -log p(x|z(, y)), KL) per image, each (B,), with one z ~ q(z|x)."""
+        out, mu, logvar = self.model(x, y)
         return -log_px(self.model, out, x), kl_to_prior(mu, logvar)
 
     def loss(self, batch, phase: str = "main"):
-        x = batch[0].float()  # (B, C, H, W) in [0, 1]
+        x, y = batch[0].float(), self.classes(batch)  # (B, C, H, W) in [0, 1], (B,) or None
         if self.model.config.train_k > 1:
-            return self.iwae_loss(x)
-        rec, kl = self.terms(x)
+            return self.iwae_loss(x, y)
+        rec, kl = self.terms(x, y)
         loss = (rec + self.model.config.beta * kl).mean()
         return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "kl": kl.mean().detach(), "images": len(x)}
 
-    def iwae_loss(self, x: torch.Tensor):
+    def iwae_loss(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """The IWAE bound with model.train_k samples per image, averaged over the batch (Burda et al.
         2016, eq. 8), reparameterised so its gradient flows into encoder and decoder; rec and kl are
         the single-sample terms averaged over the k samples (kl a Monte Carlo estimate)."""
         mu, logvar = self.model.encode(x)  # (B, D)
         eps = torch.randn(self.model.config.train_k, *mu.shape, device=mu.device)  # (k, B, D)
-        lp_x, lp_z, lq_z = log_weights(self.model, x, mu, logvar, eps)  # each (k, B)
+        lp_x, lp_z, lq_z = log_weights(self.model, x, mu, logvar, eps, y)  # each (k, B)
         bound = torch.logsumexp(lp_x + lp_z - lq_z, dim=0) - math.log(len(eps))  # (B,)
         loss = -bound.mean()
         return loss, {"loss": loss.detach(), "rec": -lp_x.mean().detach(), "kl": (lq_z - lp_z).mean().detach(),
@@ -97,14 +102,14 @@ class VAEObjective:
         k = self.model.config.iwae_k
         gen = torch.Generator().manual_seed(0)  # the same noise at each eval
         totals, n = {"val_loss": 0.0, "val_rec": 0.0, "val_kl": 0.0, "val_nll": 0.0}, 0
-        for x, _ in batches:
-            x = x.float()
-            rec, kl = self.terms(x)
+        for batch in batches:
+            x, y = batch[0].float(), self.classes(batch)
+            rec, kl = self.terms(x, y)
             totals["val_loss"] += float((rec + kl).sum())
             totals["val_rec"] += float(rec.sum())
             totals["val_kl"] += float(kl.sum())
             if k:
-                totals["val_nll"] += float(iwae_nll(self.model, x, k, gen).sum())
+                totals["val_nll"] += float(iwae_nll(self.model, x, k, gen, y=y).sum())
             n += len(x)
         if not k:
             totals.pop("val_nll")
