@@ -43,6 +43,10 @@ def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
         from genforge.sample.music import MusicModel
 
         return MusicModel.load(path, device=device, dtype=dtype)
+    if fam.kind == "audio":  # .generate(...) -> AudioSample list (waveform, codes; .save(stem)), .bits(wav)
+        from genforge.sample.audio_lm import AudioLMModel
+
+        return AudioLMModel.load(path, device=device, dtype=dtype)
     raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images "
                           "(genforge.checkpoint.load(path).model gives its model)")
 

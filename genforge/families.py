@@ -23,6 +23,7 @@ from torch import nn
 
 from genforge.config import DataConfig
 from genforge.data.audio_batches import AudioDataConfig
+from genforge.data.audio_tokens import AudioTokenDataConfig
 from genforge.data.caption_batches import CaptionDataConfig
 from genforge.data.image_batches import ImageDataConfig
 from genforge.data.music import MusicDataConfig
@@ -31,6 +32,7 @@ from genforge.data.prompts import PromptDataConfig
 from genforge.data.speech import SpeechDataConfig
 from genforge.errors import ConfigError
 from genforge.models import encoder_hf, gpt_hf
+from genforge.models.audio_lm import AudioLM, AudioLMConfig
 from genforge.models.classifier import Classifier, ClassifierConfig
 from genforge.models.clip import CLIP, CLIPConfig
 from genforge.models.codec import Codec, CodecConfig
@@ -54,9 +56,12 @@ from genforge.models.vqvae import VQVAE, VQVAEConfig
 # writes MIDI, WAV and a piano roll; /v1/music/generations)
 # speech (a waveform spoken from text: genforge speak, /v1/audio/speech)
 # vocode (a waveform from log-mel frames: genforge vocode; the last stage of a TTS)
+# audio (waveforms from a decoder over a frozen codec's tokens, unconditional or continuing an audio
+# prompt: sample/audio_lm.py; genforge generate --prompt-audio, /v1/audio/generations)
 # codec (waveforms to discrete codes and back: encode(wav) -> codes, decode(codes) -> wav,
 # sample_bits(wav, codes); the tokenizer an audio LM models)
-Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech", "vocode", "codec"]
+Kind = Literal["text", "image", "score", "label", "encode", "text_image", "match", "music", "speech", "vocode", "audio",
+               "codec"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,8 @@ FAMILIES: dict[str, Family] = {
     # text to speech: a FastSpeech-style acoustic model, phonemes -> log-mel frames (a vocoder speaks them)
     "tts": Family(TTSConfig, AcousticModel, "speech", "genforge.train.run_tts:run_tts", SpeechDataConfig,
                   "genforge.objectives.tts:TTSObjective"),
+    # waveforms: the same GPT over a frozen codec's flattened residual-VQ codes (AudioLM / MusicGen style)
+    "audio_lm": Family(AudioLMConfig, AudioLM, "audio", "genforge.train.run_audio_lm:run_audio_lm", AudioTokenDataConfig),
     # log-mel frames to waveforms (Vocos), trained with HiFi-GAN's discriminators
     "vocoder": Family(VocoderConfig, Vocoder, "vocode", "genforge.train.run_audio:run_vocoder", AudioDataConfig,
                       "genforge.objectives.vocoder:VocoderObjective", part="g"),

@@ -190,6 +190,9 @@ def family_checkpoint(tmp_path, name):
                       "width": 8, "text_layers": 1, "text_width": 16, "text_heads": 2},
              "codec": {"channels": 2, "strides": [2, 2], "dilations": [1], "code_dim": 4, "n_q": 2, "codebook_size": 8,
                        "context": 2, "head_hidden": 8},
+             "audio_lm": {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16,
+                          "codec_config": {"channels": 2, "strides": [2, 2], "dilations": [1], "code_dim": 4, "n_q": 2,
+                                           "codebook_size": 8, "context": 2, "head_hidden": 8}},
              "vocoder": {"dim": 16, "hidden": 32, "n_layer": 1, "d_width": 2, "periods": [2], "scales": 1},
              "tts": {"phonemes": ["a", "b"], "voices": ["en-us"], "n_embd": 16, "n_head": 2, "n_enc_layer": 1,
                      "n_dec_layer": 1, "dur_filter": 16},
@@ -208,7 +211,7 @@ def test_every_family_in_the_table_has_a_test_here():
 
 
 FAMILY_NAMES = ["gpt", "encoder", "vae", "vqvae", "gan", "classifier", "reward", "diffusion", "dalle", "clip", "vocoder", "tts",
-                "music", "codec"]
+                "music", "codec", "audio_lm"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)

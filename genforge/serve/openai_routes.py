@@ -20,6 +20,7 @@ from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded, 
 from genforge.serve.errors import APIError, error_body
 from genforge.serve.images import check_prompt, check_size, generate_from_prompt, generate_images
 from genforge.serve.logprobs import scored_choice
+from genforge.serve.audio_lm import add_audio_lm_route
 from genforge.serve.music import add_music_route
 from genforge.serve.registry import Served
 from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
@@ -80,6 +81,7 @@ def router(state: ServerState) -> APIRouter:
 
     add_speech_route(r, state, _model, _one_shot)  # /v1/audio/speech (genforge/serve/speech.py)
     add_music_route(r, state, _model, _one_shot)  # /v1/music/generations (genforge/serve/music.py)
+    add_audio_lm_route(r, state, _model, _one_shot)  # /v1/audio/generations (genforge/serve/audio_lm.py)
     return r
 
 

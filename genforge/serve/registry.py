@@ -70,6 +70,10 @@ def load_served(spec: str, device: str = "auto", dtype: str = "auto") -> Served:
         from genforge.sample.music import MusicModel
 
         return Served(name or model_id(path), "music", MusicModel.load(path, device, dtype), str(path))
+    if kind == "audio":  # /v1/audio/generations (genforge.sample.audio_lm.AudioLMModel)
+        from genforge.sample.audio_lm import AudioLMModel
+
+        return Served(name or model_id(path), "audio", AudioLMModel.load(path, device, dtype), str(path))
     from genforge.families import of_kind
 
     raise CheckpointError(f"{path}: a {config['family']} checkpoint makes neither text nor images, so it cannot be "

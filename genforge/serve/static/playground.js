@@ -1,6 +1,6 @@
 // The playground: lists models, streams /v1/completions (SSE) into #output as plain text
 // (textContent, never HTML: model output is untrusted), shows /v1/images/generations' images for a
-// prompt in the Images tab, plays generated audio (music) in the Audio tab, queues prompts for the reviewers when the
+// prompt in the Images tab, plays generated audio (music, speech, waveforms) in the Audio tab, queues prompts for the reviewers when the
 // server has a reviewer page (/health's "review"; the link and the button show only then).
 "use strict";
 const $ = (id) => document.getElementById(id);
@@ -54,6 +54,7 @@ function showTab(name) {  // "text", "images" or "audio"
 const AUDIO_MODES = {
   music: { label: "Music", kind: "music", controls: "music-controls", run: generateMusic },
   speak: { label: "Speech", kind: "speech", controls: "speech-controls", run: generateSpeech },
+  waveform: { label: "Waveform", kind: "audio", controls: "waveform-controls", run: generateWaveform },
 };
 let audioModels = [];
 let reviewOn = false;  // the server has a reviewer page (/health)
@@ -94,6 +95,25 @@ async function generateMusic(body) {  // /v1/music/generations: base64 WAV and M
     wav: p.b64_wav, midi: p.b64_midi,
     label: `${p.notes} notes, ${p.seconds.toFixed(1)} s` +
       Object.entries(p.conditions).map(([k, v]) => `, ${k} ${v}`).join(""),
+  }));
+}
+
+async function generateWaveform(body) {  // /v1/audio/generations: base64 WAV per clip (prompt + continuation)
+  body.n = Number($("waveform-n").value);
+  body.seconds = Number($("waveform-seconds").value);
+  if ($("waveform-temperature").value !== "") body.temperature = Number($("waveform-temperature").value);
+  const file = $("waveform-prompt").files[0];
+  if (file) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = "";
+    for (const b of bytes) binary += String.fromCharCode(b);
+    body.prompt_audio = btoa(binary);
+  }
+  const resp = await fetch("/v1/audio/generations", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  if (!resp.ok) throw new Error(await errorText(resp));
+  return (await resp.json()).data.map((c) => ({
+    wav: c.b64_wav,
+    label: `${c.seconds.toFixed(1)} s` + (c.prompt_seconds ? ` (the first ${c.prompt_seconds.toFixed(1)} s: the prompt)` : ""),
   }));
 }
 
