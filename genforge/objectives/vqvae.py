@@ -1,8 +1,9 @@
 """The VQ-VAE objective (van den Oord et al. 2017, eq. 3): reconstruction + beta * ||z_e - sg(e)||^2
 (the commitment loss), + ||sg(z_e) - e||^2 (the codebook loss) when the codebook is a parameter; with
 an EMA codebook (model.ema) the codebook instead moves in `loss`, in training mode, with no autograd.
-Codebook usage is logged: `perplexity` (exp of the entropy of code use in the batch; the codebook
-size when all codes are used equally) and `codes_used` (the fraction of codes used at all).
+Codebook usage is logged (nn/vq.py's `usage`): `perplexity` (exp of the entropy of code use in the
+batch; the codebook size when all codes are used equally) and `codes_used` (the fraction of codes
+used at all).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge.models.vqvae import VQVAE
+from genforge.nn.vq import usage
 
 
 def reconstruction(model: VQVAE, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -17,14 +19,6 @@ def reconstruction(model: VQVAE, logits: torch.Tensor, x: torch.Tensor) -> torch
     if model.config.rec_loss == "bce":
         return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none").flatten(1).mean(1)
     return (torch.sigmoid(logits.float()) - x).pow(2).flatten(1).mean(1)
-
-
-def usage(codes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perplexity, fraction of the codebook used) of codes (any shape) from a codebook of `size`."""
-    counts = torch.bincount(codes.reshape(-1), minlength=size).float()
-    p = counts / counts.sum()
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
-    return entropy.exp(), (counts > 0).float().mean()
 
 
 class VQVAEObjective:
@@ -50,7 +44,7 @@ class VQVAEObjective:
         if not model.config.ema:
             loss = loss + stats["codebook"]
         if model.config.ema and model.training and torch.is_grad_enabled():
-            model.update_codebook(z_e, codes)
+            model.quantizer.update(z_e, codes)
         return loss, rec, stats["commit"], codes
 
     def loss(self, batch, phase: str = "main"):

@@ -1,6 +1,7 @@
 """The VQ-VAE family: nearest-code quantisation, the straight-through gradient, the EMA codebook
-update against a hand computation, dead-code restarts, and end to end through `genforge train`
-(it reconstructs digits, uses its codebook, resumes exactly) and `genforge generate`."""
+update against a hand computation, dead-code restarts, the numbers and checkpoints of the layout
+before nn/vq.py, and end to end through `genforge train` (it reconstructs digits, uses its
+codebook, resumes exactly) and `genforge generate`."""
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -23,7 +24,7 @@ def test_quantize_maps_each_vector_to_its_nearest_code():
     with torch.no_grad():
         model.codebook.copy_(torch.randn(16, 4))
     z_e = torch.randn(3, 4, 4, 4)
-    z_q, codes, stats = model.quantize(z_e)
+    z_q, codes, stats = model.quantizer.quantize(z_e)
     flat = z_e.permute(0, 2, 3, 1).reshape(-1, 4)
     brute = torch.tensor([min(range(16), key=lambda k: float(((v - model.codebook[k]) ** 2).sum())) for v in flat])
     assert torch.equal(codes.reshape(-1), brute)
@@ -50,40 +51,79 @@ def test_ema_update_matches_a_hand_computation():
                               downsample=2, ema_decay=0.5, dead_threshold=0.0))
     with torch.no_grad():
         model.codebook.copy_(torch.tensor([[0.0], [10.0]]))
-        model.embed_sum.copy_(model.codebook)
+        model.quantizer.embed_sum.copy_(model.codebook)
     z_e = torch.tensor([1.0, 3.0, 9.0]).view(3, 1, 1, 1)  # codes 0, 0, 1
-    codes = model.nearest(z_e)
+    codes = model.quantizer.nearest(z_e)
     assert codes.reshape(-1).tolist() == [0, 0, 1]
-    model.update_codebook(z_e, codes)
+    model.quantizer.update(z_e, codes)
     # cluster sizes 0.5 * 1 + 0.5 * (2, 1) = (1.5, 1); sums 0.5 * (0, 10) + 0.5 * (4, 9) = (2, 9.5)
-    assert torch.allclose(model.cluster_size, torch.tensor([1.5, 1.0]))
-    assert torch.allclose(model.embed_sum, torch.tensor([[2.0], [9.5]]))
+    assert torch.allclose(model.quantizer.cluster_size, torch.tensor([1.5, 1.0]))
+    assert torch.allclose(model.quantizer.embed_sum, torch.tensor([[2.0], [9.5]]))
     n, eps = 2.5, 1e-5
     smoothed = (torch.tensor([1.5, 1.0]) + eps) / (n + 2 * eps) * n
     assert torch.allclose(model.codebook.squeeze(1), torch.tensor([2.0, 9.5]) / smoothed)
-    assert int(model.steps) == 1
+    assert int(model.quantizer.steps) == 1
 
 
 def test_a_dead_code_is_restarted_from_the_batch():
     model = tiny(codebook_size=4, code_dim=2, dead_threshold=1.0)
     with torch.no_grad():
         model.codebook.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [100.0, 100.0], [-100.0, -100.0]]))
-        model.embed_sum.copy_(model.codebook)
+        model.quantizer.embed_sum.copy_(model.codebook)
     z_e = torch.rand(2, 2, 3, 3) * 0.1  # all near code 0
-    model.update_codebook(z_e, model.nearest(z_e))
+    model.quantizer.update(z_e, model.quantizer.nearest(z_e))
     flat = z_e.permute(0, 2, 3, 1).reshape(-1, 2)
     for k in (1, 2, 3):  # unused: their cluster size decayed below 1, so they moved onto batch vectors
         assert any(torch.equal(model.codebook[k], v) for v in flat)
-        assert float(model.cluster_size[k]) == 1.0
-    assert float(model.cluster_size[0]) > 1.0
+        assert float(model.quantizer.cluster_size[k]) == 1.0
+    assert float(model.quantizer.cluster_size[0]) > 1.0
     # the choice follows the step counter, not the global RNG
     again = tiny(codebook_size=4, code_dim=2, dead_threshold=1.0)
     with torch.no_grad():
         again.codebook.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [100.0, 100.0], [-100.0, -100.0]]))
-        again.embed_sum.copy_(again.codebook)
+        again.quantizer.embed_sum.copy_(again.codebook)
     torch.manual_seed(123)
-    again.update_codebook(z_e, again.nearest(z_e))
+    again.quantizer.update(z_e, again.quantizer.nearest(z_e))
     assert torch.equal(again.codebook, model.codebook)
+
+
+def test_the_shared_quantiser_reproduces_the_numbers_of_the_vqvae_before_it():
+    """Pinned from models/vqvae.py before its quantiser moved to nn/vq.py: the same seed gives the
+    same weights, EMA steps (with restarts) and reconstructions."""
+    model = tiny()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.codebook.copy_(model.encoder(x).permute(0, 2, 3, 1).reshape(-1, 4)[:16])
+        model.quantizer.embed_sum.copy_(model.codebook)
+    objective = VQVAEObjective(model)
+    for _ in range(3):
+        loss, _ = objective.loss((x, None))
+        loss.backward()
+    model.eval()
+    assert float(loss) == pytest.approx(0.08444415777921677, rel=1e-6)
+    assert float(model.codebook.double().sum()) == pytest.approx(5.305048003792763, rel=1e-6)
+    assert float(model.reconstruct(x).double().sum()) == pytest.approx(132.70172652602196, rel=1e-6)
+
+
+def test_a_checkpoint_of_the_earlier_layout_loads_and_reconstructs_identically(tmp_path):
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    model = tiny()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # a codebook on encoder outputs, so that the images use many codes
+        model.codebook.copy_(model.encoder(x).permute(0, 2, 3, 1).reshape(-1, 4)[:16])
+    ckpt = ckpt_io.save_checkpoint(tmp_path / "vq", {"family": "vqvae", "model": dataclasses.asdict(model.config)},
+                                   {"model": model})
+    old = {k.removeprefix("quantizer."): v.contiguous() for k, v in model.state_dict().items()}
+    assert {"codebook", "cluster_size", "embed_sum", "steps"} <= set(old)
+    save_file(old, str(ckpt / "model.safetensors"))
+    loaded = ckpt_io.load(ckpt, verify_files=False).model
+    model.eval()
+    assert torch.equal(loaded.reconstruct(x), model.reconstruct(x))
+    assert torch.equal(loaded.encode(x)[1], model.encode(x)[1]) and len(model.encode(x)[1].unique()) > 4
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
 def test_config_errors_name_the_key():
@@ -127,9 +167,9 @@ def test_resume_is_exact_including_the_ema_codebook(trained, tmp_path):
     assert main(["train", *train_args(cut, 100)]) == 0
     assert main(["train", *train_args(cut, 200), "--resume"]) == 0
     a, b = (load_file(str(ckpt_io.resolve(d) / "model.safetensors")) for d in (trained, cut))
-    assert {"codebook", "cluster_size", "embed_sum", "steps"} <= set(a)
+    assert {"quantizer.codebook", "quantizer.cluster_size", "quantizer.embed_sum", "quantizer.steps"} <= set(a)
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
-    assert int(a["steps"]) == 200
+    assert int(a["quantizer.steps"]) == 200
 
 
 def test_generate_writes_a_grid(trained, tmp_path):
