@@ -3,7 +3,8 @@ source into train/val clips at the model's sample rate, and AudioBatches, the ba
 loop reads (exact resume, like TokenBatches and ImageBatches).
 
 Sources: `builtin:espeak`, the embedded teacher (espeak-ng speaking sentences of the embedded
-Shakespeare in several voices: data/espeak.py, data/speech.py), or a folder of audio files (WAV,
+Shakespeare in several voices: data/espeak.py, data/speech.py), `builtin:chorales_audio` (music21's
+Bach chorales played by a General MIDI soundfont: data/chorale_audio.py), or a folder of audio files (WAV,
 FLAC, OGG, ...; searched recursively) or one file. Held-out clips are chosen by a hash of the
 sentence (the teacher: the same sentences the TTS holds out) or of the file's path, not by position.
 
@@ -32,12 +33,12 @@ DEFAULT_VOICES = ["en-us", "en", "en-us+f3", "en+m3"]  # as data/espeak.py's DEF
 
 @dataclass
 class AudioDataConfig:
-    source: str = "builtin:espeak"  # builtin:espeak | a folder of audio files (recursive) | one audio file
+    source: str = "builtin:espeak"  # builtin:espeak | builtin:chorales_audio | a folder of audio files (recursive) | one file
     segment: int = 8192  # samples per training segment (a multiple of the model's hop)
     batch_size: int = 16
     val_fraction: float = 0.05  # held out by a hash of the sentence or path
     val_seconds: float = 4.0  # each held-out clip is evaluated on at most its first this many seconds
-    clips: int = 400  # builtin:espeak: sentences spoken (each in one voice, in turn); files: at most this many (0: all)
+    clips: int = 400  # builtin:espeak: sentences spoken (each in one voice, in turn); chorales, files: at most this many (0: all)
     voices: list[str] = field(default_factory=lambda: list(DEFAULT_VOICES))  # builtin:espeak: the voices
     on_bad_clip: Literal["error", "skip"] = "error"  # an unreadable or silent file
 
@@ -73,8 +74,13 @@ def open_audio(cfg: AudioDataConfig, sample_rate: int) -> tuple[AudioSet, AudioS
     silent or unreadable file (unless data.on_bad_clip=skip), or no training clip left."""
     if cfg.source == "builtin:espeak":
         clips, names, held = _espeak_clips(cfg, sample_rate)
+    elif cfg.source == "builtin:chorales_audio":  # music21's chorales played by a GM soundfont
+        from genforge.data.chorale_audio import chorale_clips
+
+        clips, names, held = chorale_clips(sample_rate, cfg.clips, cfg.val_fraction)
     elif cfg.source.startswith("builtin:"):
-        raise ConfigError(f"data.source={cfg.source!r}: unknown builtin; waveform data has builtin:espeak")
+        raise ConfigError(f"data.source={cfg.source!r}: unknown builtin; waveform data has builtin:espeak and "
+                          "builtin:chorales_audio")
     else:
         clips, names = _file_clips(cfg, sample_rate)
         held = [_hashed(n, cfg.val_fraction) for n in names]
