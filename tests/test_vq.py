@@ -81,3 +81,19 @@ def test_a_vector_quantizer_on_any_spatial_shape_and_usage():
     assert codes.shape == (2, 3, 5) and vq.lookup(codes).shape == (2, 2, 3, 5)
     perplexity, used = usage(torch.tensor([0, 0, 1, 1]), 4)
     assert float(perplexity) == 2.0 and float(used) == 0.5
+
+
+def test_seeded_codebooks_start_on_their_levels_inputs():
+    torch.manual_seed(0)
+    rvq = ResidualVQ(2, 8, 2, seed_codebooks=True)
+    z = torch.randn(2, 2, 10) * 5
+    _, codes, _, inputs = rvq.quantize(z)
+    rvq.update(inputs, codes)
+    for vq, r in zip(rvq.levels, inputs, strict=True):
+        flat = r.movedim(1, -1).reshape(-1, 2)
+        assert all(any(torch.equal(e, v) for v in flat) for e in vq.codebook)  # each entry is an input vector
+        assert len(vq.codebook.unique(dim=0)) == 8 and torch.equal(vq.embed_sum, vq.codebook)
+    assert int(rvq.levels[0].steps) == 1
+    _, codes, _, inputs = rvq.quantize(z)
+    rvq.update(inputs, codes)  # later updates are EMA steps
+    assert int(rvq.levels[0].steps) == 2 and float(rvq.levels[0].cluster_size.sum()) != 8.0

@@ -46,11 +46,12 @@ class CodecConfig:
     dead_threshold: float = 0.5  # EMA cluster size below which a code restarts from the batch (0: never)
     # the per-sample head
     context: int = 8  # previous true samples it sees
+    embed_context: int = 2  # of them, the nearest this many also enter as a learned vector per mu-law level
     head_hidden: int = 128
     head_layers: int = 1  # hidden layers
     head_positions: int = 2048  # samples per training segment the head's cross-entropy is taken on (0: all)
     # the losses (objectives/codec.py)
-    l1_weight: float = 1.0  # waveform L1
+    l1_weight: float = 5.0  # waveform L1, relative to the mean amplitude
     stft_weight: float = 1.0  # multi-resolution STFT loss (Yamamoto et al. 2020)
     mel_weight: float = 1.0  # log-mel L1
     beta: float = 1.0  # commitment
@@ -68,6 +69,8 @@ class CodecConfig:
             raise ConfigError(f"model.dilations={self.dilations}: each must be >= 1")
         if self.context < 0 or self.head_positions < 0:
             raise ConfigError(f"model.context={self.context} and model.head_positions={self.head_positions} must be >= 0")
+        if not 0 <= self.embed_context <= self.context:
+            raise ConfigError(f"model.embed_context={self.embed_context} must be in [0, model.context={self.context}]")
         if not 0 <= self.ema_decay < 1 or self.dead_threshold < 0:
             raise ConfigError(f"model.ema_decay={self.ema_decay} must be in [0, 1) and model.dead_threshold >= 0")
         for key in ("l1_weight", "stft_weight", "mel_weight", "beta", "ce_weight"):
@@ -134,13 +137,15 @@ class Decoder(nn.Module):
 
 class SampleHead(nn.Module):
     """Logits (..., 256) of sample t's mu-law level from `cond` (..., channels + 1: the decoder's
-    features and waveform at t) and `past` (..., 2 * context: the previous samples' amplitudes and
-    mu-law values, nearest first)."""
+    features and waveform at t), `past` (..., 2 * context: the previous samples' amplitudes and
+    mu-law values, nearest first) and `prev` (..., embed_context: the nearest previous levels,
+    each looked up in its own table, so the first layer holds a bigram-like term per level)."""
 
     def __init__(self, c: CodecConfig):
         super().__init__()
         self.cond = nn.Linear(c.channels + 1, c.head_hidden)
         self.past = nn.Linear(2 * c.context, c.head_hidden, bias=False) if c.context else None
+        self.embed = nn.Parameter(torch.zeros(c.embed_context, LEVELS, c.head_hidden))  # (E, 256, H)
         self.hidden = nn.ModuleList(nn.Linear(c.head_hidden, c.head_hidden) for _ in range(c.head_layers - 1))
         self.out = nn.Linear(c.head_hidden, LEVELS)
 
@@ -148,25 +153,31 @@ class SampleHead(nn.Module):
         """The first layer's conditioning part, which needs no past samples."""
         return self.cond(cond)
 
-    def rest(self, h: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
+    def rest(self, h: torch.Tensor, past: torch.Tensor | None, prev: torch.Tensor | None = None) -> torch.Tensor:
         if self.past is not None:
             h = h + self.past(past)
+        for k in range(self.embed.shape[0]):
+            h = h + self.embed[k][prev[..., k]]
         h = F.relu(h)
         for layer in self.hidden:
             h = F.relu(layer(h))
         return self.out(h)
 
-    def forward(self, cond: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
-        return self.rest(self.first(cond), past)
+    def forward(self, cond: torch.Tensor, past: torch.Tensor | None, prev: torch.Tensor | None = None) -> torch.Tensor:
+        return self.rest(self.first(cond), past, prev)
 
 
-def past_inputs(levels: torch.Tensor, context: int) -> torch.Tensor:
-    """(B, N, 2 * context) of mu-law levels (B, N): for each t, the amplitudes then the scaled mu-law
-    values of samples t-1 .. t-context (silence before the first)."""
+def previous_levels(levels: torch.Tensor, context: int) -> torch.Tensor:
+    """(B, N, context) of mu-law levels (B, N): for each t, the levels of samples t-1 .. t-context
+    (silence before the first)."""
     silence = int(mu_law_encode(torch.zeros(())))
     padded = F.pad(levels, (context, 0), value=silence)  # (B, context + N)
     N = levels.shape[1]
-    prev = torch.stack([padded[:, context - k: context - k + N] for k in range(1, context + 1)], -1)  # (B, N, K)
+    return torch.stack([padded[:, context - k: context - k + N] for k in range(1, context + 1)], -1)
+
+
+def past_inputs(prev: torch.Tensor) -> torch.Tensor:
+    """(..., 2 * K) of previous levels (..., K): their amplitudes, then their levels scaled to [-1, 1]."""
     return torch.cat([mu_law_decode(prev), prev.float() / (LEVELS - 1) * 2 - 1], -1)
 
 
@@ -180,7 +191,8 @@ class Codec(nn.Module):
         self.config = c = config
         self.sample_rate, self.hop, self.n_q, self.codebook_size = c.sample_rate, c.hop, c.n_q, c.codebook_size
         self.encoder = Encoder(c)
-        self.quantizer = ResidualVQ(c.n_q, c.codebook_size, c.code_dim, True, c.ema_decay, c.dead_threshold)
+        self.quantizer = ResidualVQ(c.n_q, c.codebook_size, c.code_dim, True, c.ema_decay, c.dead_threshold,
+                                    seed_codebooks=True)
         self.decoder = Decoder(c)
         self.head = SampleHead(c)
 
@@ -238,12 +250,13 @@ class Codec(nn.Module):
                     positions: torch.Tensor | None = None) -> torch.Tensor:
         """The head's logits (B, P, 256) at positions (B, P) (all N: None) of the decoder's waveform
         out (B, N) and features (B, C, N), given the true mu-law levels (B, N) (teacher forcing)."""
+        c = self.config
         cond = torch.cat([feats, out[:, None]], 1).transpose(1, 2)  # (B, N, C + 1)
-        past = past_inputs(levels, self.config.context) if self.config.context else None
+        prev = previous_levels(levels, c.context)  # (B, N, K)
         if positions is not None:
             cond = torch.gather(cond, 1, positions[..., None].expand(-1, -1, cond.shape[-1]))
-            past = None if past is None else torch.gather(past, 1, positions[..., None].expand(-1, -1, past.shape[-1]))
-        return self.head(cond, past)
+            prev = torch.gather(prev, 1, positions[..., None].expand(-1, -1, prev.shape[-1]))
+        return self.head(cond, past_inputs(prev) if c.context else None, prev[..., :c.embed_context])
 
     @torch.no_grad()
     def sample_bits(self, wav: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -274,12 +287,13 @@ class Codec(nn.Module):
         weights = [(m.weight.detach().float().cpu().numpy().T, m.bias.detach().float().cpu().numpy())
                    for m in (*self.head.hidden, self.head.out)]
         past_w = None if self.head.past is None else self.head.past.weight.detach().float().cpu().numpy().T  # (2K, H)
+        embed = self.head.embed.detach().float().cpu().numpy()  # (E, 256, H)
         seed = int(torch.randint(2 ** 31, (), generator=generator))
-        return torch.from_numpy(_draw(first, past_w, weights, self.config.context, temperature, seed)).to(out.device)
+        return torch.from_numpy(_draw(first, past_w, embed, weights, self.config.context, temperature, seed)).to(out.device)
 
 
-def _draw(first: np.ndarray, past_w: np.ndarray | None, weights: list, context: int, temperature: float,
-          seed: int) -> np.ndarray:
+def _draw(first: np.ndarray, past_w: np.ndarray | None, embed: np.ndarray, weights: list, context: int,
+          temperature: float, seed: int) -> np.ndarray:
     """The per-sample loop of Codec.sample: first (B, N, H) -> samples (B, N) float32."""
     B, N, _ = first.shape
     rng = np.random.default_rng(seed)
@@ -294,6 +308,8 @@ def _draw(first: np.ndarray, past_w: np.ndarray | None, weights: list, context: 
         if past_w is not None:
             feats = table[prev]  # (B, K, 2): amplitude, scaled level
             h = h + np.concatenate([feats[..., 0], feats[..., 1]], 1) @ past_w
+        for k in range(len(embed)):
+            h = h + embed[k, prev[:, k]]
         for w, b in weights:
             h = np.maximum(h, 0.0) @ w + b  # the last is the logits (B, 256)
         if temperature <= 0:

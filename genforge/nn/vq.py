@@ -93,6 +93,20 @@ class VectorQuantizer(nn.Module):
         self.codebook.copy_(self.embed_sum / size[:, None])
 
     @torch.no_grad()
+    def seed_from(self, z: torch.Tensor) -> None:
+        """Set the codebook to distinct vectors of z (B, D, *spatial) drawn at random (repeated only
+        when z has fewer vectors than codes), each with cluster size 1: a data-dependent start, as
+        EnCodec's k-means initialisation, without its iterations."""
+        flat = _flat(z)
+        gen = torch.Generator().manual_seed(int(self.steps))
+        pick = torch.randperm(len(flat), generator=gen)
+        pick = pick.repeat(-(-self.codebook_size // len(flat)))[:self.codebook_size].to(flat.device)
+        self.codebook.copy_(flat[pick])
+        if self.ema:
+            self.cluster_size.fill_(1.0)
+            self.embed_sum.copy_(self.codebook)
+
+    @torch.no_grad()
     def restart_dead(self, flat: torch.Tensor) -> torch.Tensor:
         """Move codes whose EMA cluster size is below dead_threshold onto vectors drawn from flat
         (N, D), with cluster size dead_threshold; returns the restarted codes' indices."""
@@ -110,9 +124,9 @@ class ResidualVQ(nn.Module):
     """n_q VectorQuantizers (`levels`), level i quantising the residual of levels 0..i-1."""
 
     def __init__(self, n_q: int, codebook_size: int, dim: int, ema: bool = True, decay: float = 0.99,
-                 dead_threshold: float = 1.0):
+                 dead_threshold: float = 1.0, seed_codebooks: bool = False):
         super().__init__()
-        self.n_q, self.codebook_size, self.dim = n_q, codebook_size, dim
+        self.n_q, self.codebook_size, self.dim, self.seed_codebooks = n_q, codebook_size, dim, seed_codebooks
         self.levels = nn.ModuleList(VectorQuantizer(codebook_size, dim, ema, decay, dead_threshold) for _ in range(n_q))
 
     def encode(self, z: torch.Tensor, n: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -153,6 +167,13 @@ class ResidualVQ(nn.Module):
 
     @torch.no_grad()
     def update(self, inputs: list[torch.Tensor], codes: torch.Tensor) -> None:
-        """One EMA step (and dead-code restart) of each level used, towards its residual inputs."""
+        """One EMA step (and dead-code restart) of each level used, towards its residual inputs.
+        With seed_codebooks, a level's first update instead sets its codebook to its inputs
+        (`VectorQuantizer.seed_from`): codes start where the data is rather than near zero."""
         for i, r in enumerate(inputs):
-            self.levels[i].update(r, codes[:, i])
+            vq = self.levels[i]
+            if self.seed_codebooks and int(vq.steps) == 0:
+                vq.seed_from(r)
+                vq.steps.add_(1)
+            else:
+                vq.update(r, codes[:, i])

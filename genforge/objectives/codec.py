@@ -3,8 +3,11 @@ sample's mu-law level from the decoder and the past samples.
 
 Batches are (waveform segments (B, N), the batch's step number (0-d)); N is a multiple of the hop.
 
-  loss = l1_weight * |x - x'|  (waveform L1)
-       + stft_weight * multi-resolution STFT loss (Yamamoto et al. 2020; objectives/vocoder.py)
+  loss = l1_weight * |x - x'| / |x|  (waveform L1 relative to the batch's mean amplitude: quiet
+         recordings weigh as much as loud ones, and the magnitude-only spectral terms below cannot
+         fix the phase that the per-sample head needs)
+       + stft_weight * multi-resolution STFT loss (Yamamoto et al. 2020; objectives/vocoder.py; the
+         resolutions whose window fits the segment)
        + mel_weight * |log-mel(x) - log-mel(x')|  (HiFi-GAN's mel loss)
        + beta * sum over levels of ||r_i - sg(q_i)||^2  (commitment; the codebooks move by EMA)
        + ce_weight * the per-sample head's cross-entropy (nats), on model.head_positions samples of
@@ -26,7 +29,7 @@ from genforge.models.codec import Codec
 from genforge.nn.mel import MEL_PRESETS, LogMel, MelConfig
 from genforge.nn.mulaw import mu_law_encode
 from genforge.nn.vq import usage
-from genforge.objectives.vocoder import multi_resolution_stft_loss
+from genforge.objectives.vocoder import STFT_RESOLUTIONS, multi_resolution_stft_loss
 
 LN2 = math.log(2)
 
@@ -64,8 +67,9 @@ class CodecObjective:
         n_q = int(torch.randint(1, self.c.n_q + 1, (), generator=gen)) if self.c.quantizer_dropout else None
         out = self.model(wav, n_q)
         fake = out["wav"]
-        l1 = F.l1_loss(fake, wav)
-        stft = multi_resolution_stft_loss(fake, wav)
+        l1 = F.l1_loss(fake, wav) / wav.abs().mean().clamp(min=1e-4)
+        fits = [r for r in STFT_RESOLUTIONS if r[0] // 2 < wav.shape[1]] or [(64, 16, 64)]  # short test segments
+        stft = multi_resolution_stft_loss(fake, wav, fits)
         logmel = self.logmel.to(wav.device)
         mel = F.l1_loss(logmel(fake), logmel(wav))
         B, N = wav.shape
