@@ -277,6 +277,9 @@ def open_music(cfg: MusicDataConfig, log=print) -> tuple[MusicVocab, MusicSet, M
     read = read_source(cfg.source, cfg.skip_bad, tuple(cfg.exclude), cfg.limit, cfg.style)
     if read.bad:
         log(f"skipped {len(read.bad)} unreadable file(s): " + "; ".join(read.bad))
+    if read.duplicates:
+        log(f"dropped {len(read.duplicates)} exact copies of earlier pieces: " + "; ".join(read.duplicates[:5])
+            + ("; ..." if len(read.duplicates) > 5 else ""))
     pieces = read.pieces
     for p in pieces:
         p.key = p.key or key_of(p.notes)

@@ -10,6 +10,7 @@ listed. Corpus pieces are cached as JSON under $GENFORGE_CACHE/music (music21 pa
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -49,6 +50,7 @@ class Piece:
 class Skipped:
     pieces: list[Piece] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)  # "name: why" of each skipped file or tune of a book
+    duplicates: list[str] = field(default_factory=list)  # "name = first" of each piece dropped as a copy
 
 
 def read_source(source: str, skip_bad: bool = False, exclude: tuple[str, ...] = (), limit: int = 0,
@@ -94,7 +96,24 @@ def read_source(source: str, skip_bad: bool = False, exclude: tuple[str, ...] = 
         out.pieces += [p for p in read.pieces if not _excluded(Path(p.name), exclude)]
     if not out.pieces:
         raise DataError(f"data.source={source}: no readable music" + (f" ({len(out.bad)} files skipped)" if out.bad else ""))
+    out.pieces, out.duplicates = _unique(out.pieces)
     return out
+
+
+def _unique(pieces: list[Piece]) -> tuple[list[Piece], list[str]]:
+    """The pieces without exact copies of an earlier one (the same onsets, durations and pitches),
+    and "copy = original" for each dropped: corpora repeat tunes across books (O'Neill's 1850 in
+    music21 holds 50 tunes twice), and a copy on both sides of the split would leak."""
+    first: dict[bytes, str] = {}
+    kept, dropped = [], []
+    for p in pieces:
+        digest = hashlib.sha1(np.ascontiguousarray(p.notes[:, :3]).tobytes()).digest()
+        if digest in first:
+            dropped.append(f"{p.name} = {first[digest]}")
+            continue
+        first[digest] = p.name
+        kept.append(p)
+    return kept, dropped
 
 
 def _excluded(path: Path, exclude: tuple[str, ...]) -> bool:

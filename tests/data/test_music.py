@@ -190,3 +190,12 @@ def test_one_bad_tune_in_a_book_is_named_and_only_the_flag_keeps_the_others(tmp_
     read = read_source(str(book), skip_bad=True)
     assert [p.name.rsplit("/", 1)[-1] for p in read.pieces] == ["book.abc#1", "book.abc#2"]
     assert len(read.bad) == 1 and "book.abc#3: malformed score" in read.bad[0]
+
+
+def test_an_exact_copy_of_a_piece_is_dropped_and_named(tmp_path):
+    root = write_folder(tmp_path / "m")
+    first = sorted(root.glob("*.mid"))[0]
+    (root / "zz_copy.mid").write_bytes(first.read_bytes())
+    read = read_source(str(root))
+    assert len(read.pieces) == 3 and not any("zz_copy" in p.name for p in read.pieces)
+    assert read.duplicates == [f"{root / 'zz_copy.mid'} = {first}"]
