@@ -50,8 +50,8 @@ def test_sample_bits_sum_the_heads_log_probabilities():
     by_hand = -sum(math.log2(float(torch.softmax(logits[0, t].double(), 0)[levels[0, t]])) for t in range(64))
     assert bits.shape == (1,) and bits.dtype == torch.float64
     assert float(bits[0]) == pytest.approx(by_hand, rel=1e-5)
-    # an untrained head is near uniform: about 8 bits a sample
-    assert 7.0 < float(bits[0]) / 64 < 9.0
+    # an untrained head: a Laplace around the linear extrapolation 2 x[t-1] - x[t-2], a few bits a sample
+    assert 1.0 < float(bits[0]) / 64 < 16.0
 
 
 def test_the_head_is_causal_in_the_samples():

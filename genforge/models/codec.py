@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genforge.errors import ConfigError, DataError
-from genforge.nn.mulaw import LEVELS, mu_law_decode, mu_law_encode
+from genforge.nn.mulaw import AMPLITUDES, LEVELS, mu_law_decode, mu_law_encode
 from genforge.nn.vq import ResidualVQ
 
 
@@ -135,22 +135,54 @@ class Decoder(nn.Module):
         return self.out(feats)[:, 0], feats
 
 
+def _log_widths() -> np.ndarray:
+    """(256,) log of the amplitude span of each mu-law level (half-way to its neighbours)."""
+    a = AMPLITUDES.astype(np.float64)
+    mid = (a[1:] + a[:-1]) / 2
+    edges = np.concatenate([[2 * a[0] - mid[0]], mid, [2 * a[-1] - mid[-1]]])
+    return np.log(np.diff(edges)).astype(np.float32)
+
+
+LOG_WIDTHS = _log_widths()
+SCALE = 0.01  # the Laplace term's scale at a zero log-scale output (amplitude units)
+LOG_SCALE_GAIN = 4.0  # b = SCALE * exp(gain * output): Adam's step per update moves log b this much faster
+
+
 class SampleHead(nn.Module):
     """Logits (..., 256) of sample t's mu-law level from `cond` (..., channels + 1: the decoder's
     features and waveform at t), `past` (..., 2 * context: the previous samples' amplitudes and
     mu-law values, nearest first) and `prev` (..., embed_context: the nearest previous levels,
-    each looked up in its own table, so the first layer holds a bigram-like term per level)."""
+    each looked up in its own table, so the first layer holds a bigram-like term per level).
+
+    The logits are free per-level terms plus a discretised Laplace density in amplitude,
+    log width_j - |a_j - mu| / b, around a location mu that is linear in the inputs (a linear
+    predictor over the past samples and the decoder's waveform, as LPC, starting as the linear
+    extrapolation 2 x[t-1] - x[t-2]) plus a correction, with a predicted scale b: tonal audio is
+    sharply predictable, and the Laplace term puts most of the probability near the prediction
+    from the first step, which the free terms then reshape."""
 
     def __init__(self, c: CodecConfig):
         super().__init__()
-        self.cond = nn.Linear(c.channels + 1, c.head_hidden)
-        self.past = nn.Linear(2 * c.context, c.head_hidden, bias=False) if c.context else None
-        self.embed = nn.Parameter(torch.zeros(c.embed_context, LEVELS, c.head_hidden))  # (E, 256, H)
-        self.hidden = nn.ModuleList(nn.Linear(c.head_hidden, c.head_hidden) for _ in range(c.head_layers - 1))
-        self.out = nn.Linear(c.head_hidden, LEVELS)
+        H = c.head_hidden
+        self.cond = nn.Linear(c.channels + 1, H + 1)  # the last output: the location's linear part
+        self.past = nn.Linear(2 * c.context, H + 1, bias=False) if c.context else None
+        self.embed = nn.Parameter(torch.zeros(c.embed_context, LEVELS, H + 1))  # (E, 256, H + 1)
+        self.hidden = nn.ModuleList(nn.Linear(H, H) for _ in range(c.head_layers - 1))
+        self.out = nn.Linear(H, LEVELS + 2)  # free logits, location correction, log scale
+        if self.past is not None:  # the location starts as the linear extrapolation 2 x[t-1] - x[t-2]
+            with torch.no_grad():
+                self.past.weight[-1].zero_()
+                self.past.weight[-1, :min(2, c.context)] = torch.tensor([2.0, -1.0])[:min(2, c.context)]
+                self.cond.weight[-1].zero_()
+                self.cond.bias[-1].zero_()
+        with torch.no_grad():  # no location correction and the scale SCALE at the start
+            self.out.weight[LEVELS:].zero_()
+            self.out.bias[LEVELS:].zero_()
+        self.register_buffer("amplitudes", torch.from_numpy(AMPLITUDES.copy()), persistent=False)
+        self.register_buffer("log_widths", torch.from_numpy(LOG_WIDTHS.copy()), persistent=False)
 
     def first(self, cond: torch.Tensor) -> torch.Tensor:
-        """The first layer's conditioning part, which needs no past samples."""
+        """The first layer's conditioning part, which needs no past samples: (..., H + 1)."""
         return self.cond(cond)
 
     def rest(self, h: torch.Tensor, past: torch.Tensor | None, prev: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,10 +190,13 @@ class SampleHead(nn.Module):
             h = h + self.past(past)
         for k in range(self.embed.shape[0]):
             h = h + self.embed[k][prev[..., k]]
-        h = F.relu(h)
+        loc, h = h[..., -1:], F.relu(h[..., :-1])
         for layer in self.hidden:
             h = F.relu(layer(h))
-        return self.out(h)
+        o = self.out(h)
+        mu = loc + o[..., LEVELS:LEVELS + 1]
+        b = SCALE * torch.exp((LOG_SCALE_GAIN * o[..., LEVELS + 1:]).clamp(-12.0, 6.0))
+        return o[..., :LEVELS] + self.log_widths - (self.amplitudes - mu).abs() / b
 
     def forward(self, cond: torch.Tensor, past: torch.Tensor | None, prev: torch.Tensor | None = None) -> torch.Tensor:
         return self.rest(self.first(cond), past, prev)
@@ -283,7 +318,7 @@ class Codec(nn.Module):
         a time (exact ancestral sampling; temperature scales the logits, 0 takes the likeliest)."""
         out, feats = self._decode(codes)
         cond = torch.cat([feats, out[:, None]], 1).transpose(1, 2)  # (B, N, C + 1)
-        first = self.head.first(cond).float().cpu().numpy()  # (B, N, H)
+        first = self.head.first(cond).float().cpu().numpy()  # (B, N, H + 1)
         weights = [(m.weight.detach().float().cpu().numpy().T, m.bias.detach().float().cpu().numpy())
                    for m in (*self.head.hidden, self.head.out)]
         past_w = None if self.head.past is None else self.head.past.weight.detach().float().cpu().numpy().T  # (2K, H)
@@ -294,7 +329,8 @@ class Codec(nn.Module):
 
 def _draw(first: np.ndarray, past_w: np.ndarray | None, embed: np.ndarray, weights: list, context: int,
           temperature: float, seed: int) -> np.ndarray:
-    """The per-sample loop of Codec.sample: first (B, N, H) -> samples (B, N) float32."""
+    """The per-sample loop of Codec.sample (SampleHead.rest in NumPy): first (B, N, H + 1) -> samples
+    (B, N) float32."""
     B, N, _ = first.shape
     rng = np.random.default_rng(seed)
     silence = int(mu_law_encode(np.zeros(())))
@@ -310,12 +346,16 @@ def _draw(first: np.ndarray, past_w: np.ndarray | None, embed: np.ndarray, weigh
             h = h + np.concatenate([feats[..., 0], feats[..., 1]], 1) @ past_w
         for k in range(len(embed)):
             h = h + embed[k, prev[:, k]]
+        loc, h = h[:, -1], h[:, :-1]
         for w, b in weights:
-            h = np.maximum(h, 0.0) @ w + b  # the last is the logits (B, 256)
+            h = np.maximum(h, 0.0) @ w + b  # the last gives (B, 258)
+        mu = loc + h[:, LEVELS]
+        scale = SCALE * np.exp(np.clip(LOG_SCALE_GAIN * h[:, LEVELS + 1], -12.0, 6.0))
+        logits = h[:, :LEVELS] + LOG_WIDTHS - np.abs(AMPLITUDES - mu[:, None]) / scale[:, None]
         if temperature <= 0:
-            level = h.argmax(1)
+            level = logits.argmax(1)
         else:
-            z = h / temperature
+            z = logits / temperature
             p = np.exp(z - z.max(1, keepdims=True))
             c = np.cumsum(p, 1)
             level = (c < rng.random(B)[:, None] * c[:, -1:]).sum(1)
