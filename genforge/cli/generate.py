@@ -38,6 +38,8 @@ def add_generate(sub):
             return _generate_from_prompt(a, p)
         if kind == "music":
             return _generate_music(a, p)
+        if kind == "audio":
+            return _generate_audio(a, p)
         if kind in ("image", "label"):  # a picture grid, or the error that says why not
             return _generate_images(a)
         if kind == "vocode":
@@ -119,6 +121,9 @@ def _music_generate_args(p) -> None:
     p.add_argument("--tempo", type=float, help="music: quarter notes per minute (default: the model's choice)")
     p.add_argument("--instrument", type=int, help="music: General MIDI program 0..127 (default: the model's choice)")
     p.add_argument("--style", help="music: a style the model trained on, e.g. chorale, folk")
+    p.add_argument("--prompt-audio", metavar="FILE", help="waveform models: a recording to continue (WAV, FLAC, "
+                   "OGG; resampled to the model's rate with a warning)")
+    p.add_argument("--seconds", type=float, default=10.0, help="waveform models: seconds of new audio per clip")
 
 
 def _generate_music(a, parser) -> None:
@@ -205,6 +210,21 @@ def _check_sampling(a) -> None:
         raise GenforgeError(f"--repetition-penalty {a.repetition_penalty}: must be > 0")
     if a.num_samples < 1:
         raise GenforgeError(f"--num-samples {a.num_samples}: must be >= 1")
+
+
+def _generate_audio(a, parser) -> None:
+    """Clips of a waveform model (audio_lm): DIR/sample-I.wav and its spectrogram .png each; the
+    sampling temperature is the model's unless given."""
+    import genforge
+    from genforge.sample.audio_lm import save_samples
+
+    model = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
+    n = 1 if a.num_samples is None else a.num_samples
+    temperature = None if a.temperature == parser.get_default("temperature") else a.temperature
+    samples = model.generate(n, a.seconds, a.prompt_audio, temperature, a.top_k, a.top_p, a.seed)
+    for sample, paths in zip(samples, save_samples(samples, a.out or "audio/")):
+        prompt = f" (the first {sample.prompt_seconds:.2f} s: the prompt)" if sample.prompt_seconds else ""
+        print(f"wrote {paths['wav']} (+ .png): {sample.seconds:.2f} s{prompt}")
 
 
 def add_speak(sub):

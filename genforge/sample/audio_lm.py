@@ -103,7 +103,7 @@ class AudioLMModel:
         if num_samples < 1:
             raise ConfigError(f"num_samples={num_samples}: must be >= 1")
         if not 0 < seconds <= MAX_SECONDS:
-            raise ConfigError(f"seconds={seconds}: must be in (0, {MAX_SECONDS:g}]")
+            raise ConfigError(f"seconds={seconds:g}: must be in (0, {MAX_SECONDS:g}]")
         temperature = m.config.temperature if temperature is None else temperature
         top_k = (m.config.top_k or None) if top_k is None else top_k
         if not 0 <= temperature <= 10:
