@@ -86,14 +86,21 @@ def make_data(mnist: Path, work: Path) -> dict:
             "real": test.images[rest], "real_labels": test.labels[rest]}
 
 
-def train_gan(work: Path, name: str, data: dict, minutes: float, threads: int, seed: int) -> tuple[Path, float]:
+RECIPES = {"vae": "vae/mnist", "gan": "gan/mnist"}
+
+
+def train_arm(work: Path, name: str, data: dict, args) -> tuple[Path, float]:
+    """One arm's model (args.family's MNIST recipe) trained for args.minutes of CPU time:
+    (its checkpoint, CPU-minutes spent, setup and the importance classifier included)."""
     from genforge.run_config import load_config
     from genforge.train.run import run
 
     extra = {"base": ["model.conditional=false"], "reweight": ["model.conditional=false", "data.target=uniform"],
              "cond": ["model.conditional=true"],
-             "iw": ["model.conditional=false", f"data.reference={data['reference']}"]}[name]
-    cfg = load_config("gan/mnist", [
+             "iw": ["model.conditional=false", f"data.reference={data['reference']}",
+                    f"data.reference_steps={args.reference_steps}"]}[name]
+    minutes, threads, seed = args.minutes, args.threads, args.seed
+    cfg = load_config(RECIPES[args.family], [
         f"data.source={data['folder']}", f"train.max_minutes={minutes}", "train.budget_clock=cpu",
         "train.max_iters=10000000", "train.eval_interval=1000000", "train.eval_iters=1", f"train.seed={seed}",
         f"train.threads={threads}", "train.device=cpu", f"train.out_dir={work / name}", *extra])
@@ -120,7 +127,7 @@ def _job(job: tuple) -> tuple[str, tuple[Path, float]]:
     torch.set_num_threads(args.threads)
     if name == "judge":
         return name, train_judge(work, mnist, args.threads, args.judge_steps)
-    return name, train_gan(work, name, data, args.minutes, args.threads, args.seed)
+    return name, train_arm(work, name, data, args)
 
 
 def train_all(args, arms: list[str], mnist: Path, work: Path, data: dict) -> dict:
@@ -169,6 +176,25 @@ def per_class_fid(fake: torch.Tensor, pred: np.ndarray, real: torch.Tensor, real
     return out
 
 
+@torch.no_grad()
+def confidence(clf, x: torch.Tensor, batch: int = 500) -> float:
+    """The judge's mean top-class probability on images x: how sure it is of the labels it gives
+    (blurry or malformed samples get unsure labels, which a TV cannot show)."""
+    probs = [torch.softmax(clf(x[i:i + batch].float()), 1).max(1).values for i in range(0, len(x), batch)]
+    return float(torch.cat(probs).mean())
+
+
+@torch.no_grad()
+def reconstruction_accuracy(ckpt: Path, real: torch.Tensor, real_y: np.ndarray, clf) -> tuple[float, float]:
+    """(the judge's accuracy, its confidence) on a VAE's reconstructions of the real test images:
+    whether the judge reads the VAE's smooth mean images as well as sharp real digits."""
+    from genforge import checkpoint as ckpt_io
+
+    vae = ckpt_io.load(ckpt).model.eval()
+    rec = torch.cat([vae.reconstruct(real[i:i + 500]) for i in range(0, len(real), 500)])
+    return float((predict(clf, rec).numpy() == real_y).mean()), confidence(clf, rec)
+
+
 def memorisation(fake: torch.Tensor, pred: np.ndarray, data: dict, per_class: int = 200) -> tuple[float, float]:
     """(mean over minority samples of d(nearest training image of its digit) / d(nearest unseen
     image of it), the share of them nearer a training image than 99 % of unseen real digits are)."""
@@ -192,7 +218,11 @@ def memorisation(fake: torch.Tensor, pred: np.ndarray, data: dict, per_class: in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared/data/mnist"))
-    ap.add_argument("--minutes", type=float, default=3.0, help="CPU-time training budget of each GAN (minutes)")
+    ap.add_argument("--family", choices=sorted(RECIPES), default="gan",
+                    help="the arms' model: vae (the vae/mnist recipe) or gan (gan/mnist)")
+    ap.add_argument("--minutes", type=float, default=3.0, help="CPU-time training budget of each arm (minutes)")
+    ap.add_argument("--reference-steps", type=int, default=1500,
+                    help="training steps of the iw arm's density-ratio classifier (data.reference_steps)")
     ap.add_argument("--samples", type=int, default=10000, help="samples judged per arm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--judge-steps", type=int, default=800, help="training steps of the judge (classifier/mnist)")
@@ -239,6 +269,12 @@ def run_all(args, arms: list[str], mnist: Path, work: Path) -> None:
     print("judge confusion matrix (rows: true digit, columns: the judge's):", flush=True)
     for row in confusion:
         print("  " + " ".join(f"{v:5d}" for v in row), flush=True)
+    print(f"judge confidence (mean top-class probability) on the real test images {confidence(clf, real):.4f}",
+          flush=True)
+    if args.family == "vae" and "base" in runs:
+        acc, conf = reconstruction_accuracy(runs["base"][0], real, real_y, clf)
+        print(f"judge on the base VAE's reconstructions of the real test images: accuracy {acc:.4f}, "
+              f"confidence {conf:.4f}", flush=True)
     results = {}
     for name in arms:
         ckpt, cpu_min = runs[name]
@@ -248,11 +284,12 @@ def run_all(args, arms: list[str], mnist: Path, work: Path) -> None:
         r["fid"] = im.fid(real, fake, clf)
         r["fid_per_class"] = per_class_fid(fake, pred, real, real_y, clf)
         r["mem_ratio"], r["copies"] = memorisation(fake, pred, data)
+        r["confidence"] = confidence(clf, fake)
         r["steps"], r["cpu_min"] = int(ckpt.name.split("-")[1]), cpu_min
         results[name] = r
         print(f"{name:8s} TV {r['tv']:.4f} (judge-corrected {r['tv_corrected']:.4f})  FD {r['fairness_discrepancy']:.4f}"
               f"  FID {r['fid']:.2f}  per-class FID mean {np.nanmean(r['fid_per_class']):.2f}"
-              f"  minority NN ratio {r['mem_ratio']:.3f} copies {r['copies']:.4f}"
+              f"  minority NN ratio {r['mem_ratio']:.3f} copies {r['copies']:.4f}  judge conf. {r['confidence']:.3f}"
               f"  ({r['steps']} steps, {cpu_min:.1f} CPU-min incl. setup)", flush=True)
         print(f"         shares {r['shares']}  per-class FID {[round(f, 1) for f in r['fid_per_class']]}", flush=True)
     if "iw" in results:
