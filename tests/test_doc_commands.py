@@ -176,6 +176,20 @@ COMMANDS = {
         Parse("continues a trained model's piece; a two-step model's may hold no notes"),
     "genforge serve tunes=runs/music_chorales": Run(),
     "genforge eval runs/music_chorales --metrics novelty,pitch,rhythm": Run(("--num-samples", "3")),
+    # docs/music.md, waveform generation (builtin:chorales_audio: 3 chorales; a codec and a GPT of a few channels)
+    "genforge train codec/chorales": Run(("data.clips=3", "data.segment=1600", "data.batch_size=2", "data.val_seconds=1",
+                                          "model.channels=2", "model.code_dim=8", "model.n_q=2", "model.codebook_size=16",
+                                          "model.context=2", "model.head_hidden=8", "model.head_layers=1",
+                                          "train.max_iters=2", "train.warmup_iters=1", "train.eval_interval=2",
+                                          "train.eval_iters=1", "train.log_interval=1", "--no-progress")),
+    "genforge train audio_lm/chorales": Run(("data.clips=3", "data.batch_size=2", "model.n_layer=1", "model.n_head=2",
+                                             "model.n_embd=32", "model.block_size=64", "train.max_iters=2",
+                                             "train.warmup_iters=1", "train.eval_interval=2", "train.eval_iters=1",
+                                             "train.log_interval=1", "--no-progress")),
+    "genforge generate runs/audio_lm_chorales --seconds 10 --num-samples 2 --seed 0 --out waves/": Run(),
+    "genforge generate runs/audio_lm_chorales --prompt-audio PATH/TO/clip.wav --seconds 10 --seed 1 --out continued/":
+        Parse("PATH/TO/clip.wav: a recording of the reader's, shorter than the model's context"),
+    "genforge serve waves=runs/audio_lm_chorales": Run(),
     # docs/music.md, JSB Chorales (jsb-chorales-quarter.json: a few random chorales of its layout, _jsb_file)
     "genforge prepare jsb:PATH/TO/jsb-chorales-quarter.json --out data/jsb": Run(),
     "genforge train music/jsb": Run((*TINY_LM, "--no-progress")),
