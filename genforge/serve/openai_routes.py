@@ -15,12 +15,12 @@ from starlette.responses import StreamingResponse
 from genforge.data.tokenizer import prompt_ids
 from genforge.errors import DataError, GenforgeError
 from genforge.sample.processors import resample_until
+from genforge.serve.audio_lm import add_audio_lm_route
 from genforge.serve.chat import render_chat
 from genforge.serve.engine import Cancelled, GenerationTimeout, Guard, guarded, guarded_stream
 from genforge.serve.errors import APIError, error_body
 from genforge.serve.images import check_prompt, check_size, generate_from_prompt, generate_images
 from genforge.serve.logprobs import scored_choice
-from genforge.serve.audio_lm import add_audio_lm_route
 from genforge.serve.music import add_music_route
 from genforge.serve.registry import Served
 from genforge.serve.schemas import ChatRequest, CompletionRequest, ImageRequest, Sampling
