@@ -64,3 +64,15 @@ def test_a_bad_prompt_is_one_line_naming_the_file(ckpt, tmp_path, capsys, conten
 def test_a_bad_setting_is_one_line(ckpt, tmp_path, capsys):
     assert main(["generate", str(ckpt), "--seconds", "0", "--out", f"{tmp_path}/"]) == 2
     assert capsys.readouterr().err.strip() == "genforge generate: error: seconds=0: must be in (0, 600]"
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--key", "C"], "--key: for symbolic music models"),
+    (["--guidance", "3"], "--guidance: for text-to-image models"),
+    (["--stop", "x"], "--stop: for text models"),
+])
+def test_an_option_another_kind_takes_is_refused_not_ignored(ckpt, tmp_path, capsys, option, message):
+    assert main(["generate", str(ckpt), *option, "--seconds", "0.2", "--out", f"{tmp_path / 'e'}/"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "is a waveform model" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "e").exists()

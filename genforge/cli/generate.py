@@ -34,6 +34,10 @@ def add_generate(sub):
         import genforge
 
         kind = kind_of(a.ckpt)
+        if kind == "vocode":
+            raise GenforgeError(f"{a.ckpt}: a vocoder makes waveforms from mels: genforge vocode CKPT --wav FILE "
+                                "(or --mel FILE.npy) --out out.wav")
+        _refuse_foreign_options(a, p, kind)
         if kind == "text_image":
             return _generate_from_prompt(a, p)
         if kind == "music":
@@ -42,9 +46,6 @@ def add_generate(sub):
             return _generate_audio(a, p)
         if kind in ("image", "label"):  # a picture grid, or the error that says why not
             return _generate_images(a)
-        if kind == "vocode":
-            raise GenforgeError(f"{a.ckpt}: a vocoder makes waveforms from mels: genforge vocode CKPT --wav FILE "
-                                "(or --mel FILE.npy) --out out.wav")
         a.num_samples = 1 if a.num_samples is None else a.num_samples
         _check_sampling(a)
         lm = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
@@ -65,6 +66,34 @@ def add_generate(sub):
             sys.stdout.write("\n")
 
     p.set_defaults(func=run)
+
+
+# the options of `generate` that only some kinds of checkpoint take, and which kinds (every other
+# kind than these goes the text way); --num-samples, --seed, --device and --dtype apply to all
+_SAMPLING = {"text", "music", "audio", "text_image"}
+_ONLY = {"text": ("repetition_penalty", "stop", "logit_bias", "block", "self_debias", "debias_decay",
+                  "reject_with", "reject_below", "reject_tries"),
+         "music": ("prompt_midi", "bars", "key", "meter", "tempo", "instrument", "style"),
+         "audio": ("prompt_audio", "seconds"),
+         "text_image": ("negative_prompt", "guidance", "steps", "sampler"),
+         "image": ("cls", "truncation", "show", "balance", "reject_judge")}
+_APPLIES = {dest: {kind} for kind, dests in _ONLY.items() for dest in dests}
+_APPLIES.update(prompt={"text", "text_image"}, max_new_tokens={"text", "music"}, temperature=_SAMPLING,
+                top_k=_SAMPLING, top_p=_SAMPLING, out={"music", "audio", "text_image", "image"})
+_WHAT = {"text": "text", "music": "symbolic music", "audio": "waveform", "text_image": "text-to-image",
+         "image": "image"}
+
+
+def _refuse_foreign_options(a, parser, kind: str) -> None:
+    """GenforgeError for an option given that the checkpoint's kind does not take (rather than
+    ignoring it), e.g. --prompt-audio on a text model."""
+    kind = "image" if kind == "label" else kind if kind in _WHAT else "text"
+    for action in parser._actions:
+        kinds = _APPLIES.get(action.dest)
+        if kinds and kind not in kinds and getattr(a, action.dest) != action.default:
+            takes = " and ".join(sorted(_WHAT[k] for k in kinds))
+            raise GenforgeError(f"{action.option_strings[0] if action.option_strings else action.dest}: "
+                                f"for {takes} models; {a.ckpt} is a {_WHAT[kind]} model")
 
 
 def _control_args(p) -> None:
