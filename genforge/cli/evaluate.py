@@ -21,14 +21,19 @@ def add_eval(sub):
     p.add_argument("--metrics", help="images: some of fid,kid,pr,coverage,nll (default: nll for a VAE, with "
                    "fid,kid,pr,coverage too when a classifier is known; fid,kid,pr,coverage for a GAN); text to "
                    "image: some of geneval,clipscore,fid,kid (default: geneval, and clipscore,fid with --clip); a GPT on JSB "
-                   "Chorales: jsb_nll (NLL per frame, e.g. with --split test); bias: output bias (docs/bias.md; a text model needs --spec)")
+                   "Chorales: jsb_nll (NLL per frame, e.g. with --split test); bias: output bias (docs/bias.md; a text model needs --spec); "
+                   "music: novelty,pitch,rhythm (default), fad; audio_lm: bits (default), fad; codec: reconstruction,bits,"
+                   "codes,rtf (default: all)")
     p.add_argument("--classifier", help="images: classifier checkpoint whose features the metrics use")
-    p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared")
+    p.add_argument("--num-samples", type=int, default=2000, help="images: generated (and real) images compared; "
+                   "music: pieces drawn (default 100); audio_lm: held-out clips bits measures (default 10), windows a "
+                   "side fad compares (default 200); codec: held-out clips (default 10)")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
     p.add_argument("--clip", help="text to image: a clip checkpoint for clipscore and fid (genforge train clip/scenes)")
     p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval and bias (default: the "
                    "cached one, trained on first use); images, --metrics bias: the classifier checkpoint that labels "
-                   "the samples (genforge train classifier/mnist)")
+                   "the samples (genforge train classifier/mnist); --metrics fad: an audio-judge checkpoint (default: "
+                   "the cached one, trained on first use)")
     p.add_argument("--seed", type=int, default=0, help="text to image: seed of the held-out prompts and their images")
     p.add_argument("--sampling", choices=["plain", "conditional", "reject"], default="plain",
                    help="images, --metrics bias: how the samples are made: the model's own sampler, class-conditional "
@@ -66,6 +71,10 @@ def _measure(a, p, kind: str) -> dict:
         return _eval_text_bias(a, p, a.ckpt)
     if kind == "music":
         return _eval_music(a, p)
+    if kind in ("audio", "codec"):  # waveform models (genforge/cli/eval_audio.py)
+        from genforge.cli.eval_audio import eval_audio, eval_codec
+
+        return eval_audio(a, p) if kind == "audio" else eval_codec(a, p)
     if kind == "text_image":
         import genforge
 
@@ -136,15 +145,14 @@ def _eval_image_bias(a, p, kind: str) -> None:
 
 def _eval_music(a, parser) -> dict:
     """Novelty and pitch / rhythm histogram distances of a music checkpoint's samples against the
-    pieces it trained on (genforge/eval/music.py)."""
+    pieces it trained on (genforge/eval/music.py); fad: their Fréchet audio distance to the held-out
+    pieces, both rendered (genforge/cli/eval_audio.py)."""
     import genforge
+    from genforge.cli.eval_audio import chosen, music_fad
     from genforge.data.music_sources import from_score, read_source
     from genforge.eval.music import METRICS, evaluate
 
-    metrics = [m.strip() for m in a.metrics.split(",")] if a.metrics else list(METRICS)
-    for m in metrics:
-        if m not in METRICS:
-            raise GenforgeError(f"--metrics {m}: a music model has {', '.join(METRICS)}")
+    metrics = chosen(a.metrics, (*METRICS, "fad"), METRICS, "a music model")
     n = 100 if a.num_samples == parser.get_default("num_samples") else a.num_samples
     model = genforge.load(a.ckpt, device=a.device)
     data = model.config["run"]["data"]
@@ -153,7 +161,11 @@ def _eval_music(a, parser) -> dict:
     train = [p.notes for p in read.pieces if p.name in names]
     samples = [s for k in range(0, n, 25) for s in model.generate(min(25, n - k), 1024, seed=a.seed + k)]
     notes = [from_score(s.score, "sample", "").notes for s in samples if s.notes]
-    return {**evaluate(notes, train, metrics), "empty_samples": n - len(notes), "train_pieces": len(train)}
+    result = {**evaluate(notes, train, [m for m in metrics if m != "fad"]), "empty_samples": n - len(notes),
+              "train_pieces": len(train)}
+    if "fad" in metrics:
+        result.update(music_fad(samples, [p for p in read.pieces if p.name not in names], a.seed, a.judge))
+    return result
 
 
 def _eval_text_bias(a, parser, ckpt: str) -> dict:

@@ -95,9 +95,10 @@ def scene_judge(ckpt: str | Path | None = None, device: str | torch.device = "cp
     return load_judge(ckpt, device)
 
 
-def _train_cached(target: Path) -> None:
-    """Train the judge beside target and move it into place whole: two processes that both find no
-    judge each train their own, and the first one to finish is the one kept."""
+def _train_cached(target: Path, trainer=None) -> None:
+    """Train a judge (by trainer(run_dir), default the scene judge's train_judge) beside target and
+    move it into place whole: two processes that both find no judge each train their own, and the
+    first one to finish is the one kept."""
     import contextlib
     import os
     import shutil
@@ -106,7 +107,7 @@ def _train_cached(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        train_judge(tmp / "run")
+        (trainer or train_judge)(tmp / "run")
         try:
             ckpt_io.resolve(target)
             return  # another process finished first: its judge stays
