@@ -140,6 +140,8 @@ COMMANDS = {
         Parse("continues a trained model's piece; a two-step model's may hold no notes"),
     "genforge serve tunes=runs/music_chorales": Run(),
     "genforge eval runs/music_chorales --metrics novelty,pitch,rhythm": Run(("--num-samples", "3")),
+    # the judge: a tiny one the sandbox trains (test_doc_commands.py _audio_judge), not the cached one
+    "genforge eval runs/music_chorales --metrics fad": Run(("--num-samples", "3", "--judge", "audio_judge")),
     # docs/music.md, waveform generation (builtin:chorales_audio: 3 chorales; a codec and a GPT of a few channels)
     "genforge train codec/chorales": Run(("data.clips=3", "data.segment=1600", "data.batch_size=2", "data.val_seconds=1",
                                           "model.channels=2", "model.code_dim=8", "model.n_q=2", "model.codebook_size=16",
@@ -154,6 +156,9 @@ COMMANDS = {
     "genforge generate runs/audio_lm_chorales --prompt-audio PATH/TO/clip.wav --seconds 10 --seed 1 --out continued/":
         Parse("PATH/TO/clip.wav: a recording of the reader's, shorter than the model's context"),
     "genforge serve waves=runs/audio_lm_chorales": Run(),
+    "genforge eval runs/codec_chorales": Run(("--num-samples", "1")),
+    "genforge eval runs/audio_lm_chorales": Run(("--num-samples", "1")),
+    "genforge eval runs/audio_lm_chorales --metrics fad": Run(("--num-samples", "2", "--judge", "audio_judge")),
     # docs/music.md, JSB Chorales (jsb-chorales-quarter.json: a few random chorales of its layout, _jsb_file)
     "genforge prepare jsb:PATH/TO/jsb-chorales-quarter.json --out data/jsb": Run(),
     "genforge train music/jsb": Run((*TINY_LM, "--no-progress")),

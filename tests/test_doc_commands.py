@@ -200,6 +200,13 @@ def _reference(box: Path, quickstart: Path) -> None:
     np.savez(box / "reference.npz", x=read_idx_pair(*find_idx(box / "mnist", "test")).images)
 
 
+def _audio_judge(box: Path, quickstart: Path) -> None:
+    """audio_judge/: a tiny audio judge for --metrics fad (the cached one trains for minutes)."""
+    from fad_helpers import tiny_judge
+
+    tiny_judge(box / "audio_judge")
+
+
 def _two_runs(box: Path, quickstart: Path) -> None:
     """runs/a and runs/b: two run directories (copies of the quickstart's text run)."""
     for name in ("a", "b"):
@@ -219,7 +226,7 @@ SETUP = {
     "docs/images.md": [_mnist],
     "docs/serving.md": [_two_runs],
     "docs/training.md": [_my_run],
-    "docs/music.md": [_jsb_file],
+    "docs/music.md": [_jsb_file, _audio_judge],
     "docs/bias.md": [_bias_files, _reference],
     "docs/speech.md": [_speech_lines],
 }

@@ -124,8 +124,8 @@ def judge_windows(pieces: list[Piece], seed: int = 0) -> ImageSet:
     return ImageSet(mel_pictures(np.stack(wins)), np.array(labels, dtype=np.int64), names)
 
 
-def train_audio_judge(out: str | Path, chorales: int = 120, folk: int = 150, max_iters: int = 600, seed: int = 0,
-                      batch_size: int = 64, width: int = 16, feature_dim: int = 64, progress: bool = False) -> Path:
+def train_audio_judge(out: str | Path, chorales: int = 120, folk: int = 150, max_iters: int = 800, seed: int = 0,
+                      batch_size: int = 64, width: int = 32, feature_dim: int = 64, progress: bool = False) -> Path:
     """Train the judge into out (a run directory) on the windows of judge_pieces(chorales, folk),
     the held-out pieces' windows validating it; write their accuracies beside the final
     checkpoint (judge.json); return that checkpoint."""
