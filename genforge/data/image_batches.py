@@ -54,6 +54,9 @@ class ImageDataConfig:
     weights: str = ""
     reference: str = ""
     reference_steps: int = 1500  # training steps of the density-ratio classifier (data.reference)
+    # how data.reference's density ratio is estimated: "classifier" (Choi et al. 2019's classifier) or
+    # "clusters" (each k-means cluster's reference share over its training share; data/clusters.py)
+    reference_estimator: Literal["classifier", "clusters"] = "classifier"
 
     def __post_init__(self):
         check_image_fields(self)
@@ -61,6 +64,8 @@ class ImageDataConfig:
             raise ConfigError("data.target, data.weights and data.reference each set the draw weights: give one")
         if isinstance(self.target, str) and self.target not in ("", "uniform"):
             raise ConfigError(f"data.target={self.target!r}: expected uniform or a mapping {{class: share}}")
+        if self.reference_estimator not in ("classifier", "clusters"):
+            raise ConfigError(f"data.reference_estimator={self.reference_estimator!r}: expected classifier or clusters")
         if self.reference_steps < 1:
             raise ConfigError(f"data.reference_steps={self.reference_steps} must be >= 1")
         for name in self.augment:

@@ -6,6 +6,12 @@ al. 2018), usually with the hinge loss and an R1 penalty (Mescheder et al. 2018)
 (the loop keeps it: train.ema_decay). Class-conditional with conditional: true: G reads a class
 embedding next to z (g_cond: concat) and/or through conditional batch norm (g_cond: cbn), D is a
 projection discriminator (Miyato & Koyama 2018).
+Self-conditioned with clusters: K (Liu et al. 2020, "Diverse Image Generation via Self-Conditioned
+GANs"): no label is used; G and D read the id of one of K k-means clusters of the training images
+(data/clusters.py, fitted by the runner) where a conditional GAN reads the class, D the cluster of each real image, so
+that G has to make every cluster. G keeps the cluster prior pi (K,), each cluster's share under
+the run's draws (plain frequencies, or the shares data.target / data.weights / data.reference draw
+them at), and samples c ~ pi, then G(z, c): it makes whatever distribution its draws had.
 G outputs tanh images in [-1, 1]; `sample` returns them in [0, 1].
 """
 from __future__ import annotations
@@ -13,12 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genforge.errors import ConfigError
 from genforge.nn.cond_norm import ConditionalBatchNorm
+from genforge.nn.nearest import nearest_cluster
 
 
 @dataclass
@@ -40,8 +48,18 @@ class GANConfig:
     d_lr_scale: float = 1.0  # D's learning rate is train.lr times this (two time-scale updates)
     diffaugment: list[str] = field(default_factory=list)  # D sees real and fake through these (nn/diffaugment.py)
     truncation: float = 0.0  # sampling's default truncation (0: none; `sample(truncation=...)` overrides)
+    # self-conditioned: G and D read k-means clusters of the training images, K of them (0: off; K >= 2;
+    # not with conditional), clustered on the images' top cluster_dims principal components
+    clusters: int = 0
+    cluster_dims: int = 50
 
     def __post_init__(self):
+        if self.clusters < 0 or self.clusters == 1 or self.cluster_dims < 1:
+            raise ConfigError(f"model.clusters={self.clusters}: expected 0 (off) or K >= 2 clusters (and "
+                              f"model.cluster_dims={self.cluster_dims} >= 1)")
+        if self.clusters and self.conditional:
+            raise ConfigError("model.clusters and model.conditional=true both condition G and D: give one (clusters "
+                              "need no labels)")
         if self.conditional and self.num_classes == 1:
             raise ConfigError("model.conditional=true needs labelled data with 2+ classes")
         if self.image_size % 4:
@@ -62,19 +80,30 @@ class GANConfig:
         """Classes G and D are conditioned on (0: unconditional)."""
         return self.num_classes if self.conditional else 0
 
+    @property
+    def n_labels(self) -> int:
+        """The ids G and D read: the classes (conditional) or the clusters (self-conditioned); 0: none."""
+        return self.n_cond or self.clusters
+
 
 class Generator(nn.Module):
     def __init__(self, c: GANConfig):
         super().__init__()
         self.config = c
         s, w = c.image_size // 4, c.g_width
-        concat = c.n_cond and c.g_cond in ("concat", "both")
+        concat = c.n_labels and c.g_cond in ("concat", "both")
         z_in = c.latent_dim * (2 if concat else 1)
-        self.embed = nn.Embedding(c.n_cond, c.latent_dim) if concat else None
+        self.embed = nn.Embedding(c.n_labels, c.latent_dim) if concat else None
+        if c.clusters:  # set by GAN.set_clusters before training; buffers, so the checkpoint keeps them
+            pixels = c.channels * c.image_size ** 2
+            self.register_buffer("cluster_prior", torch.full((c.clusters,), 1 / c.clusters))  # (K,)
+            self.register_buffer("cluster_mean", torch.zeros(pixels))  # (D,)
+            self.register_buffer("cluster_basis", torch.zeros(c.cluster_dims, pixels))  # (P, D)
+            self.register_buffer("cluster_centroids", torch.zeros(c.clusters, c.cluster_dims))  # (K, P)
 
         def norm(features: int, spatial: bool) -> nn.Module:
-            if c.n_cond and c.g_cond in ("cbn", "both"):
-                return ConditionalBatchNorm(features, c.n_cond, spatial)
+            if c.n_labels and c.g_cond in ("cbn", "both"):
+                return ConditionalBatchNorm(features, c.n_labels, spatial)
             return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(features)
 
         self.net = nn.Sequential(
@@ -94,11 +123,20 @@ class Generator(nn.Module):
         """Latents (and classes) to pictures in [0, 1] (the samplers' interface)."""
         return (self(z, y) + 1) / 2
 
+    def cluster_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The cluster ids (B,) of images x (B, C, H, W) in [0, 1] (a self-conditioned G)."""
+        return nearest_cluster(x.flatten(1), self.cluster_mean, self.cluster_basis, self.cluster_centroids)
+
+    def draw_clusters(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n cluster ids (n,) drawn from the cluster prior pi (a self-conditioned G)."""
+        return torch.multinomial(self.cluster_prior.double().cpu(), n, replacement=True, generator=generator)
+
     @torch.no_grad()
     def sample(self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
                truncation: float | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [0, 1]. cond: class labels (n,) for a conditional G (default
-        0, 1, 2, ... cycling); truncation t redraws latents until |z_i| <= t (Brock et al. 2019),
+        0, 1, 2, ... cycling); a self-conditioned G draws its clusters from its prior pi (cond:
+        cluster ids instead); truncation t redraws latents until |z_i| <= t (Brock et al. 2019),
         by default model.truncation's."""
         device = next(self.parameters()).device
         truncation = truncation or self.config.truncation or None
@@ -106,8 +144,9 @@ class Generator(nn.Module):
         y = None
         if self.config.n_cond:
             y = (torch.arange(n) % self.config.n_cond) if cond is None else torch.as_tensor(cond).expand(n)
-            y = y.to(device)
-        return self.render(z, y)
+        elif self.config.clusters:
+            y = self.draw_clusters(n, generator) if cond is None else torch.as_tensor(cond).expand(n)
+        return self.render(z, None if y is None else y.to(device))
 
 
 class Discriminator(nn.Module):
@@ -122,7 +161,7 @@ class Discriminator(nn.Module):
             sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), norm, nn.LeakyReLU(0.2),  # (B, 2w, s, s)
             nn.Flatten())
         self.out = sn(nn.Linear(2 * w * s * s, 1))
-        self.embed = sn(nn.Embedding(c.n_cond, 2 * w * s * s)) if c.n_cond else None
+        self.embed = sn(nn.Embedding(c.n_labels, 2 * w * s * s)) if c.n_labels else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.body(x)  # (B, F)
@@ -139,6 +178,21 @@ class GAN(nn.Module):
         super().__init__()
         self.config = config
         self.g, self.d = Generator(config), Discriminator(config)
+
+    @torch.no_grad()
+    def set_clusters(self, clusters, prior: np.ndarray) -> None:
+        """Give a self-conditioned GAN its clusters (data.clusters.Clusters of its training images)
+        and its prior pi (K,): each cluster's share under the run's draws. ConfigError when they do
+        not match model.clusters / model.cluster_dims."""
+        c, g = self.config, self.g
+        if not c.clusters:
+            raise ConfigError("set_clusters: the GAN is not self-conditioned (model.clusters=0)")
+        if clusters.centroids.shape != tuple(g.cluster_centroids.shape) or len(prior) != c.clusters:
+            raise ConfigError(f"set_clusters: {clusters.centroids.shape} centroids and {len(prior)} prior shares for "
+                              f"model.clusters={c.clusters}, model.cluster_dims={c.cluster_dims}")
+        for name, value in (("cluster_prior", prior), ("cluster_mean", clusters.mean), ("cluster_basis", clusters.basis),
+                            ("cluster_centroids", clusters.centroids)):
+            getattr(g, name).copy_(torch.as_tensor(np.asarray(value, np.float32)))
 
 
 def truncated_normal(n: int, dim: int, truncation: float | None, generator: torch.Generator | None) -> torch.Tensor:

@@ -6,6 +6,9 @@ Losses on raw discriminator outputs (logits):
   hinge (Lim & Ye 2017; Miyato et al. 2018):        L_D = relu(1 - D(x)) + relu(1 + D(G(z))),
                                                     L_G = -D(G(z))
   R1 (Mescheder et al. 2018, eq. 9):                 gamma/2 * E ||grad_x D(x)||^2 on real x
+A self-conditioned GAN (model.clusters, Liu et al. 2020) reads each real image's cluster where a
+conditional GAN reads its class, and its fakes' clusters are drawn from G's cluster prior pi (the
+real batches' cluster shares), as a conditional GAN's classes are drawn uniformly.
 """
 from __future__ import annotations
 
@@ -57,8 +60,23 @@ class GANObjective:
 
     def _fake(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = torch.randn(n, self.c.latent_dim, device=device)
-        y = torch.randint(0, self.c.n_cond, (n,), device=device) if self.c.n_cond else None
+        y = self._fake_labels(n, device)
         return self.g(z, y), y
+
+    def _fake_labels(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The classes (uniform) or clusters (from pi) of n fakes; None for an unconditional GAN."""
+        y = None
+        if self.c.n_cond:
+            y = torch.randint(0, self.c.n_cond, (n,), generator=generator, device="cpu" if generator else device)
+        elif self.c.clusters:
+            y = self.g.draw_clusters(n, generator)
+        return None if y is None else y.to(device)
+
+    def _real_labels(self, x01: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """What D reads beside real images x01 (B, C, H, W) in [0, 1]: their classes, their clusters, or None."""
+        if self.c.clusters:
+            return self.g.cluster_of(x01)
+        return y if self.c.n_cond else None
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """x seen through model.diffaugment (the same policy for real and fake)."""
@@ -70,8 +88,8 @@ class GANObjective:
 
     def loss(self, batch, phase: str):
         x, y = batch
+        y = self._real_labels(x, y)
         x = x.float() * 2 - 1  # (B, C, H, W) in [-1, 1], as G's tanh
-        y = y if self.c.n_cond else None
         if phase == "d":
             return self._d_loss(batch[0], x, y)
         fake, fy = self._fakes_of(batch[0], x)
@@ -118,9 +136,9 @@ class GANObjective:
         reals, d_losses, g_losses = [], [], []
         for x, y in batches:
             x2 = x.float() * 2 - 1
-            yc = y if self.c.n_cond else None
+            yc = self._real_labels(x, y)
             z = torch.randn(len(x), self.c.latent_dim, generator=gen).to(x.device)
-            fy = torch.randint(0, self.c.n_cond, (len(x),), generator=gen).to(x.device) if self.c.n_cond else None
+            fy = self._fake_labels(len(x), x.device, gen)
             out = self.d(self.g(z, fy), fy)
             d_losses.append(float(d_loss_fn(self.c.loss, self.d(x2, yc), out)))
             g_losses.append(float(g_loss_fn(self.c.loss, out)))

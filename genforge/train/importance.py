@@ -7,7 +7,11 @@ reference distribution without a single label of the training set.
 
 The classifier is a genforge `classifier` (models/classifier.py), trained through the one loop
 on ImageBatches' own weighted draws; its checkpoint and the weights (importance_weights.npy) are
-kept in the run directory, so a resumed run draws by the same weights."""
+kept in the run directory, so a resumed run draws by the same weights.
+
+data.reference_estimator=clusters estimates the ratio without a classifier: k-means clusters of the
+training images (data/clusters.py's DEFAULT_K of them, fitted on the plain images) and
+w(x) = pi_ref(c(x)) / pi_data(c(x)), each reference image counted in its nearest cluster."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 
 from genforge.config import TrainConfig
+from genforge.data.clusters import DEFAULT_DIMS, DEFAULT_K, Clusters, cluster_density_ratio, fit_clusters
 from genforge.data.image_batches import ImageBatches, ImageDataConfig, label_weights, open_images, shift
 from genforge.data.images import ImageSet
 from genforge.errors import DataError
@@ -34,12 +39,7 @@ def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, 
     run goes to out. Its draws are half reference, half training images, shifted by up to 2
     pixels (a few hundred reference images are otherwise learnt by heart), with dropout 0.5.
     DataError for a reference of another image shape, or one of fewer than 10 images."""
-    if len(reference) < 10:
-        raise DataError(f"data.reference: {len(reference)} images; a reference set needs at least 10")
-    if reference.images.shape[1:] != data.images.shape[1:]:
-        raise DataError(f"data.reference: images of shape {tuple(reference.images.shape[1:])} (C, H, W); the training "
-                        f"images are {tuple(data.images.shape[1:])} (set data.image_size / data.channels, or give a "
-                        "reference of the same images)")
+    _check_reference(data, reference)
     images = np.concatenate([data.images, reference.images])
     labels = np.concatenate([np.zeros(len(data), np.int64), np.ones(len(reference), np.int64)])
     both = ImageSet(images, labels, ["data", "reference"])
@@ -60,6 +60,15 @@ def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, 
     return ratio_weights(model, data.images)
 
 
+def _check_reference(data: ImageSet, reference: ImageSet) -> None:
+    if len(reference) < 10:
+        raise DataError(f"data.reference: {len(reference)} images; a reference set needs at least 10")
+    if reference.images.shape[1:] != data.images.shape[1:]:
+        raise DataError(f"data.reference: images of shape {tuple(reference.images.shape[1:])} (C, H, W); the training "
+                        f"images are {tuple(data.images.shape[1:])} (set data.image_size / data.channels, or give a "
+                        "reference of the same images)")
+
+
 @torch.no_grad()
 def logit_of(classifier: torch.nn.Module, images: np.ndarray, batch: int = 500) -> torch.Tensor:
     """The two-class classifier's logit of "reference" (N,) on uint8 images (N, C, H, W)."""
@@ -78,10 +87,19 @@ def ratio_weights(classifier: torch.nn.Module, images: np.ndarray, a: float = 1.
     return w / w.mean()
 
 
+def cluster_ratio_weights(data: ImageSet, reference: ImageSet, clusters: Clusters | None = None,
+                          seed: int = 0) -> np.ndarray:
+    """Per-image weights (len(data),) pi_ref(c) / pi_data(c) over the clusters given (else
+    DEFAULT_K k-means clusters of data, seeded), with mean 1. DataError as density_ratio_weights."""
+    _check_reference(data, reference)
+    clusters = clusters or fit_clusters(data.images, DEFAULT_K, DEFAULT_DIMS, seed)
+    return cluster_density_ratio(clusters.assign(data.images), clusters.assign(reference.images), clusters.k)
+
+
 def reference_weights(cfg: ImageDataConfig, data: ImageSet, out_dir: str | Path, seed: int = 0) -> np.ndarray:
     """The importance weights of a run with data.reference: read from the run directory when an
-    earlier start of the run fitted them (resume draws by the same weights), else fitted now and
-    saved there."""
+    earlier start of the run fitted them (resume draws by the same weights), else estimated now
+    (data.reference_estimator: the classifier, or clusters) and saved there."""
     path = Path(out_dir) / WEIGHTS_FILE
     if path.is_file():
         w = np.load(path, allow_pickle=False)
@@ -89,7 +107,10 @@ def reference_weights(cfg: ImageDataConfig, data: ImageSet, out_dir: str | Path,
             return w
     ref_cfg = dataclasses.replace(cfg, source=cfg.reference, reference="", limit=0, val_fraction=0.0, augment=[])
     reference, _ = open_images(ref_cfg)
-    w = density_ratio_weights(data, reference, Path(out_dir) / "importance", cfg.reference_steps, seed)
+    if cfg.reference_estimator == "clusters":
+        w = cluster_ratio_weights(data, reference, seed=seed)
+    else:
+        w = density_ratio_weights(data, reference, Path(out_dir) / "importance", cfg.reference_steps, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, w)
     return w

@@ -25,8 +25,13 @@ def run_images(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     cfg.model = fit_model_config(cfg.model, train_set.images.shape[1:], train_set.num_classes, fam.kind)
     check_trainable(cfg, resolve_device(cfg.train.device))  # before allocating: a typo is not a 1 PB model
     weights = _draw_weights(cfg, train_set)
+    clusters = _clusters(cfg, train_set, weights)
     torch.manual_seed(cfg.train.seed)  # the initial weights follow train.seed
     model = fam.build(cfg.model)
+    if clusters is not None:  # a self-conditioned GAN: its clusters, and their shares under the draws as its prior
+        from genforge.data.clusters import cluster_shares
+
+        model.set_clusters(clusters, cluster_shares(clusters.assign(train_set.images), clusters.k, weights))
     objective = make_objective(cfg, fam, model, train_set.class_names)
     batches = ImageBatches(train_set, val_set, cfg.data.batch_size, cfg.train.seed, resolve_device(cfg.train.device),
                            [AUGMENTATIONS[a] for a in cfg.data.augment], weights=weights)
@@ -37,6 +42,17 @@ def run_images(cfg: RunConfig, resume: bool, progress: bool) -> Path:
     if weights is not None:
         config["data"]["draws"] = weight_report(weights, train_set.labels)
     return train(objective, batches, cfg.train, Path(cfg.train.out_dir), resume=resume, config=config, progress=progress)
+
+
+def _clusters(cfg: RunConfig, train_set, weights):
+    """The k-means clusters of the training images under the draw weights that a self-conditioned
+    model reads (model.clusters; None without): the same images, weights and train.seed give the
+    same clusters, so a resumed run has them."""
+    if not getattr(cfg.model, "clusters", 0):
+        return None
+    from genforge.data.clusters import fit_clusters
+
+    return fit_clusters(train_set.images, cfg.model.clusters, cfg.model.cluster_dims, cfg.train.seed, weights)
 
 
 def _draw_weights(cfg: RunConfig, train_set):
