@@ -1,26 +1,37 @@
 """Output bias on MNIST made 90/10, and what each mitigation does to it and to quality.
 
-    python bench/bias_mnist.py [--mnist ../shared/data/mnist] [--minutes 3] [--jobs 5] [--samples 10000] [--threads 1]
+    python bench/bias_mnist.py [--mnist ../shared/data/mnist] [--minutes 3] [--jobs 2] [--samples 10000] [--threads 1]
+                               [--family gan|vae] [--clusters 50] [--estimator classifier|clusters]
 
-The training set is all of MNIST's digits 0-4 and 680 each of 5-9 (90 % of the images are 0-4:
-TV 0.400 from uniform). Four GANs (the gan/mnist recipe: spectral norm, DiffAugment, EMA of G)
-train on it for the same CPU-time budget each (train.max_minutes with train.budget_clock=cpu):
+The training set is MNIST's training digits 0-4 (less the reference's) and 669 each of 5-9 (90 %
+of the images are 0-4: TV 0.400 from uniform). Four GANs (the gan/mnist recipe: spectral norm,
+DiffAugment, EMA of G) train on it for the same CPU-time budget each (train.max_minutes with
+train.budget_clock=cpu):
 
   base      unconditional, plain draws (unmitigated);
   reweight  unconditional, data.target=uniform (weighted draws: each class 10 % of every batch);
   cond      class-conditional (model.conditional=true), sampled at uniform labels;
-  iw        unconditional, data.reference = 1,000 balanced images (100 per digit, from MNIST's test
-            split) without labels: Choi et al. 2019's density-ratio classifier weights the draws
-            (its 1,500 steps are outside the GAN's budget; their time is printed).
+  iw        unconditional, data.reference = 1,000 balanced images without labels (the last 100
+            training images of each digit, held out of the training set: MNIST's test digits are
+            by other writers, whom a density ratio would learn to tell apart):
+            data.reference_estimator's weights (Choi et al. 2019's density-ratio classifier, its
+            1,500 steps outside the GAN's budget, or the clusters' ratio) drive the draws.
+
+The unconditional arms are self-conditioned GANs (model.clusters=--clusters, Liu et al. 2020): G
+and D read k-means clusters of the training images (fitted under the arm's draw weights, no label
+used) and G samples clusters at their share of the draws, so each arm makes the distribution it
+was drawn (a plain unconditional GAN covers the digits in proportions of its own, which hid the
+data-side mitigations). For each, the clusters' purity against the true digits is printed, with
+the TV a G matching every cluster exactly would have (the weights' own error). --family vae
+trains the vae/mnist recipe's VAEs instead (no clusters).
 
 A judge (genforge's classifier/mnist recipe trained on all of balanced MNIST) labels --samples
 images of each arm: label shares, TV and fairness discrepancy from uniform; its confusion matrix
 on the real test images is printed beside them (its accuracy, and the TV corrected by it). FID is
-on the judge's features against the other 9,000 MNIST test images (the reference set's 1,000 left
-out), and per class (each class's samples against its real test images, up to 300 of each), so
-that quality shows apart from the label mix. Memorisation of the repeated minority images: for
-samples the judge labels 5-9, the pixel distance to the nearest of the 680 training images of that
-digit vs to the nearest of 680 unseen MNIST training images of it (ratio 1: no closer to what it
+on the judge's features against the 10,000 MNIST test images, and per class (each class's samples
+against its real test images, up to 300 of each), so that quality shows apart from the label mix. Memorisation of the repeated minority images: for
+samples the judge labels 5-9, the pixel distance to the nearest of the 669 training images of that
+digit vs to the nearest of 669 unseen MNIST training images of it (ratio 1: no closer to what it
 trained on), and the share of samples nearer a training image than 99 % of unseen real digits are
 ("copies"). Torch runs on --threads threads (1 while others share the machine).
 
@@ -52,7 +63,7 @@ from genforge.eval import image_metrics as im
 from genforge.models.classifier import predict
 
 MINORITY = (5, 6, 7, 8, 9)
-PER_MINORITY = 680
+PER_MINORITY = 669  # 5 x 669 of the 30,096 + 3,345 images: 10.0 % (TV 0.400 from uniform)
 REF_PER_CLASS = 100
 ARMS = ("base", "reweight", "cond", "iw")
 
@@ -69,21 +80,22 @@ def make_data(mnist: Path, work: Path) -> dict:
     train = read_idx_pair(*find_idx(mnist, "train"))
     test = read_idx_pair(*find_idx(mnist, "test"))
     y = train.labels
-    keep = np.concatenate([np.flatnonzero(y < 5)] + [np.flatnonzero(y == d)[:PER_MINORITY] for d in MINORITY])
-    keep = np.sort(keep)
+    # the reference: the last REF_PER_CLASS training images of each digit, held out of the skewed set
+    # (MNIST's test digits are by other writers: a density ratio against them learns the writers)
+    ref = np.concatenate([np.flatnonzero(y == d)[-REF_PER_CLASS:] for d in range(10)])
+    majority = [np.setdiff1d(np.flatnonzero(y == d), ref) for d in range(10) if d not in MINORITY]
+    keep = np.sort(np.concatenate(majority + [np.flatnonzero(y == d)[:PER_MINORITY] for d in MINORITY]))
     unseen = {d: np.flatnonzero(y == d)[PER_MINORITY:2 * PER_MINORITY] for d in MINORITY}
-    ref = np.concatenate([np.flatnonzero(test.labels == d)[:REF_PER_CLASS] for d in range(10)])
-    rest = np.setdiff1d(np.arange(len(test)), ref)
     folder = work / "skewed"
     folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / "train-images-idx3-ubyte.gz", train.images[keep, 0])
     write_idx(folder / "train-labels-idx1-ubyte.gz", y[keep])
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", test.images[rest, 0])
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test.labels[rest])
-    np.savez(work / "reference.npz", x=test.images[ref])  # no labels: the importance weights never see one
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test.images[:, 0])
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test.labels)
+    np.savez(work / "reference.npz", x=train.images[ref])  # no labels: the importance weights never see one
     return {"folder": folder, "reference": work / "reference.npz", "train_labels": y[keep],
             "train_images": train.images[keep], "unseen": {d: train.images[i] for d, i in unseen.items()},
-            "real": test.images[rest], "real_labels": test.labels[rest]}
+            "real": test.images, "real_labels": test.labels}
 
 
 RECIPES = {"vae": "vae/mnist", "gan": "gan/mnist"}
@@ -95,9 +107,9 @@ def train_arm(work: Path, name: str, data: dict, args) -> tuple[Path, float]:
     from genforge.run_config import load_config
     from genforge.train.run import run
 
-    extra = {"base": ["model.conditional=false"], "reweight": ["model.conditional=false", "data.target=uniform"],
-             "cond": ["model.conditional=true"],
-             "iw": ["model.conditional=false", f"data.reference={data['reference']}",
+    uncond = ["model.conditional=false"] + ([f"model.clusters={args.clusters}"] if args.family == "gan" else [])
+    extra = {"base": uncond, "reweight": [*uncond, "data.target=uniform"], "cond": ["model.conditional=true"],
+             "iw": [*uncond, f"data.reference={data['reference']}", f"data.reference_estimator={args.estimator}",
                     f"data.reference_steps={args.reference_steps}"]}[name]
     minutes, threads, seed = args.minutes, args.threads, args.seed
     cfg = load_config(RECIPES[args.family], [
@@ -195,6 +207,30 @@ def reconstruction_accuracy(ckpt: Path, real: torch.Tensor, real_y: np.ndarray, 
     return float((predict(clf, rec).numpy() == real_y).mean()), confidence(clf, rec)
 
 
+@torch.no_grad()
+def cluster_report(ckpt: Path, name: str, data: dict, work: Path) -> dict | None:
+    """A self-conditioned arm's clusters against the true digits of its training images: purity
+    (the share of images in their cluster's most common digit) and the digit shares its prior pi
+    makes through the clusters' digit mix under the arm's draws (what a G that matched every cluster
+    exactly would give; the TV from uniform of that is the arm's floor). None for other arms."""
+    from genforge import checkpoint as ckpt_io
+    from genforge.data.image_batches import label_weights
+
+    g = ckpt_io.load(ckpt).model
+    if not getattr(g.config, "clusters", 0):
+        return None
+    y, k = data["train_labels"], g.config.clusters
+    ids = torch.cat([g.cluster_of(to_float(data["train_images"][i:i + 4096])) for i in range(0, len(y), 4096)]).numpy()
+    w = {"reweight": lambda: label_weights(y, np.full(10, 0.1)),
+         "iw": lambda: np.load(work / "iw" / "importance_weights.npy")}.get(name, lambda: np.ones(len(y)))()
+    mix = np.zeros((k, 10))
+    np.add.at(mix, (ids, y), w)  # (K, 10) weighted digit counts per cluster
+    purity = float(sum(np.bincount(y[ids == c], minlength=10).max() for c in np.unique(ids)) / len(y))
+    prior = g.cluster_prior.double().numpy()
+    made = prior @ (mix / np.maximum(mix.sum(1, keepdims=True), 1e-12))
+    return {"purity": purity, "shares": made, "tv": bias.total_variation(made, np.full(10, 0.1))}
+
+
 def memorisation(fake: torch.Tensor, pred: np.ndarray, data: dict, per_class: int = 200) -> tuple[float, float]:
     """(mean over minority samples of d(nearest training image of its digit) / d(nearest unseen
     image of it), the share of them nearer a training image than 99 % of unseen real digits are)."""
@@ -215,6 +251,19 @@ def memorisation(fake: torch.Tensor, pred: np.ndarray, data: dict, per_class: in
     return float(torch.cat(ratios).mean()), float(torch.cat(copies).double().mean())
 
 
+def weight_line(what: str, w: np.ndarray, data: dict) -> None:
+    """Importance weights against the exact density ratio: their mean on 5-9 and 0-4, the share of
+    the draws they give 5-9 (0.5 wanted) and the TV from uniform of the digits they draw (the
+    floor of an arm drawn by them: a perfect model of its draws has this TV)."""
+    y = data["train_labels"]
+    minority = np.isin(y, MINORITY)
+    drawn = np.bincount(y, weights=w, minlength=10) / w.sum()
+    print(f"{what}: mean {w[minority].mean():.3f} on digits 5-9, {w[~minority].mean():.3f} on 0-4 "
+          f"(exact density ratio: {0.1 / (minority.mean() / 5):.3f} and {0.1 / ((1 - minority.mean()) / 5):.3f}); "
+          f"share of 5-9 in the draws {drawn[list(MINORITY)].sum():.3f} (target 0.5); TV of the drawn digits from "
+          f"uniform {bias.total_variation(drawn, np.full(10, 0.1)):.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared/data/mnist"))
@@ -223,6 +272,10 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.0, help="CPU-time training budget of each arm (minutes)")
     ap.add_argument("--reference-steps", type=int, default=1500,
                     help="training steps of the iw arm's density-ratio classifier (data.reference_steps)")
+    ap.add_argument("--clusters", type=int, default=50,
+                    help="k-means clusters of the unconditional GAN arms (model.clusters: self-conditioned)")
+    ap.add_argument("--estimator", choices=("classifier", "clusters"), default="classifier",
+                    help="the iw arm's density ratio (data.reference_estimator)")
     ap.add_argument("--samples", type=int, default=10000, help="samples judged per arm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--judge-steps", type=int, default=800, help="training steps of the judge (classifier/mnist)")
@@ -287,18 +340,27 @@ def run_all(args, arms: list[str], mnist: Path, work: Path) -> None:
         r["confidence"] = confidence(clf, fake)
         r["steps"], r["cpu_min"] = int(ckpt.name.split("-")[1]), cpu_min
         results[name] = r
+        clusters = cluster_report(ckpt, name, data, work)
+        if clusters is not None:
+            print(f"         clusters: purity {clusters['purity']:.3f}; the digit shares pi makes through them "
+                  f"{np.round(clusters['shares'], 3).tolist()} (TV {clusters['tv']:.4f}: this arm's floor)", flush=True)
         print(f"{name:8s} TV {r['tv']:.4f} (judge-corrected {r['tv_corrected']:.4f})  FD {r['fairness_discrepancy']:.4f}"
               f"  FID {r['fid']:.2f}  per-class FID mean {np.nanmean(r['fid_per_class']):.2f}"
               f"  minority NN ratio {r['mem_ratio']:.3f} copies {r['copies']:.4f}  judge conf. {r['confidence']:.3f}"
               f"  ({r['steps']} steps, {cpu_min:.1f} CPU-min incl. setup)", flush=True)
         print(f"         shares {r['shares']}  per-class FID {[round(f, 1) for f in r['fid_per_class']]}", flush=True)
     if "iw" in results:
-        w = np.load(work / "iw" / "importance_weights.npy")
-        minority = np.isin(data["train_labels"], MINORITY)
-        print(f"iw weights: mean {w[minority].mean():.3f} on digits 5-9, {w[~minority].mean():.3f} on 0-4 "
-              f"(exact density ratio: {0.1 / (PER_MINORITY / len(w)):.3f} and "
-              f"{0.1 / ((len(w) - 5 * PER_MINORITY) / 5 / len(w)):.3f}); weighted share of 5-9 "
-              f"{w[minority].sum() / w.sum():.3f} (target 0.5)", flush=True)
+        weight_line(f"iw weights ({args.estimator})", np.load(work / "iw" / "importance_weights.npy"), data)
+        other = "clusters" if args.estimator == "classifier" else None
+        if other:  # the other estimator's weights, for comparison (no classifier to train: seconds)
+            from genforge.data.images import ImageSet
+            from genforge.train.importance import cluster_ratio_weights
+
+            none = np.full(len(data["train_labels"]), -1)
+            ref = np.load(data["reference"])["x"]  # (1000, 1, 28, 28)
+            w = cluster_ratio_weights(ImageSet(data["train_images"], none, []), ImageSet(ref, none[:len(ref)], []),
+                                      seed=args.seed)
+            weight_line("the clusters estimator's weights (not trained on)", w, data)
     mitigated = [a for a in ("reweight", "cond", "iw") if a in results]
     if "base" in results and mitigated:
         base = results["base"]
