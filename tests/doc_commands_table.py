@@ -202,12 +202,14 @@ COMMANDS = {
         Run((*TINY_GAN, "--no-progress")),
     "genforge eval runs/gan_plain --metrics bias --judge runs/classifier_mnist": Run(("--num-samples", "40")),
     "genforge eval runs/t2i_scenes_dit --metrics bias": Run(("--num-samples", "8")),
-    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false data.target=uniform "
+    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false model.clusters=50 "
+    "train.out_dir=runs/gan_selfcond": Run((*TINY_GAN, "--no-progress")),
+    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false model.clusters=50 data.target=uniform "
     "train.out_dir=runs/gan_reweighted": Run((*TINY_GAN, "--no-progress")),
     "genforge eval runs/gan_reweighted --metrics bias --judge runs/classifier_mnist --baseline runs/gan_plain":
         Run(("--num-samples", "40")),
-    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false data.reference=reference.npz "
-    "train.out_dir=runs/gan_iw": Run((*TINY_GAN, "data.reference_steps=2", "--no-progress")),
+    "genforge train gan/mnist data.source=PATH/TO/mnist model.conditional=false model.clusters=50 "
+    "data.reference=reference.npz train.out_dir=runs/gan_iw": Run((*TINY_GAN, "data.reference_steps=2", "--no-progress")),
     "genforge eval runs/gan_mnist --metrics bias --judge runs/classifier_mnist --sampling conditional --balance uniform":
         Run(("--num-samples", "40")),
     "genforge generate runs/gan_mnist --balance uniform --num-samples 100 --out balanced.png": Run(),
