@@ -125,16 +125,21 @@ def frechet_audio_distance(real: list[np.ndarray], fake: list[np.ndarray], rate:
     fad_windows windows drawn at random (seed): the fewest of the generated and of either real half,
     at most max_windows. DataError when fewer than 2 windows are left."""
     first, second = halves(real)
-    sides = [np.concatenate([windows(c, rate) for c in side] or [np.zeros((0, WINDOW), np.float32)])
-             for side in (first, second, fake)]
-    n = min(len(s) for s in sides)
-    if max_windows is not None:
-        n = min(n, max_windows)
+    sides = [[windows(c, rate) for c in side] for side in (first, second, fake)]  # per clip (K, WINDOW)
+    counts = [sum(len(w) for w in side) for side in sides]
+    n = min(counts) if max_windows is None else min(*counts, max_windows)
     if n < 2:
-        counts = ", ".join(f"{w} {len(s)}" for w, s in zip(("real half 1", "real half 2", "generated"), sides))
-        raise DataError(f"fad: needs at least 2 windows of {WINDOW / SAMPLE_RATE:.3f} s on each side ({counts})")
+        found = ", ".join(f"{w} {c}" for w, c in zip(("real half 1", "real half 2", "generated"), counts))
+        raise DataError(f"fad: needs at least 2 windows of {WINDOW / SAMPLE_RATE:.3f} s on each side ({found})")
     rng = np.random.default_rng(seed)
-    a, b, g = (mel_pictures(s[np.sort(rng.choice(len(s), n, replace=False))]) for s in sides)
+    a, b, g = (mel_pictures(_gather(side, np.sort(rng.choice(c, n, replace=False)))) for side, c in zip(sides, counts))
     out = {"fad": frechet(a, g, judge), "fad_halves": frechet(a, b, judge), "fad_windows": n}
     out.update({f"judge_{k}": v for k, v in judge.validation.items()})
     return out
+
+
+def _gather(side: list[np.ndarray], picked: np.ndarray) -> np.ndarray:
+    """(len(picked), WINDOW): the windows at positions `picked` of the clips' windows laid end to end."""
+    starts = np.cumsum([0] + [len(w) for w in side])
+    clip = np.searchsorted(starts, picked, side="right") - 1
+    return np.stack([side[c][i - starts[c]] for c, i in zip(clip, picked)])
