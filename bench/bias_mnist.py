@@ -155,7 +155,11 @@ def train_all(args, arms: list[str], mnist: Path, work: Path, data: dict) -> dic
     done = {}
     for name in ([] if args.judge else ["judge"]) + arms:
         with contextlib.suppress(CheckpointError):  # --keep DIR of an earlier run: finished ones are not retrained
-            done[name] = (ckpt_io.resolve(work / name), float("nan"))
+            found = ckpt_io.resolve(work / name)
+            # a judge stopped early (a signal saves a checkpoint) is trained again; the arms' budgets are
+            # time, so an interrupted arm cannot be told apart here: --keep only runs that finished
+            if name != "judge" or found.name == f"step-{args.judge_steps:07d}":
+                done[name] = (found, float("nan"))
     jobs = [(name, work, mnist, paths, args) for name in ([] if args.judge else ["judge"]) + arms if name not in done]
     if not jobs:
         return done
