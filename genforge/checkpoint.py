@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from genforge.config import from_dict
+from genforge.config import cache_root, from_dict
 from genforge.data.paths import inside
 from genforge.errors import CheckpointError, ConfigError
 from genforge.families import Family, family
@@ -223,7 +223,7 @@ def _stamp(file: Path, digest: str) -> list:
 
 
 def _stamp_file(path: Path) -> Path:
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge") / "verified"
+    root = cache_root() / "verified"
     return root / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32] + ".json")
 
 

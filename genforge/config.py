@@ -13,6 +13,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
@@ -190,3 +191,11 @@ def _coerce(value, tp, key: str):
 
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def cache_root() -> Path:
+    """Where genforge caches what it can make again (parsed corpora, rendered audio, trained judges,
+    kernels): $GENFORGE_CACHE, or ~/.cache/genforge."""
+    import os
+
+    return Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")

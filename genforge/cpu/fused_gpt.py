@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from genforge.config import cache_root
 from genforge.nn.attention import CausalSelfAttention
 from genforge.nn.mlp import MLP
 
@@ -110,7 +111,7 @@ def available() -> bool:
 def _build() -> Path:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + " ".join(FLAGS).encode() + torch.__version__.encode() + sys.version.encode() + _cpu_id().encode()).hexdigest()[:16]
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge") / "kernels" / key
+    root = cache_root() / "kernels" / key
     lib, done = root / "genforge_cpu.so", root / "built"  # `built` is written once the library is whole
     if done.exists():
         return lib

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from genforge.config import cache_root
 from genforge.data.audio_batches import AudioDataConfig
 from genforge.data.shards import FORMAT, ShardWriter, token_dtype, write_manifest
 from genforge.errors import ConfigError
@@ -64,7 +65,7 @@ def cache_key(codec_sha256: str, cfg: AudioTokenDataConfig, codec_config: dict) 
 def token_dir(cfg: AudioTokenDataConfig, key: str) -> Path:
     if cfg.path:
         return Path(cfg.path)
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")
+    root = cache_root()
     return root / "audio_tokens" / key
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genforge.config import cache_root
 from genforge.errors import DataError
 
 SOURCE = "builtin:chorales_audio"
@@ -29,7 +30,7 @@ CACHE_VERSION = "1"
 
 
 def cache_dir(sample_rate: int) -> Path:
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")
+    root = cache_root()
     return root / "chorales_audio" / f"{CACHE_VERSION}-{sample_rate}"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genforge.config import cache_root
 from genforge.errors import DataError
 
 TICKS = 480  # per quarter note
@@ -252,7 +253,7 @@ def _cache_file(path: Path) -> Path | None:
         return None
     import music21
 
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")
+    root = cache_root()
     return root / "music" / f"{CACHE_VERSION}-music21-{music21.__version__}" / (re.sub(r"[^\w.-]", "_", name) + ".json")
 
 

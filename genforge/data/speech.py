@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genforge.config import cache_root
 from genforge.data import espeak
 from genforge.data.audio import read_audio, resample_audio
 from genforge.data.text_norm import normalize
@@ -177,7 +178,7 @@ def teacher_dataset(cfg: SpeechDataConfig, sample_rate: int) -> Utterances:
     """The teacher's utterances (sentence i in voice i mod len(voices)), from the cache when there."""
     sentences = teacher_sentences(cfg)
     key = hashlib.sha256(json.dumps([TEACHER_VERSION, cfg.voices, sentences, sample_rate]).encode()).hexdigest()[:16]
-    cache = Path(cfg.cache or Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge") / "speech")
+    cache = Path(cfg.cache or cache_root() / "speech")
     file = cache / f"teacher-{key}.npz"
     if file.is_file():
         return _read_cache(file)

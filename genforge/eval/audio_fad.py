@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genforge.config import cache_root
 from genforge.data.audio import resample_audio
 from genforge.errors import CheckpointError, DataError
 from genforge.nn.mel import LogMel, MelConfig
@@ -79,7 +79,7 @@ class AudioJudge:
 
 def judge_dir() -> Path:
     """Where the trained judge is cached: $GENFORGE_CACHE (or ~/.cache/genforge)/judges/JUDGE_VERSION."""
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")
+    root = cache_root()
     return root / "judges" / JUDGE_VERSION
 
 

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genforge.config import cache_root
 from genforge.data import scenes
 from genforge.errors import CheckpointError, DataError
 
@@ -235,9 +236,7 @@ def geneval(generate: Callable[[list[str]], object], judge: SceneJudge, vocab: s
 
 def judge_dir() -> Path:
     """Where the trained judge is cached: $GENFORGE_CACHE (or ~/.cache/genforge)/judges/JUDGE_VERSION."""
-    import os
-
-    root = Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")
+    root = cache_root()
     return root / "judges" / JUDGE_VERSION
 
 
