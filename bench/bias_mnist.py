@@ -3,7 +3,7 @@
     python bench/bias_mnist.py [--mnist ../shared/data/mnist] [--minutes 3] [--jobs 2] [--samples 10000] [--threads 1]
                                [--family gan|vae] [--clusters 100] [--reference-steps 3000] [--estimator classifier|clusters]
 
-The training set is MNIST's training digits 0-4 (less the reference's) and 669 each of 5-9 (90 %
+The training set is MNIST's training digits 0-4 (less the reference's) and 669 random ones of each of 5-9 (90 %
 of the images are 0-4: TV 0.400 from uniform). Four GANs (the gan/mnist recipe: spectral norm,
 DiffAugment, EMA of G) train on it for the same CPU-time budget each (train.max_minutes with
 train.budget_clock=cpu):
@@ -11,9 +11,10 @@ train.budget_clock=cpu):
   base      unconditional, plain draws (unmitigated);
   reweight  unconditional, data.target=uniform (weighted draws: each class 10 % of every batch);
   cond      class-conditional (model.conditional=true), sampled at uniform labels;
-  iw        unconditional, data.reference = 1,000 balanced images without labels (the last 100
-            training images of each digit, held out of the training set: MNIST's test digits are
-            by other writers, whom a density ratio would learn to tell apart):
+  iw        unconditional, data.reference = 1,000 balanced images without labels (100 training
+            images of each digit drawn at random and held out of the training set: MNIST's test
+            digits, or the training file's last images, are other writers', whom a density ratio
+            would learn to tell apart):
             data.reference_estimator's weights (Choi et al. 2019's density-ratio classifier, its
             --reference-steps (3,000) steps outside the GAN's budget, or the clusters' ratio) drive the draws.
 
@@ -65,6 +66,7 @@ from genforge.models.classifier import predict
 MINORITY = (5, 6, 7, 8, 9)
 PER_MINORITY = 669  # 5 x 669 of the 30,096 + 3,345 images: 10.0 % (TV 0.400 from uniform)
 REF_PER_CLASS = 100
+SPLIT_SEED = 0  # the draws of the reference, the minority images and their unseen twins
 ARMS = ("base", "reweight", "cond", "iw")
 
 
@@ -80,12 +82,16 @@ def make_data(mnist: Path, work: Path) -> dict:
     train = read_idx_pair(*find_idx(mnist, "train"))
     test = read_idx_pair(*find_idx(mnist, "test"))
     y = train.labels
-    # the reference: the last REF_PER_CLASS training images of each digit, held out of the skewed set
-    # (MNIST's test digits are by other writers: a density ratio against them learns the writers)
-    ref = np.concatenate([np.flatnonzero(y == d)[-REF_PER_CLASS:] for d in range(10)])
-    majority = [np.setdiff1d(np.flatnonzero(y == d), ref) for d in range(10) if d not in MINORITY]
-    keep = np.sort(np.concatenate(majority + [np.flatnonzero(y == d)[:PER_MINORITY] for d in MINORITY]))
-    unseen = {d: np.flatnonzero(y == d)[PER_MINORITY:2 * PER_MINORITY] for d in MINORITY}
+    # every split is a seeded random draw within each digit: a digit's last images in MNIST's
+    # training file differ in style from its first ones (a density-ratio classifier between the two
+    # ends beat the loss that digit identity alone allows), as MNIST's test digits differ by writer
+    rng = np.random.default_rng(SPLIT_SEED)
+    order = {d: rng.permutation(np.flatnonzero(y == d)) for d in range(10)}
+    ref = np.sort(np.concatenate([order[d][:REF_PER_CLASS] for d in range(10)]))
+    majority = [order[d][REF_PER_CLASS:] for d in range(10) if d not in MINORITY]
+    minority = [order[d][REF_PER_CLASS:REF_PER_CLASS + PER_MINORITY] for d in MINORITY]
+    keep = np.sort(np.concatenate(majority + minority))
+    unseen = {d: order[d][REF_PER_CLASS + PER_MINORITY:REF_PER_CLASS + 2 * PER_MINORITY] for d in MINORITY}
     folder = work / "skewed"
     folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / "train-images-idx3-ubyte.gz", train.images[keep, 0])
