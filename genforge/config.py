@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -196,6 +197,4 @@ def _type_name(tp) -> str:
 def cache_root() -> Path:
     """Where genforge caches what it can make again (parsed corpora, rendered audio, trained judges,
     kernels): $GENFORGE_CACHE, or ~/.cache/genforge."""
-    import os
-
     return Path(os.environ.get("GENFORGE_CACHE") or Path.home() / ".cache" / "genforge")

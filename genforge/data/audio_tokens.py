@@ -65,8 +65,7 @@ def cache_key(codec_sha256: str, cfg: AudioTokenDataConfig, codec_config: dict) 
 def token_dir(cfg: AudioTokenDataConfig, key: str) -> Path:
     if cfg.path:
         return Path(cfg.path)
-    root = cache_root()
-    return root / "audio_tokens" / key
+    return cache_root() / "audio_tokens" / key
 
 
 def is_current(path: Path, key: str) -> bool:

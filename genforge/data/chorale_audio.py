@@ -30,8 +30,7 @@ CACHE_VERSION = "1"
 
 
 def cache_dir(sample_rate: int) -> Path:
-    root = cache_root()
-    return root / "chorales_audio" / f"{CACHE_VERSION}-{sample_rate}"
+    return cache_root() / "chorales_audio" / f"{CACHE_VERSION}-{sample_rate}"
 
 
 def held_out(name: str, fraction: float) -> bool:

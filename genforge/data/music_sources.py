@@ -253,8 +253,7 @@ def _cache_file(path: Path) -> Path | None:
         return None
     import music21
 
-    root = cache_root()
-    return root / "music" / f"{CACHE_VERSION}-music21-{music21.__version__}" / (re.sub(r"[^\w.-]", "_", name) + ".json")
+    return cache_root() / "music" / f"{CACHE_VERSION}-music21-{music21.__version__}" / (re.sub(r"[^\w.-]", "_", name) + ".json")
 
 
 def _from_cache(file: Path, style: str) -> Skipped:

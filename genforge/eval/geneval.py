@@ -236,8 +236,7 @@ def geneval(generate: Callable[[list[str]], object], judge: SceneJudge, vocab: s
 
 def judge_dir() -> Path:
     """Where the trained judge is cached: $GENFORGE_CACHE (or ~/.cache/genforge)/judges/JUDGE_VERSION."""
-    root = cache_root()
-    return root / "judges" / JUDGE_VERSION
+    return cache_root() / "judges" / JUDGE_VERSION
 
 
 def load_judge(ckpt: str | Path | None = None, device: str | torch.device = "cpu") -> SceneJudge:
