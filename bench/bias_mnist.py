@@ -113,7 +113,7 @@ def train_arm(work: Path, name: str, data: dict, args) -> tuple[Path, float]:
     from genforge.run_config import load_config
     from genforge.train.run import run
 
-    uncond = ["model.conditional=false"] + ([f"model.clusters={args.clusters}"] if args.family == "gan" else [])
+    uncond = ["model.conditional=false"] + ([f"model.clusters={args.clusters}"] if args.family == "gan" else []) + args.set
     extra = {"base": uncond, "reweight": [*uncond, "data.target=uniform"], "cond": ["model.conditional=true"],
              "iw": [*uncond, f"data.reference={data['reference']}", f"data.reference_estimator={args.estimator}",
                     f"data.reference_steps={args.reference_steps}"]}[name]
@@ -286,6 +286,8 @@ def main() -> None:
                     help="k-means clusters of the unconditional GAN arms (model.clusters: self-conditioned)")
     ap.add_argument("--estimator", choices=("classifier", "clusters"), default="classifier",
                     help="the iw arm's density ratio (data.reference_estimator)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override of every unconditional arm (repeatable), e.g. model.cluster_loss=1")
     ap.add_argument("--samples", type=int, default=10000, help="samples judged per arm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--judge-steps", type=int, default=800, help="training steps of the judge (classifier/mnist)")

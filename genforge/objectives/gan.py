@@ -8,7 +8,8 @@ Losses on raw discriminator outputs (logits):
   R1 (Mescheder et al. 2018, eq. 9):                 gamma/2 * E ||grad_x D(x)||^2 on real x
 A self-conditioned GAN (model.clusters, Liu et al. 2020) reads each real image's cluster where a
 conditional GAN reads its class, and its fakes' clusters are drawn from G's cluster prior pi (the
-real batches' cluster shares), as a conditional GAN's classes are drawn uniformly.
+real batches' cluster shares), as a conditional GAN's classes are drawn uniformly; G's loss adds
+model.cluster_loss x CE(nearest-centroid logits of G(z, c), c), so that each fake is of its cluster.
 """
 from __future__ import annotations
 
@@ -99,7 +100,12 @@ class GANObjective:
         finally:
             self.d.requires_grad_(True)
         loss = g_loss_fn(self.c.loss, out)
-        return loss, {"loss": loss.detach()}
+        metrics = {}
+        if self.c.clusters and self.c.cluster_loss:
+            follow = F.cross_entropy(self.g.cluster_logits((fake + 1) / 2), fy)
+            loss = loss + self.c.cluster_loss * follow
+            metrics["cluster_ce"] = follow.detach()
+        return loss, {"loss": loss.detach(), **metrics}
 
     def _d_loss(self, key: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None):
         # G's forward keeps its graph: the G phase that follows on this batch reuses these fakes

@@ -85,6 +85,36 @@ def test_unconditional_sampling_reproduces_the_prior_and_a_seed_reproduces_sampl
     assert np.array_equal(gan_ids_of(g, x), gan_ids(gan, x))  # the model and the data side assign alike
 
 
+def test_cluster_logits_pick_the_nearest_centroid_and_teach_g_its_clusters():
+    gan = self_conditioned()
+    x, _ = blobs()
+    gan.set_clusters(fit_clusters(x, 3, dims=4), np.ones(3) / 3)
+    g = gan.g
+    x01 = torch.from_numpy(x).float() / 255
+    assert torch.equal(g.cluster_logits(x01).argmax(1), g.cluster_of(x01))
+    # the objective's G loss is the adversarial one plus cluster_loss x the CE of the fakes' clusters
+    from genforge.objectives.gan import GANObjective
+
+    batch = (x01[:8], torch.zeros(8, dtype=torch.long))
+    losses = {}
+    for w in (0.0, 2.0):
+        gan.config.cluster_loss = w
+        torch.manual_seed(3)
+        losses[w] = GANObjective(gan).loss(batch, "g")
+    assert "cluster_ce" not in losses[0.0][1]
+    assert float((losses[2.0][0] - losses[0.0][0]).detach()) == pytest.approx(2 * float(losses[2.0][1]["cluster_ce"]), rel=1e-5)
+    # that CE alone moves G's fakes into the clusters they were asked for
+    y = torch.arange(3).repeat(20)
+    z = torch.randn(len(y), 4, generator=torch.Generator().manual_seed(0))
+    before = float((g.cluster_of(g.render(z, y)) == y).float().mean())
+    opt = torch.optim.Adam(g.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(g.cluster_logits(g.render(z, y)), y).backward()
+        opt.step()
+    assert before < 0.9 and float((g.cluster_of(g.eval().render(z, y)) == y).float().mean()) == 1.0
+
+
 def gan_ids(gan: GAN, x: np.ndarray) -> np.ndarray:
     from genforge.data.clusters import Clusters
 
@@ -95,7 +125,8 @@ def gan_ids(gan: GAN, x: np.ndarray) -> np.ndarray:
 def test_bad_switches_are_one_line_config_errors():
     for kw, match in (({"clusters": 1}, "model.clusters=1"), ({"clusters": -2}, "model.clusters=-2"),
                       ({"clusters": 4, "conditional": True, "num_classes": 10}, "give one"),
-                      ({"clusters": 4, "cluster_dims": 0}, "cluster_dims=0")):
+                      ({"clusters": 4, "cluster_dims": 0}, "cluster_dims=0"),
+                      ({"clusters": 4, "cluster_loss": -1.0}, "cluster_loss >= 0")):
         with pytest.raises(ConfigError, match=match):
             GANConfig(image_size=8, channels=1, **kw)
     with pytest.raises(ConfigError, match="data.reference_estimator='knn'"):
