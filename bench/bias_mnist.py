@@ -1,7 +1,7 @@
 """Output bias on MNIST made 90/10, and what each mitigation does to it and to quality.
 
     python bench/bias_mnist.py [--mnist ../shared/data/mnist] [--minutes 3] [--jobs 2] [--samples 10000] [--threads 1]
-                               [--family gan|vae] [--clusters 100] [--reference-steps 3000] [--estimator classifier|clusters]
+                               [--family gan|vae] [--clusters 100] [--reference-steps 1500] [--estimator classifier|clusters]
 
 The training set is MNIST's training digits 0-4 (less the reference's) and 669 random ones of each of 5-9 (90 %
 of the images are 0-4: TV 0.400 from uniform). Four GANs (the gan/mnist recipe: spectral norm,
@@ -16,7 +16,8 @@ train.budget_clock=cpu):
             digits, or the training file's last images, are other writers', whom a density ratio
             would learn to tell apart):
             data.reference_estimator's weights (Choi et al. 2019's density-ratio classifier, its
-            --reference-steps (3,000) steps outside the GAN's budget, or the clusters' ratio) drive the draws.
+            --reference-steps (1,500 of 256 images) outside the GAN's budget, or the clusters' ratio)
+            drive the draws.
 
 The unconditional arms are self-conditioned GANs (model.clusters=--clusters, Liu et al. 2020): G
 and D read k-means clusters of the training images (fitted under the arm's draw weights, no label
@@ -280,7 +281,7 @@ def main() -> None:
     ap.add_argument("--family", choices=sorted(RECIPES), default="gan",
                     help="the arms' model: vae (the vae/mnist recipe) or gan (gan/mnist)")
     ap.add_argument("--minutes", type=float, default=3.0, help="CPU-time training budget of each arm (minutes)")
-    ap.add_argument("--reference-steps", type=int, default=3000,
+    ap.add_argument("--reference-steps", type=int, default=1500,
                     help="training steps of the iw arm's density-ratio classifier (data.reference_steps)")
     ap.add_argument("--clusters", type=int, default=100,
                     help="k-means clusters of the unconditional GAN arms (model.clusters: self-conditioned)")

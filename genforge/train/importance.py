@@ -34,10 +34,13 @@ CLIP = 0.01  # c(x) is clipped to [CLIP, 1 - CLIP]: a weight is within [0.0101, 
 
 
 def density_ratio_weights(data: ImageSet, reference: ImageSet, out: str | Path, steps: int = 1500, seed: int = 0,
-                          batch_size: int = 64, width: int = 32, dropout: float = 0.5) -> np.ndarray:
+                          batch_size: int = 256, width: int = 32, dropout: float = 0.5) -> np.ndarray:
     """Per-image weights (len(data),) estimating p_ref(x) / p_data(x), with mean 1; the classifier's
     run goes to out. Its draws are half reference, half training images, shifted by up to 2
-    pixels (a few hundred reference images are otherwise learnt by heart), with dropout 0.5.
+    pixels (a few hundred reference images are otherwise learnt by heart), with dropout 0.5, in
+    batches of 256: on the 90/10 MNIST of bench/bias_mnist.py (1,000 reference images) the drawn
+    digits' TV from uniform was 0.093 after 1,500 steps of 64, 0.046-0.058 after 3,000 and
+    0.037-0.038 after 1,500 of 256 (two seeds).
     DataError for a reference of another image shape, or one of fewer than 10 images."""
     _check_reference(data, reference)
     images = np.concatenate([data.images, reference.images])
