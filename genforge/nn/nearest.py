@@ -17,6 +17,4 @@ def cluster_logits(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, cen
 def nearest_cluster(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """The nearest centroid's id (N,) of flattened images x (N, D) in [0, 1]: x - mean projected on
     the rows of basis (P, D), against centroids (K, P), in float32 whatever the autocast."""
-    with torch.autocast(x.device.type, enabled=False):
-        h = (x.float() - mean.float()) @ basis.float().T  # (N, P)
-        return torch.cdist(h, centroids.float()).argmin(1)
+    return cluster_logits(x, mean, basis, centroids).argmax(1)

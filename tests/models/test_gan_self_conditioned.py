@@ -85,13 +85,12 @@ def test_unconditional_sampling_reproduces_the_prior_and_a_seed_reproduces_sampl
     assert np.array_equal(gan_ids_of(g, x), gan_ids(gan, x))  # the model and the data side assign alike
 
 
-def test_cluster_logits_pick_the_nearest_centroid_and_teach_g_its_clusters():
+def test_the_cluster_loss_teaches_g_its_clusters():
     gan = self_conditioned()
     x, _ = blobs()
     gan.set_clusters(fit_clusters(x, 3, dims=4), np.ones(3) / 3)
     g = gan.g
     x01 = torch.from_numpy(x).float() / 255
-    assert torch.equal(g.cluster_logits(x01).argmax(1), g.cluster_of(x01))
     # the objective's G loss is the adversarial one plus cluster_loss x the CE of the fakes' clusters
     from genforge.objectives.gan import GANObjective
 
