@@ -9,8 +9,9 @@ cache of codes beside the run, and codes computed per batch keep the data a plai
 (augmentations, any source).
 
 Each cross-entropy is over its own span of the vocabulary (codes over the codebook, caption
-tokens over the text ids), the distributions the sampler draws from (it masks to the codes), so
-val_loss is the model's negative log-likelihood of an image's codes, in nats per code. Which
+tokens over the text ids; with a two-stream tokenizer each position's code over its own
+stream's), the distributions the sampler draws from (it masks to the codes), so val_loss is the
+model's negative log-likelihood of an image's codes, in nats per code. Which
 captions drop is drawn per batch by `draw`, from the batch's own seeded generator: the loss is a
 function of the batch alone, so resume is exact and batch shards may run in any thread order.
 """
@@ -50,7 +51,11 @@ class DalleObjective:
         codes = model.codes(x)  # (B, N), no gradient: the tokenizer is frozen
         logits = model(ids, codes).float()  # (B, T + N, V)
         lo, hi = model.image_range
-        image = F.cross_entropy(logits[:, P:, lo:hi].transpose(1, 2), codes, reduction="none").mean(1)  # (B,)
+        image_logits = logits[:, P:, lo:hi]  # (B, N, codes)
+        mask = model.code_mask()  # two streams: each position's softmax over its own stream's codes
+        if mask is not None:
+            image_logits = image_logits.masked_fill(~mask.to(image_logits.device), float("-inf"))
+        image = F.cross_entropy(image_logits.transpose(1, 2), codes, reduction="none").mean(1)  # (B,)
         if T < 2 or model.text is not None:  # a single token, or states: no caption tokens to predict
             return image, torch.zeros_like(image)
         text = F.cross_entropy(logits[:, :T - 1, :lo].transpose(1, 2), ids[:, 1:], reduction="none").mean(1)

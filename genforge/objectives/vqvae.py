@@ -4,6 +4,11 @@ an EMA codebook (model.ema) the codebook instead moves in `loss`, in training mo
 Codebook usage is logged (nn/vq.py's `usage`): `perplexity` (exp of the entropy of code use in the
 batch; the codebook size when all codes are used equally) and `codes_used` (the fraction of codes
 used at all).
+
+With two streams (model.streams=value_chroma) the reconstruction is of the value image
+(VQVAE.split) and the chroma codebook moves by EMA towards the patch colours it is assigned,
+seeded on the first training batch by k-means++ (`seed_chroma`); `chroma_perplexity` and
+`chroma_used` log its usage.
 """
 from __future__ import annotations
 
@@ -35,33 +40,49 @@ class VQVAEObjective:
     def modules(self) -> dict:
         return {"model": self.model}
 
-    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, reconstruction per image (B,), commitment, codes (B, h, w)) of images x in [0, 1]."""
+    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                              torch.Tensor | None]:
+        """(loss, reconstruction per image (B,), commitment, codes (B, h, w), chroma codes
+        (B, h, w) or None) of images x in [0, 1]."""
         model = self.model
+        target, chroma = model.split(x)
         logits, z_e, codes, stats = model(x)
-        rec = reconstruction(model, logits, x)
+        rec = reconstruction(model, logits, target)
         loss = rec.mean() + model.config.beta * stats["commit"]
         if not model.config.ema:
             loss = loss + stats["codebook"]
-        if model.config.ema and model.training and torch.is_grad_enabled():
+        learn = model.training and torch.is_grad_enabled()
+        if model.config.ema and learn:
             model.quantizer.update(z_e, codes)
-        return loss, rec, stats["commit"], codes
+        chroma_codes = None
+        if chroma is not None:
+            if learn and int(model.chroma.steps) == 0:
+                seed_chroma(model.chroma, chroma)
+            chroma_codes = model.chroma.nearest(chroma)
+            if learn:
+                model.chroma.update(chroma, chroma_codes)
+        return loss, rec, stats["commit"], codes, chroma_codes
 
     def loss(self, batch, phase: str = "main"):
         x = batch[0].float()  # (B, C, H, W) in [0, 1]
-        loss, rec, commit, codes = self.terms(x)
+        loss, rec, commit, codes, chroma = self.terms(x)
         perplexity, used = usage(codes, self.model.config.codebook_size)
-        return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "commit": commit.detach(),
-                      "perplexity": perplexity, "codes_used": used, "images": len(x)}
+        metrics = {"loss": loss.detach(), "rec": rec.mean().detach(), "commit": commit.detach(),
+                   "perplexity": perplexity, "codes_used": used, "images": len(x)}
+        if chroma is not None:
+            metrics["chroma_perplexity"], metrics["chroma_used"] = usage(chroma, self.model.config.chroma_size)
+        return loss, metrics
 
     def evaluate(self, batches) -> dict[str, float]:
         """val_loss and val_rec per image, val_commit, and val_codes_used / val_perplexity over all
         the evaluation batches together."""
         size = self.model.config.codebook_size
-        totals, n, all_codes = {"val_loss": 0.0, "val_rec": 0.0, "val_commit": 0.0}, 0, []
+        totals, n, all_codes, all_chroma = {"val_loss": 0.0, "val_rec": 0.0, "val_commit": 0.0}, 0, [], []
         for x, _ in batches:
             x = x.float()
-            loss, rec, commit, codes = self.terms(x)
+            loss, rec, commit, codes, chroma = self.terms(x)
+            if chroma is not None:
+                all_chroma.append(chroma.reshape(-1))
             totals["val_loss"] += float(loss) * len(x)
             totals["val_rec"] += float(rec.sum())
             totals["val_commit"] += float(commit) * len(x)
@@ -71,4 +92,26 @@ class VQVAEObjective:
         if all_codes:
             perplexity, used = usage(torch.cat(all_codes), size)
             values.update(val_perplexity=float(perplexity), val_codes_used=float(used))
+        if all_chroma:
+            perplexity, used = usage(torch.cat(all_chroma), self.model.config.chroma_size)
+            values.update(val_chroma_perplexity=float(perplexity), val_chroma_used=float(used))
         return values
+
+
+@torch.no_grad()
+def seed_chroma(quantizer, chroma: torch.Tensor) -> None:
+    """Seed the chroma codebook by k-means++ (Arthur & Vassilvitskii 2007) on the patch colours
+    chroma (B, 3, h, w): each entry drawn with probability proportional to its squared distance
+    from the entries already chosen, by a generator of fixed seed, so a run starts the same from
+    the same batch. Black, most of a scene's patches, is one entry, not most of them (as
+    seed_from's uniform draw would make it)."""
+    flat = chroma.detach().movedim(1, -1).reshape(-1, chroma.shape[1]).float()  # (N, 3)
+    gen = torch.Generator().manual_seed(0)
+    chosen = flat[torch.randint(len(flat), (1,), generator=gen)]
+    for _ in range(1, quantizer.codebook_size):
+        d = torch.cdist(flat, chosen).min(1).values.pow(2)  # (N,)
+        pick = torch.multinomial(d / d.sum(), 1, generator=gen) if d.sum() > 0 else torch.randint(len(flat), (1,), generator=gen)
+        chosen = torch.cat([chosen, flat[pick]])
+    quantizer.codebook.copy_(chosen)
+    quantizer.cluster_size.fill_(1.0)
+    quantizer.embed_sum.copy_(chosen)

@@ -6,7 +6,8 @@ Two logits processors (sample/processors.py) make it an image sampler: classifie
 on the logits (Ho & Salimans 2022; on image tokens as in Make-A-Scene, Gafni et al. 2022), whose
 unconditional branch is the same GPT after [null caption, BOI] (or [negative caption, BOI]: a
 negative prompt) with a KV cache of its own; then `allowed_range`, so every step draws an image
-code, never a text id or BOI. Every draw takes `generator`, so one seed gives one image,
+code, never a text id or BOI (with a two-stream tokenizer `stream_ranges`: the value codes of
+the whole grid, then its chroma codes). Every draw takes `generator`, so one seed gives one image,
 bitwise; `check()` runs before every token step (a server cancels or times out a request there).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from genforge.models.dalle import Dalle, check_sampling
-from genforge.sample.processors import allowed_range, classifier_free_guidance, kv_cached_logits
+from genforge.sample.processors import Processor, allowed_range, classifier_free_guidance, kv_cached_logits
 from genforge.sample.text import stream_ids
 
 
@@ -50,9 +51,11 @@ def sample_codes(model: Dalle, ids: torch.Tensor, generator: torch.Generator | N
         raise ValueError(f"negative has {len(uncond)} captions for {len(ids)} prompts")
     prefix = model.prefix(ids)  # (B, T + 1), or BOI (B, 1) after a text encoder's states
     lo, hi = model.image_range
+    spans = [(lo + a, lo + b) for a, b in model.code_spans]
+    mask = allowed_range(lo, hi) if len(spans) == 1 else stream_ranges(spans, prefix.size(1), model.n_codes // len(spans))
     processors = [classifier_free_guidance(kv_cached_logits(model.decoder(uncond), model.prefix(uncond),
                                                             skip=prefix.size(1)), guidance),
-                  allowed_range(lo, hi)]  # after guidance: a code only one branch rules out is no nan
+                  mask]  # after guidance: a code only one branch rules out is no nan
     steps = stream_ids(model.decoder(ids), prefix, model.n_codes, temperature=temperature, top_k=top_k or None,
                        generator=generator, processors=processors)
     out = []
@@ -62,6 +65,19 @@ def sample_codes(model: Dalle, ids: torch.Tensor, generator: torch.Generator | N
         out.append(next(steps))
     steps.close()
     return torch.stack(out, 1) - lo  # (B, N)
+
+
+def stream_ranges(spans: list[tuple[int, int]], start: int, per_stream: int) -> Processor:
+    """A processor for streams one after the other, per_stream tokens each: the k-th token after
+    the first `start` ids (k = ids so far - start) keeps only the logits in
+    spans[k // per_stream], [lo, hi); the rest are -inf."""
+    def process(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        lo, hi = spans[min((ids.size(1) - start) // per_stream, len(spans) - 1)]
+        out = torch.full_like(logits, float("-inf"))
+        out[:, lo:hi] = logits[:, lo:hi]
+        return out
+
+    return process
 
 
 def check_ids(model: Dalle, ids: torch.Tensor, name: str) -> None:

@@ -15,6 +15,7 @@ from genforge.errors import ConfigError, DataError
 from genforge.models.dalle import Dalle, DalleConfig
 from genforge.models.vqvae import VQVAE, VQVAEConfig
 from genforge.objectives.dalle import DalleObjective
+from genforge.objectives.vqvae import seed_chroma
 from genforge.run_config import load_config
 from genforge.sample.processors import allowed_range
 from genforge.sample.t2i_dalle import generate, sample_codes
@@ -336,3 +337,126 @@ def test_a_run_with_a_frozen_pretrained_text_encoder_keeps_it_and_generates(tmp_
     assert all(torch.equal(v, mine[k]) for k, v in enc.state_dict().items())  # frozen: not trained
     ids = torch.from_numpy(captions.encode_captions(loaded.tokenizer, ["a red square"], model.config.text_len))
     assert generate(model, ids, torch.Generator().manual_seed(0)).shape == (1, 3, 32, 32)
+
+
+# --- a two-stream tokenizer (the VQ-VAE's streams=value_chroma) ------------------------------------
+
+VQ2 = VQ | {"streams": "value_chroma", "chroma_size": 4}
+
+
+def split_reference_codes(model: Dalle, ids, guidance) -> torch.Tensor:
+    """Greedy guided codes, the whole GPT every step, each position's argmax over its own stream's span."""
+    lo, hi = model.image_range
+    mask = model.code_mask()
+    cond, uncond = model.prefix(ids), model.prefix(model.null_caption(len(ids)))
+    out = []
+    for k in range(model.n_codes):
+        c = model.gpt(cond)[0][:, -1].double()
+        u = model.gpt(uncond)[0][:, -1].double()
+        code = (u + guidance * (c - u))[:, lo:hi].masked_fill(~mask[k], float("-inf")).argmax(-1)
+        out.append(code)
+        cond, uncond = (torch.cat([s, (code + lo)[:, None]], 1) for s in (cond, uncond))
+    return torch.stack(out, 1)
+
+
+def test_two_streams_put_the_value_codes_before_the_chroma_codes():
+    model = tiny(vqvae_config=VQ2)
+    assert model.n_codes == 2 * 4 * 4 and model.code_spans == [(0, 16), (16, 20)]
+    assert model.image_range == (12, 32) and model.boi == 32
+    x = torch.rand(3, 3, 16, 16)
+    codes = model.codes(x)
+    assert codes.shape == (3, 32)
+    assert int(codes[:, :16].max()) < 16 and int(codes[:, 16:].min()) >= 16 and int(codes[:, 16:].max()) < 20
+    assert torch.equal(model.decode(codes), model.vqvae.reconstruct(x))
+    mask = model.code_mask()
+    assert mask.shape == (32, 20) and mask[15, :16].all() and not mask[15, 16:].any() and mask[16, 16:].all() and not mask[16, :16].any()
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_two_stream_guided_greedy_codes_equal_a_full_forward_reference(guidance):
+    model = tiny(vqvae_config=VQ2).double()
+    ids = captions_of(model, [1, 2, 3], [4, 5])
+    with torch.no_grad():
+        assert torch.equal(sample_codes(model, ids, guidance=guidance, temperature=0),
+                           split_reference_codes(model, ids, guidance))
+
+
+def test_each_position_draws_a_code_of_its_own_stream(monkeypatch):
+    """The GPT favours chroma codes by far (and text ids and BOI): value positions still draw value
+    codes, at a high temperature, with guidance, with top_k."""
+    model = tiny(vqvae_config=VQ2)
+    lo = model.image_range[0]
+    forward = model.gpt.forward
+
+    def favour_chroma(*args, **kw):
+        logits, cache = forward(*args, **kw)
+        boost = torch.full_like(logits, 30.0)
+        boost[..., lo:lo + 16] = 0
+        return logits + boost, cache
+
+    monkeypatch.setattr(model.gpt, "forward", favour_chroma)
+    ids = captions_of(model, [1, 2], [3], [4, 5, 6])
+    for kw in (dict(guidance=1.0, temperature=5.0), dict(guidance=8.0, temperature=2.0, top_k=3)):
+        codes = sample_codes(model, ids, torch.Generator().manual_seed(0), **kw)
+        assert codes.shape == (3, 32)
+        assert int(codes[:, :16].max()) < 16 and int(codes[:, 16:].min()) >= 16 and int(codes[:, 16:].max()) < 20
+    images = generate(model, ids, torch.Generator().manual_seed(0))
+    assert images.shape == (3, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
+
+
+def test_a_tiny_two_stream_model_overfits_a_handful_of_captions():
+    torch.manual_seed(0)
+    data = captions.read_scenes("shapes", 4, "train", 16, seed=3)
+    tok = captions.caption_tokenizer(captions.CaptionDataConfig(), data.captions)
+    T = captions.longest(tok, data.captions)
+    ids = torch.from_numpy(captions.encode_captions(tok, data.captions, T))
+    x = torch.from_numpy(data.images).float() / 255
+    model = tiny(text_vocab=tok.vocab_size, text_len=T, text_pad=captions.pad_id(tok), n_embd=32, cond_dropout=0.0,
+                 sharp=False, vqvae_config=VQ2 | {"chroma_size": 8})
+    with torch.no_grad():  # codebooks on these images' values and colours, so that they use many codes
+        value, chroma = model.vqvae.split(x)
+        z = model.vqvae.encoder(value).permute(0, 2, 3, 1).reshape(-1, VQ["code_dim"])
+        model.vqvae.codebook.copy_(z[torch.randperm(len(z))[:VQ["codebook_size"]]])
+        seed_chroma(model.vqvae.chroma, chroma)
+    target = model.codes(x)
+    assert len({tuple(row.tolist()) for row in target}) == 4 and len(target[:, 16:].unique()) > 2
+    objective = DalleObjective(model.train())
+    opt = torch.optim.Adam(list(objective.parameters("main")), lr=3e-3)
+    batch = (x, ids, torch.zeros(4, dtype=torch.bool))
+    for _ in range(150):
+        loss, _ = objective.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.05
+    model.eval()
+    assert torch.equal(sample_codes(model, ids, guidance=1.0, temperature=0), target)
+    assert torch.equal(generate(model, ids, guidance=1.0, temperature=0), model.decode(target))
+
+
+@pytest.fixture(scope="module")
+def split_vqvae_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(**(VQ2 | {"image_size": 32})))
+    path = tmp_path_factory.mktemp("vqvae2") / "vq"
+    return ckpt_io.save_checkpoint(path, {"family": "vqvae", "model": dataclasses.asdict(model.config)},
+                                   {"model": model})
+
+
+def test_a_two_stream_run_resumes_exactly_and_its_checkpoint_generates(tmp_path, split_vqvae_ckpt):
+    full = run(dalle_config(tmp_path / "full", split_vqvae_ckpt), progress=False)
+    run(dalle_config(tmp_path / "cut", split_vqvae_ckpt, max_iters=3), progress=False)
+    resumed = run(dalle_config(tmp_path / "cut", split_vqvae_ckpt), resume=True, progress=False)
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "vqvae.chroma.codebook" in a
+    loaded = ckpt_io.load(full)
+    ids = torch.from_numpy(captions.encode_captions(loaded.tokenizer, ["a red square"], loaded.model.config.text_len))
+    assert loaded.model.n_codes == 128
+    assert generate(loaded.model, ids, torch.Generator().manual_seed(0)).shape == (1, 3, 32, 32)
+
+
+def test_the_two_stream_recipes_fit_together():
+    vq, dalle = load_config("vqvae/scenes_split"), load_config("t2i/scenes_dalle_split")
+    assert vq.model.streams == "value_chroma" and dalle.model.vqvae == f"{vq.train.out_dir}/latest"
+    assert dalle.data.source == vq.data.source and dalle.data.image_size == vq.data.image_size

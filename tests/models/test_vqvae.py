@@ -2,6 +2,7 @@
 update against a hand computation, dead-code restarts, the numbers and checkpoints of the layout
 before nn/vq.py, and end to end through `genforge train` (it reconstructs digits, uses its
 codebook, resumes exactly) and `genforge generate`."""
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -179,3 +180,105 @@ def test_generate_writes_a_grid(trained, tmp_path):
     x1 = model.sample(3, generator=torch.Generator().manual_seed(1))
     assert x1.shape == (3, 1, 16, 16) and float(x1.min()) >= 0 and float(x1.max()) <= 1
     assert torch.equal(x1, model.sample(3, generator=torch.Generator().manual_seed(1)))
+
+
+# --- two streams (model.streams=value_chroma) ---------------------------------------------------
+
+def scene_images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
+    from genforge.data import scenes
+
+    images, _, _ = scenes.make_scenes(n, "train", size, seed)
+    return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float() / 255
+
+
+def split_model(**kw) -> VQVAE:
+    return tiny(**({"image_size": 16, "channels": 3, "streams": "value_chroma", "chroma_size": 8} | kw))
+
+
+def test_the_value_stream_is_the_same_for_an_object_of_any_colour():
+    """The point of the split: a red circle and a green one give one value image, so no value code
+    says which colour it is; the chroma vectors hold the colour, and joining them gives the image back."""
+    import copy
+
+    from genforge.data import scenes
+
+    _, _, specs = scenes.make_scenes(1, "train", 16, 2)
+    drawn = []
+    for colour in ("red", "green", "blue"):
+        spec = copy.deepcopy(specs[0])
+        for o in spec["objects"]:
+            o["colour"] = colour
+        drawn.append(scenes.draw(spec, 16))
+    x = torch.from_numpy(np.stack(drawn).transpose(0, 3, 1, 2).copy()).float() / 255
+    model = split_model()
+    value, chroma = model.split(x)
+    assert value.shape == (3, 1, 16, 16) and chroma.shape == (3, 3, 8, 8)
+    assert (value[0] - value[1]).abs().max() <= 2 / 255 and (value[0] - value[2]).abs().max() <= 2 / 255
+    assert float(value.max()) == 1.0
+    assert not torch.allclose(chroma[0], chroma[1])
+    assert (model.join(value, chroma) - x).abs().max() <= 2 / 255  # one colour a patch: nothing is lost but rounding
+
+
+def test_two_stream_codes_round_trip_and_a_step_logs_both_codebooks():
+    model = split_model()
+    x = scene_images(8)
+    objective = VQVAEObjective(model)
+    loss, metrics = objective.loss((x, None))  # the first training step seeds the chroma codebook (k-means++)
+    assert {"chroma_perplexity", "chroma_used"} <= set(metrics) and float(metrics["chroma_perplexity"]) > 2
+    assert len(model.chroma.codebook.unique(dim=0)) == 8  # distinct entries, black among them
+    assert float(model.chroma.codebook.norm(dim=1).min()) < 0.01
+    loss.backward()
+    assert model.encoder[0].weight.shape[1] == 1  # the convolutions see the value image
+    model.eval()
+    _, codes = model.encode(x)
+    assert codes.shape == (8, 8, 8, 2) and int(codes[..., 1].max()) < 8
+    images = model.decode_codes(codes)
+    assert images.shape == x.shape and torch.equal(images, model.reconstruct(x))
+    # the chroma codebook alone keeps each scene's colours: exact value images, quantised colour
+    value, chroma = model.split(x)
+    rebuilt = model.join(value, model.chroma.lookup(model.chroma.nearest(chroma)))
+    assert float((rebuilt - x).abs().mean()) < 0.02
+    sample = model.sample(2, generator=torch.Generator().manual_seed(0))
+    assert sample.shape == (2, 3, 16, 16)
+    assert set(objective.evaluate([(x, None)])) >= {"val_chroma_perplexity", "val_chroma_used"}
+
+
+def test_grey_images_have_the_value_stream_alone():
+    grey, single = tiny(streams="value_chroma"), tiny()
+    assert grey.streams == 1 and grey.chroma is None
+    assert grey.state_dict().keys() == single.state_dict().keys()
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(grey.split(x)[0], x) and grey.encode(x)[1].shape == (2, 4, 4)
+
+
+def test_two_stream_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="model.streams='rgb'"):
+        VQVAEConfig(streams="rgb")
+    with pytest.raises(ConfigError, match="model.chroma_size=1"):
+        VQVAEConfig(streams="value_chroma", chroma_size=1)
+    with pytest.raises(ConfigError, match="needs RGB"):
+        VQVAEConfig(streams="value_chroma", channels=4)
+
+
+def split_args(out, iters):
+    return ["vqvae/scenes_split", "data.image_size=16", "data.batch_size=8", "model.width=8", "model.codebook_size=16",
+            "model.code_dim=4", "model.chroma_size=8", f"train.max_iters={iters}", "train.lr_decay_iters=4",
+            "train.warmup_iters=1", "train.eval_interval=2", "train.eval_iters=1", "train.log_interval=1",
+            "train.device=cpu", "train.dtype=float32", f"train.out_dir={out}", "--no-progress"]
+
+
+def test_a_two_stream_run_resumes_exactly_including_the_chroma_codebook(tmp_path):
+    from genforge.train.log import read_metrics
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(["train", *split_args(full, 4)]) == 0
+    assert main(["train", *split_args(cut, 2)]) == 0
+    assert main(["train", *split_args(cut, 4), "--resume"]) == 0
+    a, b = (load_file(str(ckpt_io.resolve(d) / "model.safetensors")) for d in (full, cut))
+    assert {"chroma.codebook", "chroma.cluster_size", "chroma.embed_sum", "chroma.steps"} <= set(a)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert int(a["chroma.steps"]) == 4 and len(a["chroma.codebook"].unique(dim=0)) == 8
+    names = {name for _, name, _ in read_metrics(full / "metrics.csv")}
+    assert {"chroma_perplexity", "chroma_used", "val_chroma_perplexity"} <= names
+    model = ckpt_io.load(full).model
+    assert model.streams == 2 and model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 16, 16)
