@@ -126,6 +126,11 @@ COMMANDS = {
     "genforge generate runs/t2i_scenes_dit --prompt two green triangles --negative-prompt a red circle "
     "--out samples/": Run(),
     "genforge eval runs/t2i_scenes_dit --metrics geneval": Run(("--num-samples", "8")),
+    "genforge train vqvae/scenes_split": Run((*TINY_IMAGES, "model.width=8", "model.codebook_size=16", "model.code_dim=4",
+                                              "model.chroma_size=4", "--no-progress")),
+    "genforge train t2i/scenes_dalle_split": Run((*TINY_IMAGES, "data.num_scenes=64", "model.n_layer=1",
+                                                 "model.n_embd=32", "model.n_head=2", "--no-progress")),
+    "genforge eval runs/t2i_scenes_dalle_split --metrics geneval": Run(("--num-samples", "8")),
     "genforge serve scenes=runs/t2i_scenes_dit": Run(),
     "genforge train clip/scenes": Run((*TINY_IMAGES, "data.num_scenes=64", "model.width=8", "model.text_width=16",
                                        "model.text_heads=2", "model.embed_dim=16", "--no-progress")),
