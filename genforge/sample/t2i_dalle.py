@@ -50,9 +50,9 @@ def sample_codes(model: Dalle, ids: torch.Tensor, generator: torch.Generator | N
     if len(uncond) != len(ids):
         raise ValueError(f"negative has {len(uncond)} captions for {len(ids)} prompts")
     prefix = model.prefix(ids)  # (B, T + 1), or BOI (B, 1) after a text encoder's states
-    lo, hi = model.image_range
+    lo = model.image_range[0]
     spans = [(lo + a, lo + b) for a, b in model.code_spans]
-    mask = allowed_range(lo, hi) if len(spans) == 1 else stream_ranges(spans, prefix.size(1), model.n_codes // len(spans))
+    mask = stream_ranges(spans, prefix.size(1), model.n_codes // len(spans))
     processors = [classifier_free_guidance(kv_cached_logits(model.decoder(uncond), model.prefix(uncond),
                                                             skip=prefix.size(1)), guidance),
                   mask]  # after guidance: a code only one branch rules out is no nan
@@ -70,12 +70,11 @@ def sample_codes(model: Dalle, ids: torch.Tensor, generator: torch.Generator | N
 def stream_ranges(spans: list[tuple[int, int]], start: int, per_stream: int) -> Processor:
     """A processor for streams one after the other, per_stream tokens each: the k-th token after
     the first `start` ids (k = ids so far - start) keeps only the logits in
-    spans[k // per_stream], [lo, hi); the rest are -inf."""
+    spans[k // per_stream], [lo, hi) (allowed_range's); the rest are -inf. One span is allowed_range."""
+    ranges = [allowed_range(lo, hi) for lo, hi in spans]
+
     def process(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        lo, hi = spans[min((ids.size(1) - start) // per_stream, len(spans) - 1)]
-        out = torch.full_like(logits, float("-inf"))
-        out[:, lo:hi] = logits[:, lo:hi]
-        return out
+        return ranges[min((ids.size(1) - start) // per_stream, len(ranges) - 1)](logits, ids)
 
     return process
 

@@ -201,19 +201,24 @@ def test_a_tiny_model_overfits_a_handful_of_captions():
         model.vqvae.codebook.copy_(z[torch.randperm(len(z))[:VQ["codebook_size"]]])
     target = model.codes(x)
     assert len({tuple(row.tolist()) for row in target}) == 4
-    objective = DalleObjective(model.train())
-    opt = torch.optim.Adam(list(objective.parameters("main")), lr=3e-3)
-    batch = (x, ids, torch.zeros(4, dtype=torch.bool))
-    for _ in range(150):
-        loss, _ = objective.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert float(loss.detach()) < 0.05
+    assert overfit(model, x, ids) < 0.05
     model.eval()
     assert torch.equal(sample_codes(model, ids, guidance=1.0, temperature=0), target)
     images = generate(model, ids, guidance=1.0, temperature=0)
     assert torch.equal(images, model.decode(target))
+
+
+def overfit(model, x: torch.Tensor, ids: torch.Tensor, steps: int = 150) -> float:
+    """The loss after `steps` Adam steps of the DALL·E objective on one batch (no caption dropped)."""
+    objective = DalleObjective(model.train())
+    opt = torch.optim.Adam(list(objective.parameters("main")), lr=3e-3)
+    batch = (x, ids, torch.zeros(len(x), dtype=torch.bool))
+    for _ in range(steps):
+        loss, _ = objective.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
 
 
 @pytest.fixture(scope="module")
@@ -420,15 +425,7 @@ def test_a_tiny_two_stream_model_overfits_a_handful_of_captions():
         seed_chroma(model.vqvae.chroma, chroma)
     target = model.codes(x)
     assert len({tuple(row.tolist()) for row in target}) == 4 and len(target[:, 16:].unique()) > 2
-    objective = DalleObjective(model.train())
-    opt = torch.optim.Adam(list(objective.parameters("main")), lr=3e-3)
-    batch = (x, ids, torch.zeros(4, dtype=torch.bool))
-    for _ in range(150):
-        loss, _ = objective.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert float(loss.detach()) < 0.05
+    assert overfit(model, x, ids) < 0.05
     model.eval()
     assert torch.equal(sample_codes(model, ids, guidance=1.0, temperature=0), target)
     assert torch.equal(generate(model, ids, guidance=1.0, temperature=0), model.decode(target))
