@@ -20,6 +20,7 @@ from genforge.sample.text import generate_ids, prompt_ids, stream_text, truncate
 # From this size on, CPU decoding is bound by streaming weights, and for_decoding's layouts win
 # (GPT-2 small: 1.3x in fp32, 2.3x in bf16); below it, per-op overhead dominates and the plain model is as fast.
 DECODE_COPY_MIN_PARAMS = 20_000_000
+MAX_RERANK = 64  # candidates per image a text-to-image model's rerank draws at most
 
 
 def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
@@ -169,6 +170,7 @@ class PromptImageModel:
         if self.tokenizer is None:
             raise CheckpointError(f"{self.path}: no tokenizer.json; this text-to-image checkpoint cannot read prompts")
         self._sample = resolve(self.family.generate)
+        self._clips: dict[str, tuple[torch.nn.Module, object]] = {}  # rerank's CLIPs by path
 
     @classmethod
     def load(cls, ckpt: str | Path, device: str = "auto", dtype: str = "auto") -> PromptImageModel:
@@ -201,14 +203,31 @@ class PromptImageModel:
 
     def generate(self, prompt: str | Sequence[str], num_samples: int = 1, guidance: float | None = None,
                  negative_prompt: str | None = None, seed: int | None = None,
-                 check: Callable[[], None] | None = None, **options) -> torch.Tensor:
+                 check: Callable[[], None] | None = None, rerank: int = 1, clip: str | Path | None = None,
+                 **options) -> torch.Tensor:
         """Images (n, C, H, W) in [0, 1]: num_samples of one prompt, or one per prompt of a list.
         guidance (classifier-free scale), the negative prompt and the options default to the
-        model's; one seed gives the same images bitwise. ConfigError for an unknown option or a
-        value out of range, DataError for a prompt the model cannot read."""
+        model's; one seed gives the same images bitwise. rerank N > 1 draws N candidates for each
+        image and keeps the one a CLIP (the clip checkpoint) scores highest against its prompt
+        (DALL·E's reranking, Ramesh et al. 2021 sec. 2.5); the candidates of image i are images
+        i*N .. i*N+N-1 of the same call with rerank 1 and num_samples n*N. ConfigError for an unknown
+        option or a value out of range, DataError for a prompt the model cannot read."""
         prompts = [prompt] * num_samples if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise DataError("no prompt given")
+        if not 1 <= rerank <= MAX_RERANK:
+            raise ConfigError(f"rerank={rerank}: must be in [1, {MAX_RERANK}] (1: no reranking)")
+        if rerank > 1 and clip is None:
+            raise ConfigError("rerank needs a CLIP to score the candidates: clip=CKPT (genforge train clip/scenes)")
+        if rerank > 1:
+            from genforge.eval.clipscore import clip_score
+
+            scorer, tokenizer = self._clip(clip)
+            many = [p for p in prompts for _ in range(rerank)]
+            images = self.generate(many, guidance=guidance, negative_prompt=negative_prompt, seed=seed, check=check,
+                                   **options)
+            scores = clip_score(scorer, tokenizer, images, many).view(len(prompts), rerank)
+            return images[scores.argmax(1).to(images.device) + torch.arange(len(prompts), device=images.device) * rerank]
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ConfigError(f"{unknown[0]}: not a sampling option of a {self.model.__class__.__name__} "
@@ -220,13 +239,25 @@ class PromptImageModel:
         options = {k: v for k, v in options.items() if v is not None}
         return self._sample(self.model, ids, generator=gen, guidance=guidance, negative=negative, check=check, **options)
 
+    def _clip(self, ckpt: str | Path) -> tuple[torch.nn.Module, object]:
+        """(model, tokenizer) of a clip checkpoint, loaded once per path."""
+        from genforge.eval.clipscore import load_clip
+
+        key = str(Path(ckpt).resolve())
+        if key not in self._clips:
+            self._clips[key] = load_clip(ckpt, next(self.model.parameters()).device)
+            self._clips[key][0].eval()
+        return self._clips[key]
+
     def evaluate(self, metrics: Sequence[str] = ("geneval",), n: int = 256, seed: int = 0, clip: str | Path | None = None,
-                 judge: str | Path | None = None, **options) -> dict[str, float]:
+                 judge: str | Path | None = None, rerank: int = 1, **options) -> dict[str, float]:
         """Offline metrics on n held-out prompts of the procedural scenes the model trained on:
         geneval (per-task accuracy of the scene judge, genforge/eval/geneval.py, trained and
         cached on first use unless `judge` names one), clipscore (mean CLIPScore under the clip
         checkpoint `clip`) and fid (Frechet distance to the held-out scenes' own images, on that
-        CLIP's image features; kid its kernel counterpart). Sampling options as in generate. ConfigError for a model not
+        CLIP's image features; kid its kernel counterpart). Sampling options as in generate; rerank N
+        keeps the best of N candidates by that same CLIP (its clipscore is then no independent
+        measure). ConfigError for a model not
         trained on builtin:scenes, a metric it cannot compute, or clip missing where needed."""
         from genforge.data import scenes
         from genforge.data.caption_batches import scene_vocab
@@ -245,7 +276,8 @@ class PromptImageModel:
         if {"clipscore", "fid", "kid"} & set(metrics) and clip is None:
             raise ConfigError("clipscore, fid and kid need a CLIP: --clip CKPT (train one: genforge train clip/scenes)")
         real, captions, specs = scenes.make_scenes(n, "heldout", self.config.image_size, seed, vocab)
-        made = torch.cat([self.generate(captions[k:k + 64], seed=seed + k, **options).cpu() for k in range(0, n, 64)])
+        made = torch.cat([self.generate(captions[k:k + 64], seed=seed + k, rerank=rerank, clip=clip, **options).cpu()
+                          for k in range(0, n, 64)])
         result: dict[str, float] = {"n": n}
         if "geneval" in metrics:
             found = scene_judge(judge).judge(made, specs)

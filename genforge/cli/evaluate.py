@@ -29,7 +29,10 @@ def add_eval(sub):
                    "music: pieces drawn (default 100); audio_lm: held-out clips bits measures (default 10), windows a "
                    "side fad compares (default 200); codec: held-out clips (default 10)")
     p.add_argument("--iwae-k", type=int, default=100, help="images: importance samples of the VAE NLL bound")
-    p.add_argument("--clip", help="text to image: a clip checkpoint for clipscore and fid (genforge train clip/scenes)")
+    p.add_argument("--clip", help="text to image: a clip checkpoint for clipscore and fid (genforge train clip/scenes), "
+                   "and --rerank's scorer")
+    p.add_argument("--rerank", type=int, default=1, help="text to image: keep the best of N candidates per prompt by "
+                   "--clip's CLIPScore (default 1: none)")
     p.add_argument("--judge", help="text to image: a scene-judge checkpoint for geneval and bias (default: the "
                    "cached one, trained on first use); images, --metrics bias: the classifier checkpoint that labels "
                    "the samples (genforge train classifier/mnist); --metrics fad: an audio-judge checkpoint (default: "
@@ -81,7 +84,7 @@ def _measure(a, p, kind: str) -> dict:
         metrics = a.metrics.split(",") if a.metrics else ["geneval"] + (["clipscore", "fid"] if a.clip else [])
         n = 256 if a.num_samples == p.get_default("num_samples") else a.num_samples
         model = genforge.load(a.ckpt, device=a.device)
-        return model.evaluate([m.strip() for m in metrics], n, a.seed, a.clip, a.judge)
+        return model.evaluate([m.strip() for m in metrics], n, a.seed, a.clip, a.judge, rerank=a.rerank)
     if kind in ("image", "label"):
         from genforge.eval.image_eval import evaluate_images
         from genforge.eval.image_metrics import parse_metrics

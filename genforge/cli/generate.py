@@ -75,7 +75,7 @@ _ONLY = {"text": ("repetition_penalty", "stop", "logit_bias", "block", "self_deb
                   "reject_with", "reject_below", "reject_tries"),
          "music": ("prompt_midi", "bars", "key", "meter", "tempo", "instrument", "style"),
          "audio": ("prompt_audio", "seconds"),
-         "text_image": ("negative_prompt", "guidance", "steps", "sampler"),
+         "text_image": ("negative_prompt", "guidance", "steps", "sampler", "rerank", "clip"),
          "image": ("cls", "truncation", "show", "balance", "reject_judge")}
 _APPLIES = {dest: {kind} for kind, dests in _ONLY.items() for dest in dests}
 _APPLIES.update(prompt={"text", "text_image"}, max_new_tokens={"text", "music"}, temperature=_SAMPLING,
@@ -131,6 +131,9 @@ def _image_generate_args(p) -> None:
     p.add_argument("--steps", type=int, help="text to image, diffusion: sampler steps (default: the model's, e.g. 30)")
     p.add_argument("--sampler", choices=["euler", "ddim", "ddpm"],
                    help="text to image, diffusion: euler (a flow model), ddim or ddpm (default: the model's)")
+    p.add_argument("--rerank", type=int, default=1, help="text to image: draw N candidates per image and keep the "
+                   "one --clip scores highest against the prompt (DALL-E's reranking; default 1: none)")
+    p.add_argument("--clip", help="text to image, --rerank: the clip checkpoint that scores (genforge train clip/scenes)")
     p.add_argument("--class", dest="cls", type=int, help="images: the class of a class-conditional GAN")
     p.add_argument("--truncation", type=float, help="images: redraw latents beyond +-T (GANs; e.g. 1.0)")
     p.add_argument("--show", choices=["samples", "reconstructions", "traversal"], default="samples",
@@ -185,7 +188,8 @@ def _generate_from_prompt(a, parser) -> None:
     model = genforge.load(a.ckpt, device=a.device, dtype=a.dtype)
     given = {"steps": a.steps, "sampler": a.sampler, "temperature": a.temperature, "top_k": a.top_k}
     options = {k: v for k, v in given.items() if k in model.options and v != parser.get_default(k)}
-    images = model.generate(a.prompt, n, guidance=a.guidance, negative_prompt=a.negative_prompt, seed=a.seed, **options)
+    images = model.generate(a.prompt, n, guidance=a.guidance, negative_prompt=a.negative_prompt, seed=a.seed,
+                            rerank=a.rerank, clip=a.clip, **options)
     scale = max(1, 64 // images.shape[-1])
     out = a.out or "samples.png"
     if out.endswith("/") or Path(out).is_dir():
@@ -308,6 +312,9 @@ def add_interpolate(sub):
     p.add_argument("--out", required=True, help="strip.png or animation.gif")
     p.add_argument("--steps", type=int, default=10, help="images from one latent to the other")
     p.add_argument("--seed", type=int, default=0, help="seed of the two end latents")
+    p.add_argument("--rerank", type=int, default=1, help="text to image: draw N candidates per image and keep the "
+                   "one --clip scores highest against the prompt (DALL-E's reranking; default 1: none)")
+    p.add_argument("--clip", help="text to image, --rerank: the clip checkpoint that scores (genforge train clip/scenes)")
     p.add_argument("--class", dest="cls", type=int, help="the class of a class-conditional GAN")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 

@@ -205,6 +205,37 @@ def test_eval_gives_clipscore_fid_and_kid_on_a_genforge_clip(trained, tmp_path, 
     assert "--metrics bleu: a text-to-image model has geneval, clipscore, fid, kid" in capsys.readouterr().err
 
 
+def test_rerank_keeps_each_prompts_best_candidate_by_the_clips_score(trained, tmp_path, capsys):
+    import genforge
+    from genforge.eval.clipscore import clip_score, load_clip
+
+    clip = tmp_path / "clip"
+    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
+                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
+                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
+                 f"train.out_dir={clip}", "--no-progress"]) == 0
+    model = genforge.load(trained, device="cpu")
+    prompts = ["a red circle above a blue square", "two green triangles"]
+    best = model.generate(prompts, seed=3, rerank=4, clip=clip, steps=3)
+    # the candidates are the same call's draws without reranking, four per prompt in order
+    candidates = model.generate([p for p in prompts for _ in range(4)], seed=3, steps=3)
+    scores = clip_score(*load_clip(clip), candidates, [p for p in prompts for _ in range(4)]).view(2, 4)
+    assert scores.std() > 0  # the CLIP tells the candidates apart, so the choice is tested
+    assert torch.equal(best, candidates[scores.argmax(1) + torch.tensor([0, 4])])
+    assert torch.equal(model.generate(prompts, seed=3, rerank=1, clip=clip, steps=3), model.generate(prompts, seed=3, steps=3))
+    for kw, words in ((dict(rerank=4), "rerank needs a CLIP"), (dict(rerank=0, clip=clip), "rerank=0"),
+                      (dict(rerank=65, clip=clip), "rerank=65")):
+        with pytest.raises(ConfigError, match=words):
+            model.generate(prompts, seed=3, steps=3, **kw)
+    capsys.readouterr()
+    assert main(["generate", str(trained), "--prompt", prompts[0], "--num-samples", "2", "--steps", "3",
+                 "--rerank", "3", "--clip", str(clip), "--out", str(tmp_path / "best.png")]) == 0
+    assert main(["generate", str(trained), "--prompt", prompts[0], "--rerank", "3", "--out", str(tmp_path / "x.png")]) != 0
+    assert "rerank needs a CLIP" in capsys.readouterr().err
+    assert main(["eval", str(trained), "--metrics", "clipscore", "--clip", str(clip), "--num-samples", "8",
+                 "--rerank", "2", "--json"]) == 0
+
+
 def test_a_genforge_clip_text_tower_conditions_frozen(tmp_path):
     """model.text_encoder may name a CLIP: its text tower (word order learnt against images) is
     copied in, frozen, and the run reads the CLIP's tokenizer."""
