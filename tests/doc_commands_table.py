@@ -136,6 +136,9 @@ COMMANDS = {
                                        "model.text_heads=2", "model.embed_dim=16", "--no-progress")),
     "genforge eval runs/t2i_scenes_dit --metrics geneval,clipscore,fid --clip runs/clip_scenes":
         Run(("--num-samples", "8")),
+    "genforge generate runs/t2i_scenes_dit --prompt a red square above a blue circle --rerank 8 --clip runs/clip_scenes "
+    "--num-samples 4 --out best.png": Run(),
+    "genforge eval runs/t2i_scenes_dit --metrics geneval --rerank 8 --clip runs/clip_scenes": Run(("--num-samples", "8")),
     # docs/music.md
     "genforge train music/chorales": Run(TINY_MUSIC),
     "genforge train music/folk": Parse("parses O'Neill's ABC books (~3 CPU minutes) on first use"),
