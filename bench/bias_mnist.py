@@ -1,6 +1,6 @@
 """Output bias on MNIST made 90/10, and what each mitigation does to it and to quality.
 
-    python bench/bias_mnist.py [--mnist ../shared/data/mnist] [--minutes 3] [--jobs 2] [--samples 10000] [--threads 1]
+    python bench/bias_mnist.py [--mnist ../shared/data/mnist] [--minutes 6] [--jobs 2] [--samples 10000] [--threads 1]
                                [--family gan|vae] [--clusters 100] [--reference-steps 1500] [--estimator classifier|clusters]
 
 The training set is MNIST's training digits 0-4 (less the reference's) and 669 random ones of each of 5-9 (90 %
@@ -280,7 +280,7 @@ def main() -> None:
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared/data/mnist"))
     ap.add_argument("--family", choices=sorted(RECIPES), default="gan",
                     help="the arms' model: vae (the vae/mnist recipe) or gan (gan/mnist)")
-    ap.add_argument("--minutes", type=float, default=3.0, help="CPU-time training budget of each arm (minutes)")
+    ap.add_argument("--minutes", type=float, default=6.0, help="CPU-time training budget of each arm (minutes)")
     ap.add_argument("--reference-steps", type=int, default=1500,
                     help="training steps of the iw arm's density-ratio classifier (data.reference_steps)")
     ap.add_argument("--clusters", type=int, default=100,
