@@ -217,11 +217,11 @@ class PromptImageModel:
             raise DataError("no prompt given")
         if not 1 <= rerank <= MAX_RERANK:
             raise ConfigError(f"rerank={rerank}: must be in [1, {MAX_RERANK}] (1: no reranking)")
-        if rerank > 1 and clip is None:
-            raise ConfigError("rerank needs a CLIP to score the candidates: clip=CKPT (genforge train clip/scenes)")
         if rerank > 1:
             from genforge.eval.clipscore import clip_score
 
+            if clip is None:
+                raise ConfigError("rerank needs a CLIP to score the candidates: clip=CKPT (genforge train clip/scenes)")
             scorer, tokenizer = self._clip(clip)
             many = [p for p in prompts for _ in range(rerank)]
             images = self.generate(many, guidance=guidance, negative_prompt=negative_prompt, seed=seed, check=check,
@@ -257,8 +257,8 @@ class PromptImageModel:
         checkpoint `clip`) and fid (Frechet distance to the held-out scenes' own images, on that
         CLIP's image features; kid its kernel counterpart). Sampling options as in generate; rerank N
         keeps the best of N candidates by that same CLIP (its clipscore is then no independent
-        measure). ConfigError for a model not
-        trained on builtin:scenes, a metric it cannot compute, or clip missing where needed."""
+        measure). ConfigError for a model not trained on builtin:scenes, a metric it cannot
+        compute, or clip missing where needed."""
         from genforge.data import scenes
         from genforge.data.caption_batches import scene_vocab
         from genforge.eval import clipscore, geneval, image_metrics
