@@ -312,9 +312,6 @@ def add_interpolate(sub):
     p.add_argument("--out", required=True, help="strip.png or animation.gif")
     p.add_argument("--steps", type=int, default=10, help="images from one latent to the other")
     p.add_argument("--seed", type=int, default=0, help="seed of the two end latents")
-    p.add_argument("--rerank", type=int, default=1, help="text to image: draw N candidates per image and keep the "
-                   "one --clip scores highest against the prompt (DALL-E's reranking; default 1: none)")
-    p.add_argument("--clip", help="text to image, --rerank: the clip checkpoint that scores (genforge train clip/scenes)")
     p.add_argument("--class", dest="cls", type=int, help="the class of a class-conditional GAN")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 

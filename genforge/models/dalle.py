@@ -172,8 +172,12 @@ class Dalle(nn.Module):
         after stream (each in its code_spans span)."""
         codes = self.vqvae.encode(images.float())[1]  # (B, h, w) or (B, h, w, streams)
         if self.vqvae.streams > 1:
-            codes = (codes + torch.tensor([lo for lo, _ in self.code_spans], device=codes.device)).movedim(-1, 1)
+            codes = (codes + self._offsets(codes.device)).movedim(-1, 1)
         return codes.flatten(1)
+
+    def _offsets(self, device: torch.device) -> torch.Tensor:
+        """(streams,) each stream's first code (code_spans' lows): a stream's own code + offset = its image code."""
+        return torch.tensor([lo for lo, _ in self.code_spans], device=device)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -181,8 +185,7 @@ class Dalle(nn.Module):
         g, s = self.vqvae.grid, self.vqvae.streams
         if s == 1:
             return self.vqvae.decode_codes(codes.view(-1, g, g)).float()
-        offsets = torch.tensor([lo for lo, _ in self.code_spans], device=codes.device)
-        return self.vqvae.decode_codes(codes.view(-1, s, g, g).movedim(1, -1) - offsets).float()
+        return self.vqvae.decode_codes(codes.view(-1, s, g, g).movedim(1, -1) - self._offsets(codes.device)).float()
 
     def code_mask(self) -> torch.Tensor | None:
         """(n_codes, number of image codes) bool: the codes each position may take (its stream's

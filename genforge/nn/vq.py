@@ -107,6 +107,25 @@ class VectorQuantizer(nn.Module):
             self.embed_sum.copy_(self.codebook)
 
     @torch.no_grad()
+    def seed_spread(self, z: torch.Tensor) -> None:
+        """Set the codebook by k-means++ seeding (Arthur & Vassilvitskii 2007) on the vectors of z
+        (B, D, *spatial): each entry drawn with probability proportional to its squared distance
+        from the entries already chosen, by a generator of fixed seed, so a run starts the same from
+        the same batch; each with cluster size 1. Where one vector fills most of z (black, in a
+        scene's patch colours) it is one entry, not most of them (as seed_from's uniform draw would make it)."""
+        flat = _flat(z)
+        gen = torch.Generator().manual_seed(0)
+        chosen = flat[torch.randint(len(flat), (1,), generator=gen)]
+        for _ in range(1, self.codebook_size):
+            d = torch.cdist(flat, chosen).min(1).values.pow(2)  # (N,)
+            pick = torch.multinomial(d / d.sum(), 1, generator=gen) if d.sum() > 0 else torch.randint(len(flat), (1,), generator=gen)
+            chosen = torch.cat([chosen, flat[pick]])
+        self.codebook.copy_(chosen)
+        if self.ema:
+            self.cluster_size.fill_(1.0)
+            self.embed_sum.copy_(chosen)
+
+    @torch.no_grad()
     def restart_dead(self, flat: torch.Tensor) -> torch.Tensor:
         """Move codes whose EMA cluster size is below dead_threshold onto vectors drawn from flat
         (N, D), with cluster size dead_threshold; returns the restarted codes' indices."""

@@ -7,7 +7,7 @@ used at all).
 
 With two streams (model.streams=value_chroma) the reconstruction is of the value image
 (VQVAE.split) and the chroma codebook moves by EMA towards the patch colours it is assigned,
-seeded on the first training batch by k-means++ (`seed_chroma`); `chroma_perplexity` and
+seeded on the first training batch by k-means++ (nn/vq.py's `seed_spread`); `chroma_perplexity` and
 `chroma_used` log its usage.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ class VQVAEObjective:
         chroma_codes = None
         if chroma is not None:
             if learn and int(model.chroma.steps) == 0:
-                seed_chroma(model.chroma, chroma)
+                model.chroma.seed_spread(chroma)
             chroma_codes = model.chroma.nearest(chroma)
             if learn:
                 model.chroma.update(chroma, chroma_codes)
@@ -97,21 +97,3 @@ class VQVAEObjective:
             values.update(val_chroma_perplexity=float(perplexity), val_chroma_used=float(used))
         return values
 
-
-@torch.no_grad()
-def seed_chroma(quantizer, chroma: torch.Tensor) -> None:
-    """Seed the chroma codebook by k-means++ (Arthur & Vassilvitskii 2007) on the patch colours
-    chroma (B, 3, h, w): each entry drawn with probability proportional to its squared distance
-    from the entries already chosen, by a generator of fixed seed, so a run starts the same from
-    the same batch. Black, most of a scene's patches, is one entry, not most of them (as
-    seed_from's uniform draw would make it)."""
-    flat = chroma.detach().movedim(1, -1).reshape(-1, chroma.shape[1]).float()  # (N, 3)
-    gen = torch.Generator().manual_seed(0)
-    chosen = flat[torch.randint(len(flat), (1,), generator=gen)]
-    for _ in range(1, quantizer.codebook_size):
-        d = torch.cdist(flat, chosen).min(1).values.pow(2)  # (N,)
-        pick = torch.multinomial(d / d.sum(), 1, generator=gen) if d.sum() > 0 else torch.randint(len(flat), (1,), generator=gen)
-        chosen = torch.cat([chosen, flat[pick]])
-    quantizer.codebook.copy_(chosen)
-    quantizer.cluster_size.fill_(1.0)
-    quantizer.embed_sum.copy_(chosen)

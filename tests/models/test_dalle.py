@@ -15,7 +15,6 @@ from genforge.errors import ConfigError, DataError
 from genforge.models.dalle import Dalle, DalleConfig
 from genforge.models.vqvae import VQVAE, VQVAEConfig
 from genforge.objectives.dalle import DalleObjective
-from genforge.objectives.vqvae import seed_chroma
 from genforge.run_config import load_config
 from genforge.sample.processors import allowed_range
 from genforge.sample.t2i_dalle import generate, sample_codes
@@ -221,13 +220,18 @@ def overfit(model, x: torch.Tensor, ids: torch.Tensor, steps: int = 150) -> floa
     return float(loss.detach())
 
 
-@pytest.fixture(scope="module")
-def vqvae_ckpt(tmp_path_factory):
+def saved_vqvae(tmp_path_factory, config: dict, name: str):
+    """An untrained 32x32 VQ-VAE of config (seed 0), saved as a checkpoint."""
     torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(**(VQ | {"image_size": 32})))
-    path = tmp_path_factory.mktemp("vqvae") / "vq"
+    model = VQVAE(VQVAEConfig(**(config | {"image_size": 32})))
+    path = tmp_path_factory.mktemp(name) / "vq"
     return ckpt_io.save_checkpoint(path, {"family": "vqvae", "model": dataclasses.asdict(model.config)},
                                    {"model": model})
+
+
+@pytest.fixture(scope="module")
+def vqvae_ckpt(tmp_path_factory):
+    return saved_vqvae(tmp_path_factory, VQ, "vqvae")
 
 
 def dalle_config(out, vq, *extra, max_iters=6):
@@ -422,7 +426,7 @@ def test_a_tiny_two_stream_model_overfits_a_handful_of_captions():
         value, chroma = model.vqvae.split(x)
         z = model.vqvae.encoder(value).permute(0, 2, 3, 1).reshape(-1, VQ["code_dim"])
         model.vqvae.codebook.copy_(z[torch.randperm(len(z))[:VQ["codebook_size"]]])
-        seed_chroma(model.vqvae.chroma, chroma)
+        model.vqvae.chroma.seed_spread(chroma)
     target = model.codes(x)
     assert len({tuple(row.tolist()) for row in target}) == 4 and len(target[:, 16:].unique()) > 2
     assert overfit(model, x, ids) < 0.05
@@ -433,11 +437,7 @@ def test_a_tiny_two_stream_model_overfits_a_handful_of_captions():
 
 @pytest.fixture(scope="module")
 def split_vqvae_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(**(VQ2 | {"image_size": 32})))
-    path = tmp_path_factory.mktemp("vqvae2") / "vq"
-    return ckpt_io.save_checkpoint(path, {"family": "vqvae", "model": dataclasses.asdict(model.config)},
-                                   {"model": model})
+    return saved_vqvae(tmp_path_factory, VQ2, "vqvae2")
 
 
 def test_a_two_stream_run_resumes_exactly_and_its_checkpoint_generates(tmp_path, split_vqvae_ckpt):

@@ -30,6 +30,17 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A tiny genforge CLIP (2 steps) for the metrics, reranking and text tower that need one."""
+    out = tmp_path_factory.mktemp("clip") / "run"
+    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
+                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
+                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
+                 f"train.out_dir={out}", "--no-progress"]) == 0
+    return out
+
+
 def ids_of(loaded, captions):
     return torch.from_numpy(encode_captions(loaded.tokenizer, captions, loaded.model.config.text_len))
 
@@ -188,14 +199,9 @@ def test_a_frozen_pretrained_text_encoder_is_copied_in_and_stays_as_it_was(tmp_p
     assert generate(loaded.model, ids_of(loaded, ["a red circle"]), steps=2).shape == (1, 3, 16, 16)
 
 
-def test_eval_gives_clipscore_fid_and_kid_on_a_genforge_clip(trained, tmp_path, capsys):
+def test_eval_gives_clipscore_fid_and_kid_on_a_genforge_clip(trained, clip, capsys):
     import json
 
-    clip = tmp_path / "clip"
-    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
-                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
-                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
-                 f"train.out_dir={clip}", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["eval", str(trained), "--metrics", "clipscore,fid,kid", "--clip", str(clip), "--num-samples", "24",
                  "--json"]) == 0
@@ -205,15 +211,10 @@ def test_eval_gives_clipscore_fid_and_kid_on_a_genforge_clip(trained, tmp_path, 
     assert "--metrics bleu: a text-to-image model has geneval, clipscore, fid, kid" in capsys.readouterr().err
 
 
-def test_rerank_keeps_each_prompts_best_candidate_by_the_clips_score(trained, tmp_path, capsys):
+def test_rerank_keeps_each_prompts_best_candidate_by_the_clips_score(trained, clip, tmp_path, capsys):
     import genforge
     from genforge.eval.clipscore import clip_score, load_clip
 
-    clip = tmp_path / "clip"
-    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
-                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
-                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
-                 f"train.out_dir={clip}", "--no-progress"]) == 0
     model = genforge.load(trained, device="cpu")
     prompts = ["a red circle above a blue square", "two green triangles"]
     best = model.generate(prompts, seed=3, rerank=4, clip=clip, steps=3)
@@ -236,14 +237,9 @@ def test_rerank_keeps_each_prompts_best_candidate_by_the_clips_score(trained, tm
                  "--rerank", "2", "--json"]) == 0
 
 
-def test_a_genforge_clip_text_tower_conditions_frozen(tmp_path):
+def test_a_genforge_clip_text_tower_conditions_frozen(clip, tmp_path):
     """model.text_encoder may name a CLIP: its text tower (word order learnt against images) is
     copied in, frozen, and the run reads the CLIP's tokenizer."""
-    clip = tmp_path / "clip"
-    assert main(["train", "clip/scenes", "data.num_scenes=64", "data.image_size=16", "data.batch_size=16",
-                 "model.width=8", "model.text_width=16", "model.text_heads=2", "model.embed_dim=16",
-                 "train.max_iters=2", "train.eval_interval=100", "train.device=cpu", "train.dtype=float32",
-                 f"train.out_dir={clip}", "--no-progress"]) == 0
     out = tmp_path / "run"
     assert main(["train", *train_args(out, 2, f"model.text_encoder={clip}", "train.ema_decay=0")]) == 0
     loaded, tower = ckpt_io.load(out), ckpt_io.load(clip).model.text
