@@ -29,6 +29,8 @@ def add_serve(sub):
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, ...")
     p.add_argument("--reject-with", metavar="RM", help="a reward checkpoint: requests with reject_below redraw "
                    "completions it scores below that (docs/bias.md)")
+    p.add_argument("--clip", metavar="CKPT", help="a clip checkpoint: text-to-image requests with rerank N keep the "
+                   "best of N candidates per image by it (genforge train clip/scenes; docs/serving.md)")
 
     def run(a):
         import importlib.util
@@ -43,7 +45,7 @@ def add_serve(sub):
         limits = Limits(max_body_bytes=a.max_body_bytes, max_concurrent=a.max_concurrent, max_tokens=a.max_tokens,
                         timeout_s=a.timeout, body_timeout_s=a.body_timeout)
         review = ReviewConfig(a.pairs_per_prompt, a.review_max_tokens, a.review_temperature)
-        state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device, a.reject_with)
+        state = build_state(a.ckpt, limits, a.api_key, a.feedback_db, a.prompts, review, a.device, a.reject_with, a.clip)
         serve(state, a.host, a.port)
 
     p.set_defaults(func=run)

@@ -64,10 +64,12 @@ def generate_images(model, n: int, seed: int | None = None) -> list[str]:
     return [base64.b64encode(to_png(img)).decode("ascii") for img in images]
 
 
-def check_prompt(model, req) -> dict:
+def check_prompt(model, req, clip: str | None = None) -> dict:
     """The generate() arguments of a text-to-image request, checked before any work: APIError 400
-    naming the field for an empty or over-long prompt, an unknown word, or an option the model
-    does not take (values out of range are the model's to refuse: a 400 from _one_shot)."""
+    naming the field for an empty or over-long prompt, an unknown word, an option the model does
+    not take, or rerank out of range or without the server's CLIP (clip; other values out of range
+    are the model's to refuse: a 400 from _one_shot)."""
+    from genforge.api import MAX_RERANK
     from genforge.errors import GenforgeError
 
     options = {k: v for k, v in (("steps", req.steps), ("sampler", req.sampler)) if v is not None}
@@ -82,6 +84,14 @@ def check_prompt(model, req) -> dict:
             model.encode([req.negative_prompt], "negative prompt")
     except GenforgeError as e:
         raise APIError(400, str(e), field) from None
+    rerank = 1 if req.rerank is None else req.rerank
+    if not 1 <= rerank <= MAX_RERANK:
+        raise APIError(400, f"rerank={rerank}: must be in [1, {MAX_RERANK}] (1: no reranking)", "rerank")
+    if rerank > 1:
+        if clip is None:
+            raise APIError(400, "rerank: this server has no CLIP to rank candidates by (start it with --clip CKPT)",
+                           "rerank")
+        options.update(rerank=rerank, clip=clip)
     return dict(guidance=req.guidance_scale, negative_prompt=req.negative_prompt or None, **options)
 
 

@@ -72,9 +72,11 @@ def router(state: ServerState) -> APIRouter:
             raise APIError(400, f"n={req.n}: at most {state.limits.max_images} images per request", "n")
         check_size(served.model, req.size)
         if served.kind == "text_image":
-            kw = check_prompt(served.model, req)
+            kw = check_prompt(served.model, req, state.clip)
             make = lambda guard: generate_from_prompt(served.model, req.prompt, req.n, req.seed, guard.check, **kw)  # noqa: E731
         else:
+            if req.rerank not in (None, 1):
+                raise APIError(400, "rerank: only text-to-image models rank candidates against a prompt", "rerank")
             make = lambda guard: generate_images(served.model, req.n, req.seed)  # noqa: E731
         return await _one_shot(state, request, make,
                                lambda pngs: {"created": int(time.time()), "data": [{"b64_json": p} for p in pngs]})

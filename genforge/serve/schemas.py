@@ -113,3 +113,4 @@ class ImageRequest(BaseModel):
     steps: int | None = None
     sampler: str | None = None
     negative_prompt: str | None = None
+    rerank: int | None = None  # keep the best of N candidates per image by the server's CLIP (--clip)

@@ -25,7 +25,7 @@ def read_prompts(path: str | Path) -> list[str]:
 
 def build_state(ckpts: list[str], limits: Limits, api_key: str | None = None, feedback_db: str | None = None,
                 prompts: str | None = None, review: ReviewConfig | None = None, device: str = "auto",
-                reject_with: str | None = None) -> ServerState:
+                reject_with: str | None = None, clip: str | None = None) -> ServerState:
     """Everything the app serves, loaded and checked (errors name the checkpoint, file or option)."""
     if not ckpts:
         raise ConfigError("serve: give at least one checkpoint")
@@ -46,6 +46,13 @@ def build_state(ckpts: list[str], limits: Limits, api_key: str | None = None, fe
         from genforge.api import load_scorer
 
         state.scorer = load_scorer(reject_with)
+    if clip:  # requests with rerank N keep the best of N candidates by this CLIP
+        from genforge.eval.clipscore import load_clip
+
+        if not any(s.kind == "text_image" for s in models.values()):
+            raise ConfigError("--clip: reranking needs at least one text-to-image model")
+        load_clip(clip)  # a checkpoint that is no CLIP fails here, naming it, not at the first request
+        state.clip = clip
     return state
 
 

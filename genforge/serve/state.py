@@ -18,6 +18,7 @@ class ServerState:
     slots: Slots = None
     engine: Engine = None
     scorer: object | None = None          # (prompt, completion) -> reward: rejection sampling (--reject-with)
+    clip: str | None = None               # a clip checkpoint: text-to-image requests with rerank (--clip)
 
     def __post_init__(self):
         self.slots = self.slots or Slots(self.limits.max_concurrent)

@@ -40,7 +40,7 @@ def text_models(serve_ckpt):
 
 @pytest.fixture
 def make_server(text_models):
-    """make_server(**limits, api_key=None, feedback=None, extra=[]) -> base URL of a running server."""
+    """make_server(**limits, api_key=None, feedback=None, extra=[], clip=None) -> base URL of a running server."""
     from genforge.serve.app import create_app
     from genforge.serve.limits import Limits
     from genforge.serve.registry import index
@@ -50,9 +50,9 @@ def make_server(text_models):
     stack = []
 
     def make(api_key: str | None = None, feedback=None, extra: list = (), review: ReviewConfig | None = None,
-             **limits) -> str:
+             clip: str | None = None, **limits) -> str:
         state = ServerState(index([*text_models, *extra]), Limits(**limits), api_key, feedback,
-                            review or ReviewConfig(max_tokens=16))
+                            review or ReviewConfig(max_tokens=16), clip=clip)
         ctx = running(create_app(state))
         url = ctx.__enter__()
         stack.append(ctx)

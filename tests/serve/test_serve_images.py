@@ -29,6 +29,9 @@ def test_size_is_honoured_or_refused_naming_the_sizes_the_model_has(make_server)
         assert [_size(d.b64_json) for d in result.data] == [(16, 16), (16, 16)]
     # width x height, as OpenAI's API writes sizes: Pixels makes 8 rows of 6 columns
     assert _size(c.images.generate(model="pixels", prompt="x", size="6x8").data[0].b64_json) == (6, 8)
+    with pytest.raises(openai.BadRequestError) as e:  # no prompt to rank candidates against
+        c.images.generate(model="pixels", prompt="x", extra_body={"rerank": 4})
+    assert e.value.body["param"] == "rerank" and "only text-to-image models" in e.value.body["message"]
     for model, size, own in (("vae", "256x256", "16x16"), ("vae", "1024x1024", "16x16"), ("pixels", "8x6", "6x8")):
         with pytest.raises(openai.BadRequestError) as e:
             c.images.generate(model=model, prompt="x", size=size)

@@ -8,8 +8,10 @@ import base64
 
 import openai
 import pytest
+import torch
 
 from genforge.cli import main
+from genforge.serve.images import to_png
 from serve.test_serve_openai import client
 
 TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.text_layers=1", "model.text_width=32",
@@ -57,6 +59,51 @@ def test_bad_input_is_a_400_naming_it(make_server, t2i, ask, param, words):
     with pytest.raises(openai.BadRequestError) as e:
         c.images.generate(model="scenes", **ask)
     assert words in e.value.body["message"] and e.value.body["param"] == param
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from tests.models.test_clip import TINY as CLIP_TINY
+
+    out = tmp_path_factory.mktemp("clip") / "run"
+    assert main(["train", "clip/scenes", *CLIP_TINY, f"train.out_dir={out}", "--no-progress"]) == 0
+    return str(out)
+
+
+def test_rerank_keeps_the_clips_best_of_n_as_the_python_api_does(make_server, t2i, clip):
+    c = client(make_server(extra=[t2i], clip=clip))
+    ask = dict(model="scenes", prompt="a red circle above a blue square", n=2, response_format="b64_json")
+    got = c.images.generate(**ask, extra_body={"seed": 3, "steps": 2, "rerank": 4})
+    with torch.inference_mode():
+        want = t2i.model.generate(ask["prompt"], 2, seed=3, steps=2, rerank=4, clip=clip)
+    assert [base64.b64decode(d.b64_json) for d in got.data] == [to_png(img) for img in want]
+    once = c.images.generate(**ask, extra_body={"seed": 3, "steps": 2, "rerank": 1})
+    plain = c.images.generate(**ask, extra_body={"seed": 3, "steps": 2})
+    assert [d.b64_json for d in once.data] == [d.b64_json for d in plain.data]
+
+
+@pytest.mark.parametrize("rerank, with_clip, words", [
+    (4, False, "this server has no CLIP to rank candidates by (start it with --clip CKPT)"),
+    (0, True, "rerank=0: must be in [1, 64]"),
+    (65, True, "rerank=65: must be in [1, 64]"),
+])
+def test_bad_rerank_is_a_400_naming_it(make_server, t2i, clip, rerank, with_clip, words):
+    c = client(make_server(extra=[t2i], clip=clip if with_clip else None))
+    with pytest.raises(openai.BadRequestError) as e:
+        c.images.generate(model="scenes", prompt="a red circle", extra_body={"rerank": rerank})
+    assert words in e.value.body["message"] and e.value.body["param"] == "rerank"
+
+
+def test_serve_clip_is_checked_at_start(t2i, clip, serve_ckpt):
+    from genforge.errors import CheckpointError, ConfigError
+    from genforge.serve.limits import Limits
+    from genforge.serve.server import build_state
+
+    assert build_state([f"scenes={t2i.model.path}"], Limits(), clip=clip, device="cpu").clip == clip
+    with pytest.raises(CheckpointError, match="CLIPScore needs a clip checkpoint"):
+        build_state([f"scenes={t2i.model.path}"], Limits(), clip=str(t2i.model.path), device="cpu")
+    with pytest.raises(ConfigError, match="--clip: reranking needs at least one text-to-image model"):
+        build_state([str(serve_ckpt)], Limits(), clip=clip, device="cpu")
 
 
 def test_the_timeout_stops_the_sampler_between_steps(make_server, t2i):
