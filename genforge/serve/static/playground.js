@@ -168,7 +168,8 @@ async function generateImages() {  // /v1/images/generations: base64 PNGs shown 
   const status = (text) => { $("image-status").textContent = text; };
   const body = { model: $("image-model").value, prompt: $("image-prompt").value, n: Number($("image-n").value),
                  response_format: "b64_json" };
-  for (const [field, id] of [["guidance_scale", "guidance"], ["steps", "steps"], ["seed", "image-seed"]]) {
+  for (const [field, id] of [["guidance_scale", "guidance"], ["steps", "steps"], ["seed", "image-seed"],
+                           ["rerank", "image-rerank"]]) {
     if ($(id).value !== "") body[field] = Number($(id).value);
   }
   if ($("negative-prompt").value.trim()) body.negative_prompt = $("negative-prompt").value;
