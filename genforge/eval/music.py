@@ -48,21 +48,56 @@ def ngrams(words: list, n: int) -> list[tuple]:
     return [((0, 0, words[i][2]),) + tuple(words[i + 1:i + n]) for i in range(len(words) - n + 1)]
 
 
+BASE = 0x9E3779B97F4A7C15  # odd: the polynomial hash's base, mod 2**64 (uint64 arithmetic wraps)
+MASK = (1 << 64) - 1
+
+
 class NgramIndex:
-    """The n-grams of a set of pieces, for every n asked, built on first use."""
+    """The n-grams of a set of pieces, for any n, each one 64-bit polynomial hash of its notes
+    (ngrams' form: the first note by its duration alone), from prefix hashes of the pieces laid
+    end to end, so an n-gram costs 8 bytes whatever n is (sets of n-note tuples took GBs for the
+    long runs longest_copy asks about). Only the NGRAM-note table is kept; a false match between
+    distinct n-grams has odds of about 2**-64 per pair compared."""
 
     def __init__(self, pieces: list[np.ndarray]):
-        self.words = [note_words(p) for p in pieces]
-        self._sets: dict[int, set] = {}
+        self.ids: dict[tuple, int] = {}  # a note word, or ("first", duration), -> its id (from 1)
+        seqs = [self._encode(note_words(p)) for p in pieces]
+        self.full = np.concatenate([f for f, _ in seqs]) if seqs else np.zeros(0, np.uint64)
+        self.first = np.concatenate([h for _, h in seqs]) if seqs else np.zeros(0, np.uint64)
+        self.prefix = prefix_hashes(self.full)
+        ends = np.cumsum([len(f) for f, _ in seqs], dtype=np.int64)
+        self.end = np.repeat(ends, [len(f) for f, _ in seqs])  # each note's piece's end
+        self._tables: dict[int, np.ndarray] = {}
 
-    def grams(self, n: int) -> set:
-        if n not in self._sets:
-            self._sets[n] = {g for w in self.words for g in ngrams(w, n)}
-        return self._sets[n]
+    def _encode(self, words: list) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of the words, ids of their first-note forms), (len(words),) uint64 each."""
+        full = [self.ids.setdefault(w, len(self.ids) + 1) for w in words]
+        first = [self.ids.setdefault(("first", w[2]), len(self.ids) + 1) for w in words]
+        return np.array(full, np.uint64), np.array(first, np.uint64)
+
+    def table(self, n: int) -> np.ndarray:
+        """The sorted hashes of the indexed pieces' n-grams (those inside one piece)."""
+        if n in self._tables:
+            return self._tables[n]
+        starts = np.flatnonzero(np.arange(len(self.full)) + n <= self.end)
+        out = np.sort(gram_hashes(self.first, self.prefix, starts, n))
+        if n == NGRAM:
+            self._tables[n] = out
+        return out
+
+    def has(self, words: list, n: int) -> np.ndarray:
+        """(len(words) - n + 1,) bool: whether each of the n-grams of words is in the pieces."""
+        if len(words) < n or n < 1:
+            return np.zeros(0, bool)
+        full, first = self._encode(words)
+        hashes = gram_hashes(first, prefix_hashes(full), np.arange(len(words) - n + 1), n)
+        table = self.table(n)
+        at = np.minimum(np.searchsorted(table, hashes), max(len(table) - 1, 0))
+        return table[at] == hashes if len(table) else np.zeros(len(hashes), bool)
 
     def copy_rate(self, pieces_words: list[list], n: int = NGRAM) -> float:
-        grams = [g for w in pieces_words for g in ngrams(w, n)]
-        return float(np.mean([g in self.grams(n) for g in grams])) if grams else float("nan")
+        found = np.concatenate([self.has(w, n) for w in pieces_words]) if pieces_words else np.zeros(0, bool)
+        return float(found.mean()) if len(found) else float("nan")
 
     def longest_copy(self, words: list) -> int:
         """The most consecutive notes of `words` found as one run in the indexed pieces (a
@@ -71,11 +106,28 @@ class NgramIndex:
         lo, hi = 0, len(words)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if any(g in self.grams(mid) for g in ngrams(words, mid)):
+            if self.has(words, mid).any():
                 lo = mid
             else:
                 hi = mid - 1
         return lo
+
+
+def prefix_hashes(ids: np.ndarray) -> np.ndarray:
+    """(len(ids) + 1,) uint64: entry j is the polynomial hash of ids[:j] (base BASE, mod 2**64)."""
+    out, h = [0], 0
+    for x in ids.tolist():
+        h = (h * BASE + x) & MASK
+        out.append(h)
+    return np.array(out, np.uint64)
+
+
+def gram_hashes(first: np.ndarray, prefix: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """The hashes of the n-grams starting at `starts`: the first note's first-form id, then the
+    next n - 1 notes' ids (the hash of ids[i+1:i+n] is prefix[i+n] - prefix[i+1] * BASE**(n-1))."""
+    power = np.uint64(pow(BASE, n - 1, 1 << 64))
+    with np.errstate(over="ignore"):
+        return first[starts] * power + (prefix[starts + n] - prefix[starts + 1] * power)
 
 
 def halves(pieces: list[np.ndarray]) -> tuple[list, list]:

@@ -27,6 +27,26 @@ def test_copies_are_found_and_new_music_is_not():
     assert novelty([half], train)["longest_copy_max"] >= 20
 
 
+def test_the_hashed_index_agrees_with_sets_of_ngram_tuples():
+    from genforge.eval.music import NgramIndex, ngrams, note_words
+
+    rng = np.random.default_rng(3)
+
+    def narrow(n):  # three pitches, two lengths: many repeats, so many matches to get right
+        starts = np.cumsum(rng.choice([120, 240], size=n))
+        return np.stack([starts, rng.choice([120, 240], size=n), rng.integers(60, 63, size=n), np.full(n, 80)], 1)
+
+    train = [narrow(int(rng.integers(3, 40))) for _ in range(8)]
+    index = NgramIndex(train)
+    for sample in [narrow(int(rng.integers(1, 30))) for _ in range(20)]:
+        words = note_words(sample)
+        for n in range(1, 12):
+            grams = {g for p in train for g in ngrams(note_words(p), n)}
+            assert index.has(words, n).tolist() == [g in grams for g in ngrams(words, n)]
+        longest = max((n for n in range(1, len(words) + 1) if index.has(words, n).any()), default=0)
+        assert index.longest_copy(words) == longest
+
+
 def test_histogram_distances_are_zero_for_the_data_and_scale_degrees_forgive_transposition():
     data = [tune_notes(n, 4) for n in ("c_major", "g_major", "a_minor")]
     same = histogram_distances(data, data)
