@@ -23,6 +23,12 @@ DECODE_COPY_MIN_PARAMS = 20_000_000
 MAX_RERANK = 64  # candidates per image a text-to-image model's rerank draws at most
 
 
+def check_rerank(rerank: int) -> None:
+    """ConfigError unless rerank (candidates per image) is in [1, MAX_RERANK]."""
+    if not 1 <= rerank <= MAX_RERANK:
+        raise ConfigError(f"rerank={rerank}: must be in [1, {MAX_RERANK}] (1: no reranking)")
+
+
 def load(ckpt: str | Path, device: str = "auto", dtype: str = "auto"):
     """A checkpoint ready to use, by what its family makes (genforge/families.py): a TextModel for
     a language model; a PromptImageModel for a text-to-image model (.generate(prompt, ...)); for
@@ -215,14 +221,13 @@ class PromptImageModel:
         prompts = [prompt] * num_samples if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise DataError("no prompt given")
-        if not 1 <= rerank <= MAX_RERANK:
-            raise ConfigError(f"rerank={rerank}: must be in [1, {MAX_RERANK}] (1: no reranking)")
+        check_rerank(rerank)
         if rerank > 1:
             from genforge.eval.clipscore import clip_score
 
             if clip is None:
                 raise ConfigError("rerank needs a CLIP to score the candidates: clip=CKPT (genforge train clip/scenes)")
-            scorer, tokenizer = self._clip(clip)
+            scorer, tokenizer = self.scorer(clip)
             many = [p for p in prompts for _ in range(rerank)]
             images = self.generate(many, guidance=guidance, negative_prompt=negative_prompt, seed=seed, check=check,
                                    **options)
@@ -239,8 +244,9 @@ class PromptImageModel:
         options = {k: v for k, v in options.items() if v is not None}
         return self._sample(self.model, ids, generator=gen, guidance=guidance, negative=negative, check=check, **options)
 
-    def _clip(self, ckpt: str | Path) -> tuple[torch.nn.Module, object]:
-        """(model, tokenizer) of a clip checkpoint, loaded once per path."""
+    def scorer(self, ckpt: str | Path) -> tuple[torch.nn.Module, object]:
+        """(model, tokenizer) of the clip checkpoint rerank scores by, loaded once per path on this
+        model's device; CheckpointError for a checkpoint that is no CLIP."""
         from genforge.eval.clipscore import load_clip
 
         key = str(Path(ckpt).resolve())

@@ -85,12 +85,18 @@ class NgramIndex:
             self._tables[n] = out
         return out
 
-    def has(self, words: list, n: int) -> np.ndarray:
-        """(len(words) - n + 1,) bool: whether each of the n-grams of words is in the pieces."""
-        if len(words) < n or n < 1:
-            return np.zeros(0, bool)
+    def query(self, words: list) -> tuple[np.ndarray, np.ndarray]:
+        """(first-form ids, prefix hashes) of words: what `has` reads, made once per piece asked about."""
         full, first = self._encode(words)
-        hashes = gram_hashes(first, prefix_hashes(full), np.arange(len(words) - n + 1), n)
+        return first, prefix_hashes(full)
+
+    def has(self, words: list | tuple, n: int) -> np.ndarray:
+        """(len(words) - n + 1,) bool: whether each of the n-grams of words (or of a `query` of
+        them) is in the pieces."""
+        first, prefix = words if isinstance(words, tuple) else self.query(words)
+        if len(first) < n or n < 1:
+            return np.zeros(0, bool)
+        hashes = gram_hashes(first, prefix, np.arange(len(first) - n + 1), n)
         table = self.table(n)
         at = np.minimum(np.searchsorted(table, hashes), max(len(table) - 1, 0))
         return table[at] == hashes if len(table) else np.zeros(len(hashes), bool)
@@ -103,10 +109,10 @@ class NgramIndex:
         """The most consecutive notes of `words` found as one run in the indexed pieces (a
         binary search over the length: a copied run of L notes holds copied runs of every
         shorter length)."""
-        lo, hi = 0, len(words)
+        lo, hi, asked = 0, len(words), self.query(words)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.has(words, mid).any():
+            if self.has(asked, mid).any():
                 lo = mid
             else:
                 hi = mid - 1

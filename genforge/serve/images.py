@@ -69,7 +69,7 @@ def check_prompt(model, req, clip: str | None = None) -> dict:
     naming the field for an empty or over-long prompt, an unknown word, an option the model does
     not take, or rerank out of range or without the server's CLIP (clip; other values out of range
     are the model's to refuse: a 400 from _one_shot)."""
-    from genforge.api import MAX_RERANK
+    from genforge.api import check_rerank
     from genforge.errors import GenforgeError
 
     options = {k: v for k, v in (("steps", req.steps), ("sampler", req.sampler)) if v is not None}
@@ -85,8 +85,10 @@ def check_prompt(model, req, clip: str | None = None) -> dict:
     except GenforgeError as e:
         raise APIError(400, str(e), field) from None
     rerank = 1 if req.rerank is None else req.rerank
-    if not 1 <= rerank <= MAX_RERANK:
-        raise APIError(400, f"rerank={rerank}: must be in [1, {MAX_RERANK}] (1: no reranking)", "rerank")
+    try:
+        check_rerank(rerank)
+    except GenforgeError as e:
+        raise APIError(400, str(e), "rerank") from None
     if rerank > 1:
         if clip is None:
             raise APIError(400, "rerank: this server has no CLIP to rank candidates by (start it with --clip CKPT)",

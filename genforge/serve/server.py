@@ -47,11 +47,11 @@ def build_state(ckpts: list[str], limits: Limits, api_key: str | None = None, fe
 
         state.scorer = load_scorer(reject_with)
     if clip:  # requests with rerank N keep the best of N candidates by this CLIP
-        from genforge.eval.clipscore import load_clip
-
-        if not any(s.kind == "text_image" for s in models.values()):
+        t2i = [s.model for s in models.values() if s.kind == "text_image"]
+        if not t2i:
             raise ConfigError("--clip: reranking needs at least one text-to-image model")
-        load_clip(clip)  # a checkpoint that is no CLIP fails here, naming it, not at the first request
+        for model in t2i:  # loaded now, once per model: one that is no CLIP fails here, not at the first request
+            model.scorer(clip)
         state.clip = clip
     return state
 
