@@ -59,6 +59,11 @@ class GANConfig:
     # conditioning. Without it, on 90/10 MNIST, a quarter of the fakes fell outside their cluster and
     # G made the digits it liked within mixed ones (bench/bias_mnist.py: TV 0.062 -> 0.024, FID 12.3 -> 3.1)
     cluster_loss: float = 1.0
+    # under weighted draws (data.target / data.weights / data.reference), k-means also reads each image's
+    # log draw weight, at this share of the PCA coordinates' spread (data/clusters.py; 0: pixels only), so
+    # that a cluster does not mix alike images drawn at very different rates, of which G would make the
+    # more drawn kind only (bench/bias_mnist.py, importance-weighted arm: TV 0.048 / 0.071 -> 0.045 / 0.042)
+    cluster_weight_feature: float = 0.5
 
     def __post_init__(self):
         if self.clusters < 0 or self.clusters == 1 or self.cluster_dims < 1:
@@ -74,9 +79,10 @@ class GANConfig:
         if self.g_cond not in ("concat", "cbn", "both"):
             raise ConfigError(f"model.g_cond={self.g_cond!r}: expected concat, cbn or both")
         if (self.r1_gamma < 0 or self.num_classes < 0 or self.d_lr_scale <= 0 or self.truncation < 0
-                or self.cluster_loss < 0):
+                or self.cluster_loss < 0 or self.cluster_weight_feature < 0):
             raise ConfigError("model.r1_gamma >= 0, model.num_classes >= 0, model.d_lr_scale > 0, "
-                              "model.truncation >= 0 and model.cluster_loss >= 0 are required")
+                              "model.truncation >= 0, model.cluster_loss >= 0 and model.cluster_weight_feature >= 0 "
+                              "are required")
         from genforge.nn.diffaugment import POLICIES
 
         for name in self.diffaugment:

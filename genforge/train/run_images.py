@@ -52,7 +52,8 @@ def _clusters(cfg: RunConfig, train_set, weights):
         return None
     from genforge.data.clusters import fit_clusters
 
-    return fit_clusters(train_set.images, cfg.model.clusters, cfg.model.cluster_dims, cfg.train.seed, weights)
+    return fit_clusters(train_set.images, cfg.model.clusters, cfg.model.cluster_dims, cfg.train.seed, weights,
+                        cfg.model.cluster_weight_feature)
 
 
 def _draw_weights(cfg: RunConfig, train_set):

@@ -38,6 +38,32 @@ def test_clusters_are_deterministic_for_a_seed_and_find_the_kinds():
     assert a.basis.shape == (4, 64) and not fit_clusters(x[:5], 2, dims=20).basis[4:].any()  # rank 4 < 20
 
 
+def test_the_weight_feature_keeps_alike_images_drawn_at_different_rates_apart():
+    """Kinds 0 and 1 share a band (1 has a faint mark besides) and are drawn at 5 and 0.5: pixel
+    k-means under the weights splits the heavy kind 0 and puts half of it with kind 1 (G would then
+    make mostly 0s there); with the log weight as a coordinate each kind has a cluster of its own."""
+    rng = np.random.default_rng(0)
+    kind = np.repeat(np.arange(3), 60)
+    x = rng.integers(0, 60, (len(kind), 1, 8, 8)).astype(np.uint8)
+    x[kind < 2, :, 0:2] += 150
+    x[kind == 1, :, 2, 0:2] += 70
+    x[kind == 2, :, 6:8] += 150
+    w = np.where(kind == 0, 5.0, np.where(kind == 1, 0.5, 1.0))
+
+    def table(weight_feature):  # (cluster, kind) counts
+        ids = fit_clusters(x, 3, dims=8, seed=0, weights=w, weight_feature=weight_feature).assign(x)
+        return np.stack([np.bincount(kind[ids == c], minlength=3) for c in range(3)])
+
+    plain, split = table(0.0), table(0.5)
+    assert ((plain[:, 0] >= 20) & (plain[:, 1] >= 20)).any()  # one cluster mixes the two kinds
+    assert (split.max(0) >= 59).all() and len(set(split.argmax(0))) == 3  # each kind in a cluster of its own
+    # weights all alike: the extra coordinate is constant and changes nothing
+    same = [fit_clusters(x, 3, dims=8, seed=0, weights=np.full(len(x), 2.0), weight_feature=f) for f in (0.0, 0.5)]
+    assert np.array_equal(same[0].centroids, same[1].centroids)
+    with pytest.raises(ConfigError, match="weight_feature=-1"):
+        fit_clusters(x, 3, dims=8, weight_feature=-1)
+
+
 def test_cluster_shares_follow_the_draw_weights_by_hand():
     ids = np.array([0, 0, 1, 2, 2, 2])
     assert cluster_shares(ids, 4).tolist() == pytest.approx([2 / 6, 1 / 6, 3 / 6, 0])
@@ -125,7 +151,8 @@ def test_bad_switches_are_one_line_config_errors():
     for kw, match in (({"clusters": 1}, "model.clusters=1"), ({"clusters": -2}, "model.clusters=-2"),
                       ({"clusters": 4, "conditional": True, "num_classes": 10}, "give one"),
                       ({"clusters": 4, "cluster_dims": 0}, "cluster_dims=0"),
-                      ({"clusters": 4, "cluster_loss": -1.0}, "cluster_loss >= 0")):
+                      ({"clusters": 4, "cluster_loss": -1.0}, "cluster_loss >= 0"),
+                      ({"clusters": 4, "cluster_weight_feature": -1.0}, "cluster_weight_feature >= 0")):
         with pytest.raises(ConfigError, match=match):
             GANConfig(image_size=8, channels=1, **kw)
     with pytest.raises(ConfigError, match="data.reference_estimator='knn'"):
