@@ -21,8 +21,9 @@ train.budget_clock=cpu):
 
 The unconditional arms are self-conditioned GANs (model.clusters=--clusters, Liu et al. 2020): G
 and D read k-means clusters of the training images (fitted under the arm's draw weights, on the
-pixels' principal components and the log draw weight, model.cluster_weight_feature; no label used) and G samples clusters at their share of the
-draws, so each arm makes the distribution it was drawn (a plain unconditional GAN covers the digits in proportions of its own, which hid the
+pixels' principal components and the log draw weight, model.cluster_weight_feature; no label
+used) and G samples clusters at their share of the draws, so each arm makes the distribution it
+was drawn (a plain unconditional GAN covers the digits in proportions of its own, which hid the
 data-side mitigations). For each, the clusters' purity against the true digits is printed, with
 the TV a G matching every cluster exactly would have (the weights' own error). --family vae
 trains the vae/mnist recipe's VAEs instead (no clusters).

@@ -74,14 +74,13 @@ def fit_clusters(images: np.ndarray, k: int, dims: int = DEFAULT_DIMS, seed: int
     basis = np.zeros((dims, x.shape[1]), np.float32)
     basis[:len(top)] = top
     h = (centred @ basis.T.astype(np.float64)).astype(np.float32)  # (N, P)
-    log_w = np.log(np.where(w > 0, w, w[w > 0].min()))  # an image never drawn (weight 0) counts as the least drawn
-    if weight_feature and log_w.std() > 0:  # (N, P + 1): the PCA coordinates and the scaled log weight
+    features = h
+    log_w = np.log(np.where(w > 0, w, w[w > 0].min())) if weight_feature else None  # weight 0: as the least drawn
+    if log_w is not None and log_w.std() > 0:  # (N, P + 1): the PCA coordinates and the scaled log weight
         extra = weight_feature * np.sqrt(h.astype(np.float64).var(0).sum()) * (log_w - log_w.mean()) / log_w.std()
-        km = KMeans(n_clusters=k, n_init=3, random_state=seed, algorithm="lloyd").fit(
-            np.concatenate([h.astype(np.float64), extra[:, None]], 1), sample_weight=w)
-        return Clusters(mean.astype(np.float32), basis, km.cluster_centers_[:, :-1].astype(np.float32))
-    km = KMeans(n_clusters=k, n_init=3, random_state=seed, algorithm="lloyd").fit(h, sample_weight=w)
-    return Clusters(mean.astype(np.float32), basis, km.cluster_centers_.astype(np.float32))
+        features = np.concatenate([h.astype(np.float64), extra[:, None]], 1)
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed, algorithm="lloyd").fit(features, sample_weight=w)
+    return Clusters(mean.astype(np.float32), basis, km.cluster_centers_[:, :dims].astype(np.float32))
 
 
 def cluster_shares(ids: np.ndarray, k: int, weights: np.ndarray | None = None) -> np.ndarray:

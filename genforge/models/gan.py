@@ -62,7 +62,7 @@ class GANConfig:
     # under weighted draws (data.target / data.weights / data.reference), k-means also reads each image's
     # log draw weight, at this share of the PCA coordinates' spread (data/clusters.py; 0: pixels only), so
     # that a cluster does not mix alike images drawn at very different rates, of which G would make the
-    # more drawn kind only (bench/bias_mnist.py, importance-weighted arm: TV 0.048 / 0.071 -> 0.045 / 0.042)
+    # more drawn kind only (bench/bias_mnist.py, importance-weighted arm: TV 0.048 / 0.071 -> 0.045 / 0.044)
     cluster_weight_feature: float = 0.5
 
     def __post_init__(self):
